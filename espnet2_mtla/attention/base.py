@@ -1,0 +1,175 @@
+"""The calling convention shared by every attention type (argument checks, positions,
+where the cache lives). The attention math itself is in mha.py and mtla.py.
+
+One call covers training, prefill and decoding:
+
+    out = attn(query, key, position=pos, key_padding_mask=pad, cache=cache)
+
+- ``key`` (B, Tk, D) is the input the keys and values are projected from (self-attention:
+  the query sequence, possibly preceded by a prefix such as a speech encoder output).
+  ``query`` (B, Tq, D) holds the last Tq of those positions, Tq <= Tk. ``key=None``
+  means ``key = query``.
+- ``position`` (B, Tk) or (1, Tk): integer positions of the ``key`` tokens (float is
+  accepted if integral, as the reference package passes floats). Default: 0..Tk-1, or
+  continuing from the cache. Within a row, real tokens must carry consecutive positions.
+- ``key_padding_mask`` (B, Tk), True at padding. Padding may sit on the left or the right;
+  a padded token is never attended to and never enters a cache. Outputs at padded query
+  positions are finite but meaningless.
+- ``cache``: a cache from ``make_cache``; the ``key`` tokens are appended to it and the
+  queries attend to everything cached before them. ``incremental_state`` (a dict, fairseq
+  style, as the reference package uses) holds such a cache per module instead.
+"""
+
+import uuid
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    """Base class: validates a call and hands a normalised one to ``_attend``."""
+
+    embed_dim: int
+
+    def __init__(self):
+        super().__init__()
+        self._state_key = f"{type(self).__name__}.{uuid.uuid4()}"
+
+    # --- to implement per type -------------------------------------------------------
+    def make_cache(self, batch_size: int, device=None, dtype=None):
+        raise NotImplementedError
+
+    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
+        raise NotImplementedError
+
+    # --- shared entry point ------------------------------------------------------------
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: Optional[torch.Tensor] = None,
+        value: Optional[torch.Tensor] = None,
+        key_padding_mask: Optional[torch.Tensor] = None,
+        self_attn_mask: Optional[torch.Tensor] = None,
+        position: Optional[torch.Tensor] = None,
+        incremental_state: Optional[dict] = None,
+        need_weights: bool = False,
+        use_flashattn_infer: bool = False,
+        *,
+        cache=None,
+    ) -> torch.Tensor:
+        """Attend; returns (B, Tq, D).
+
+        ``value`` is accepted for drop-in compatibility with the reference package and
+        must have the shape of ``key`` (keys and values are both projected from ``key``).
+        ``self_attn_mask`` (Tq, Tk) is an additive float mask applied on top of the
+        type's own causal mask; it is only allowed when no cached tokens are attended.
+        ``need_weights`` and ``use_flashattn_infer`` are accepted and ignored (weights are
+        never returned; the decode kernel is picked automatically).
+        """
+        if key is None:
+            key = query
+        self._check_inputs(query, key, value)
+        batch, key_len = key.shape[0], key.shape[1]
+        if incremental_state is not None:
+            if cache is not None:
+                raise ValueError("pass either cache or incremental_state, not both")
+            cache = incremental_state.get(self._state_key)
+            if cache is None:
+                cache = self.make_cache(batch, device=key.device, dtype=key.dtype)
+                incremental_state[self._state_key] = cache
+        if cache is not None and cache.batch_size != batch:
+            raise ValueError(
+                f"cache holds batch {cache.batch_size} but the input has batch {batch}"
+            )
+        positions = self._positions(position, batch, key_len, key.device, cache)
+        if key_padding_mask is not None:
+            if key_padding_mask.shape != (batch, key_len):
+                raise ValueError(
+                    f"key_padding_mask must have shape {(batch, key_len)} (B, Tk), "
+                    f"got {tuple(key_padding_mask.shape)}"
+                )
+            key_padding_mask = key_padding_mask.to(device=key.device, dtype=torch.bool)
+        if self_attn_mask is not None:
+            if self_attn_mask.shape != (query.shape[1], key_len):
+                raise ValueError(
+                    f"self_attn_mask must have shape {(query.shape[1], key_len)} (Tq, Tk), "
+                    f"got {tuple(self_attn_mask.shape)}"
+                )
+            if cache is not None and cache.num_tokens > 0:
+                raise ValueError("self_attn_mask cannot be used once the cache holds tokens")
+        return self._attend(query, key, positions, key_padding_mask, self_attn_mask, cache)
+
+    def reorder_incremental_state(self, incremental_state: dict, new_order: torch.Tensor):
+        """Beam-search reorder of the cache held in ``incremental_state`` (fairseq style)."""
+        cache = incremental_state.get(self._state_key)
+        if cache is not None:
+            cache.reorder(new_order)
+        return incremental_state
+
+    # --- checks -----------------------------------------------------------------------
+    def _check_inputs(self, query, key, value):
+        for name, tensor in (("query", query), ("key", key)):
+            if tensor.dim() != 3:
+                raise ValueError(
+                    f"{name} must have rank 3 (B, T, D), got shape {tuple(tensor.shape)}"
+                )
+            if tensor.shape[-1] != self.embed_dim:
+                raise ValueError(
+                    f"{name} last dimension must be embed_dim={self.embed_dim}, "
+                    f"got {tensor.shape[-1]}"
+                )
+        if value is not None and value.shape != key.shape:
+            raise ValueError(
+                f"value must have the shape of key {tuple(key.shape)} (self-attention), "
+                f"got {tuple(value.shape)}"
+            )
+        if query.shape[0] != key.shape[0]:
+            raise ValueError(
+                f"query batch {query.shape[0]} does not match key batch {key.shape[0]}"
+            )
+        if query.shape[1] > key.shape[1]:
+            raise ValueError(
+                f"query length {query.shape[1]} exceeds key length {key.shape[1]}: "
+                "queries are the last positions of key"
+            )
+        if query.dtype != key.dtype:
+            raise ValueError(f"query dtype {query.dtype} does not match key dtype {key.dtype}")
+        param_dtype = next(self.parameters()).dtype
+        if query.dtype != param_dtype:
+            raise ValueError(
+                f"input dtype {query.dtype} does not match the module's parameter dtype "
+                f"{param_dtype}; convert one of them (e.g. module.to({query.dtype}))"
+            )
+
+    @staticmethod
+    def _positions(position, batch, key_len, device, cache) -> torch.Tensor:
+        """Integer positions (B, Tk) of the key tokens."""
+        if position is None:
+            steps = torch.arange(key_len, device=device)
+            if cache is None:
+                return steps.unsqueeze(0).expand(batch, key_len)
+            return cache.next_position.unsqueeze(1) + steps  # continue each row
+        if position.dim() != 2 or position.shape[1] != key_len or position.shape[0] not in (
+            1,
+            batch,
+        ):
+            raise ValueError(
+                f"position must have shape {(batch, key_len)} or {(1, key_len)} (B, Tk) "
+                f"matching the key input, got {tuple(position.shape)}"
+            )
+        if position.is_floating_point():
+            rounded = position.round()
+            if not torch.equal(rounded, position):
+                raise ValueError("position must hold integer values")
+            position = rounded
+        return position.to(device=device, dtype=torch.long).expand(batch, key_len)
+
+
+def attention_mask_to_bias(visible: torch.Tensor, dtype, attn_bias=None) -> torch.Tensor:
+    """Boolean visibility (B, 1, Tq, Tk) -> additive float mask, plus an optional (Tq, Tk) bias."""
+    bias = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+    bias = bias.masked_fill(~visible, float("-inf"))
+    if attn_bias is not None:
+        bias = bias + attn_bias.to(dtype)
+    return bias

@@ -1,0 +1,147 @@
+"""Decoding caches.
+
+``KVCache`` holds per-token keys and values (MHA, MQA, GQA). ``LatentCache`` holds one
+entry of [latent c^ (r); rope key (d_r)] per chunk of ``down_rate`` positions (MLA, MTLA).
+Both grow in place (capacity doubles, so appending is amortised O(1) rather than a
+concatenation per step), reorder along the batch axis for beam search with one gather,
+and report their live size with ``nbytes()``. They only store; the attention types
+decide what goes in.
+"""
+
+import torch
+
+
+def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
+    """``buffer`` with at least ``needed`` slots along ``time_axis`` (doubling), data kept."""
+    capacity = buffer.shape[time_axis]
+    if needed <= capacity:
+        return buffer
+    new_capacity = max(needed, 2 * capacity, 16)
+    shape = list(buffer.shape)
+    shape[time_axis] = new_capacity
+    grown = buffer.new_zeros(shape)
+    grown.narrow(time_axis, 0, capacity).copy_(buffer)
+    return grown
+
+
+class KVCache:
+    """Keys and values (B, T, n_kv, d_h) after RoPE, with the padding mask of each step."""
+
+    def __init__(self, batch_size, num_kv_heads, head_dim, device=None, dtype=None):
+        self.batch_size = batch_size
+        self.keys = torch.zeros(batch_size, 0, num_kv_heads, head_dim, device=device, dtype=dtype)
+        self.values = torch.zeros_like(self.keys)
+        self.padding = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)
+        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.num_tokens = 0  # time steps held (padded steps included)
+
+    def append(self, keys, values, padding, positions):
+        """Add Tn steps; returns keys, values (B, T, n_kv, d_h) and padding (B, T) so far."""
+        start, count = self.num_tokens, keys.shape[1]
+        self.keys = _grown(self.keys, start + count)
+        self.values = _grown(self.values, start + count)
+        self.padding = _grown(self.padding, start + count)
+        self.keys[:, start : start + count] = keys
+        self.values[:, start : start + count] = values
+        if padding is None:
+            padding = torch.zeros_like(positions, dtype=torch.bool)
+        self.padding[:, start : start + count] = padding
+        self.num_tokens += count
+        _advance_positions(self, positions, padding)
+        end = self.num_tokens
+        return self.keys[:, :end], self.values[:, :end], self.padding[:, :end]
+
+    def reorder(self, batch_index: torch.Tensor):
+        """Keep rows ``batch_index`` (beam back-pointers), in that order."""
+        for name in ("keys", "values", "padding", "next_position"):
+            setattr(self, name, getattr(self, name).index_select(0, batch_index))
+        self.batch_size = len(batch_index)
+
+    def nbytes(self) -> int:
+        """Bytes of keys and values held: 2 * B * T * n_kv * d_h * itemsize."""
+        per_step = self.keys[:, :1].numel() * self.keys.element_size()
+        return 2 * per_step * self.num_tokens
+
+
+class LatentCache:
+    """One [c^; k_pe] entry (width r + d_r) per chunk of ``down_rate`` positions.
+
+    Row b's entry e holds chunk ``first_chunk[b] + e`` (chunk = position // down_rate),
+    so rows may start at different positions and hold different numbers of entries
+    (``num_entries``); a left-padded batch stays equal to its rows decoded alone.
+    """
+
+    def __init__(self, batch_size, kv_lora_rank, rope_dim, down_rate, device=None, dtype=None):
+        self.batch_size = batch_size
+        self.kv_lora_rank = kv_lora_rank
+        self.down_rate = down_rate
+        # entries: (B, capacity + 1, r + d_r); the last slot absorbs masked-out writes
+        self.entries = torch.zeros(
+            batch_size, 1, kv_lora_rank + rope_dim, device=device, dtype=dtype
+        )
+        self.num_entries = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.first_chunk = torch.full((batch_size,), -1, dtype=torch.long, device=device)
+        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.max_entries = 0  # host copy of num_entries.max()
+        self.num_tokens = 0  # time steps appended (padded steps included)
+
+    @property
+    def capacity(self) -> int:
+        return self.entries.shape[1] - 1
+
+    def tail(self):
+        """Latent (B, r) and chunk index (B,) of each row's newest entry; chunk -1 if empty."""
+        last = (self.num_entries - 1).clamp(min=0)
+        latent = self.entries[torch.arange(self.batch_size), last, : self.kv_lora_rank]
+        chunk = torch.where(
+            self.num_entries > 0, self.first_chunk + self.num_entries - 1, -1
+        )
+        return latent, chunk
+
+    def held(self):
+        """Entries (B, N, r + d_r) and their validity (B, N), N = the largest row."""
+        count = self.max_entries
+        valid = torch.arange(count, device=self.entries.device) < self.num_entries[:, None]
+        return self.entries[:, :count], valid
+
+    def write(self, first_new_chunk, chunk_entries, chunk_valid, positions, padding):
+        """Store entries of chunks ``first_new_chunk + k`` (k < nC) where ``chunk_valid``.
+
+        first_new_chunk: (B,); chunk_entries: (B, nC, r + d_r); chunk_valid: (B, nC).
+        An entry of a chunk already held is overwritten (its latent includes the old sum).
+        """
+        has_new = chunk_valid.any(dim=1)
+        self.first_chunk = torch.where(
+            (self.first_chunk < 0) & has_new, first_new_chunk, self.first_chunk
+        )
+        offsets = torch.arange(chunk_entries.shape[1], device=chunk_entries.device)
+        entry_index = (first_new_chunk - self.first_chunk)[:, None] + offsets  # (B, nC)
+        newest = torch.where(chunk_valid, entry_index + 1, 0).amax(dim=1)
+        self.num_entries = torch.maximum(self.num_entries, newest)
+        self.max_entries = int(self.num_entries.max())
+        self.entries = _grown(self.entries, self.max_entries + 1)
+        slot = torch.where(chunk_valid, entry_index, self.capacity)  # dummy slot if invalid
+        width = chunk_entries.shape[-1]
+        self.entries.scatter_(1, slot[..., None].expand(-1, -1, width), chunk_entries)
+        self.num_tokens += positions.shape[1]
+        _advance_positions(self, positions, padding)
+
+    def reorder(self, batch_index: torch.Tensor):
+        """Keep rows ``batch_index`` (beam back-pointers), in that order."""
+        for name in ("entries", "num_entries", "first_chunk", "next_position"):
+            setattr(self, name, getattr(self, name).index_select(0, batch_index))
+        self.batch_size = len(batch_index)
+        self.max_entries = int(self.num_entries.max()) if self.batch_size else 0
+
+    def nbytes(self) -> int:
+        """Bytes of the entries held: B * ceil(T / down_rate) * (r + d_r) * itemsize."""
+        width = self.entries.shape[-1]
+        return self.batch_size * self.max_entries * width * self.entries.element_size()
+
+
+def _advance_positions(cache, positions, padding):
+    """next_position = 1 + newest real position of each row (unchanged for all-pad rows)."""
+    if padding is not None:
+        positions = positions.masked_fill(padding, -1)
+    newest = positions.amax(dim=1)
+    cache.next_position = torch.where(newest >= 0, newest + 1, cache.next_position)

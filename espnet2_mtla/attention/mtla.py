@@ -1,0 +1,323 @@
+"""Multi-head Temporal Latent Attention (MTLA; Deng & Woodland, NeurIPS 2025).
+
+The whole latent-attention math lives in this file; MLA (mla.py) is its special case
+with down_rate 1 and no merge weights.
+
+Notation: x (B, T, D); H heads; r = kv_lora_rank; d_n, d_r, d_v = qk_nope / qk_rope /
+v head dims; s = down_rate; p = position.
+
+Projections (DeepSeek-V2 MLA)
+    q = W_q x, or W_qb LN(W_qa x) when q_lora_rank > 0; per head q = [q_nope (d_n); q_pe (d_r)]
+    [c; k_pe] = W_kva x;  c <- LN(c) (r numbers);  k_pe (d_r) is shared by all heads
+    RoPE on q_pe and k_pe (decoupled RoPE); W_kvb maps a latent to k_nope (d_n) and v (d_v)
+    per head; scale (d_n + d_r)^-1/2.
+
+Temporal merging (MTLA)
+    w_j = sigmoid( (W_c PE(floor(p_j / s))) . (W_p c_j) )   (``hypernet_down``)
+    Chunk k holds positions ks .. ks+s-1. After position i of chunk k the chunk's state is
+        c^_k = sum_{j in chunk k, p_j <= p_i} w_j c_j,  with rope key k_pe_i (the newest).
+    The cache keeps one [c^_k; k_pe] entry per chunk: ceil(T / s) * (r + d_r) numbers.
+
+Training (parallel) and prefill
+    Key column j holds the partial chunk state after position j. Query i sees column j
+    iff j == i, or p_j < p_i and (p_j + 1) % s == 0 (the stride-aware causal mask): the
+    finished chunks plus its own partial chunk, exactly what the cache holds when
+    decoding reaches i. Attention runs per head over expanded keys through PyTorch's
+    scaled_dot_product_attention (no (B, H, T, T) score tensor in this file).
+
+Decoding (one step)
+    Merge w_i c_i into the cache (a new entry when i starts a chunk, else added to the
+    last one, whose rope key is overwritten), then attend in latent space with W_kvb
+    absorbed: q_lat = q_nope W_uk (r per head) against the entries' latents, q_pe against
+    their rope keys; the output latent is mapped by W_uv (plus the value bias).
+
+Parameter names and shapes follow the reference ``mtla`` package (wq | wq_a, q_norm,
+wq_b; wkv_a; kv_norm; wkv_b; wo; hypernet_down.fc_c, hypernet_down.fc_p), so state dicts
+load both ways. Differences from it: chunks follow the given positions rather than
+the time index (so left-padded batches work and padding never enters a chunk),
+down_rate 1 decodes correctly, a query shorter than the key is always masked
+stride-aware, and with bias=True the value bias of wkv_b is applied (the reference
+drops it; the key bias cancels in the softmax either way).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from espnet2_mtla.attention.base import SelfAttention, attention_mask_to_bias
+from espnet2_mtla.attention.cache import LatentCache
+from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
+
+
+def sinusoidal_embedding(index: torch.Tensor, dim: int) -> torch.Tensor:
+    """PE (..., dim) of integer indices: sin on even, cos on odd features, base 10000."""
+    inv_freq = torch.exp(
+        torch.arange(0, dim, 2, device=index.device, dtype=torch.float32)
+        * (-math.log(10000.0) / dim)
+    )
+    angle = index.to(torch.float32).unsqueeze(-1) * inv_freq  # (..., dim/2)
+    return torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(-2)
+
+
+class MergeHyperNetwork(nn.Module):
+    """Merge weight of each position: w_j = sigmoid((W_c PE(chunk_j)) . (W_p c_j))."""
+
+    def __init__(self, kv_lora_rank: int, down_rate: int, low_rank: int = 4):
+        super().__init__()
+        self.kv_lora_rank = kv_lora_rank
+        self.down_rate = down_rate
+        self.fc_c = nn.Linear(kv_lora_rank, kv_lora_rank // low_rank)
+        self.fc_p = nn.Linear(kv_lora_rank, kv_lora_rank // low_rank)
+
+    def forward(self, latent: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """latent (B, T, r), positions (B, T) -> weights (B, T, 1)."""
+        chunk = torch.div(positions, self.down_rate, rounding_mode="floor")
+        chunk_embedding = sinusoidal_embedding(chunk, self.kv_lora_rank).to(latent.dtype)
+        score = (self.fc_c(chunk_embedding) * self.fc_p(latent)).sum(-1, keepdim=True)
+        return torch.sigmoid(score)
+
+
+class MultiheadTemporalLatentAttention(SelfAttention):
+    """MTLA; constructor and forward are a drop-in for the reference package's class.
+
+    ``recompute_prompt_attn`` is kept for configuration compatibility: which positions
+    are queried is decided by the call itself (``query`` holds the last Tq positions of
+    ``key``): the whole prompt (the reference's True) or only the new tokens (False).
+    """
+
+    has_merge_weights = True  # MLA sets False: w_j = 1
+
+    def __init__(
+        self,
+        embed_dim,
+        num_heads,
+        dropout=0.0,
+        bias=False,
+        q_lora_rank=0,
+        kv_lora_rank=256,
+        qk_nope_head_dim=64,
+        qk_rope_head_dim=32,
+        v_head_dim=64,
+        down_rate=2,
+        recompute_prompt_attn=False,
+    ):
+        super().__init__()
+        for name, value in (
+            ("embed_dim", embed_dim),
+            ("num_heads", num_heads),
+            ("kv_lora_rank", kv_lora_rank),
+            ("qk_nope_head_dim", qk_nope_head_dim),
+            ("qk_rope_head_dim", qk_rope_head_dim),
+            ("v_head_dim", v_head_dim),
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(q_lora_rank, int) or q_lora_rank < 0:
+            raise ValueError(f"q_lora_rank must be an integer >= 0, got {q_lora_rank!r}")
+        if not isinstance(down_rate, int) or down_rate < 1:
+            raise ValueError(f"down_rate must be an integer >= 1, got {down_rate!r}")
+        if qk_rope_head_dim % 2:
+            raise ValueError(f"qk_rope_head_dim={qk_rope_head_dim} must be even for RoPE")
+        if self.has_merge_weights and kv_lora_rank % 4:
+            raise ValueError(
+                f"kv_lora_rank={kv_lora_rank} must be divisible by 4 "
+                "(the merge hyper-network projects it to kv_lora_rank / 4)"
+            )
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_lora_rank = q_lora_rank
+        self.kv_lora_rank = kv_lora_rank
+        self.qk_nope_head_dim = qk_nope_head_dim
+        self.qk_rope_head_dim = qk_rope_head_dim
+        self.qk_head_dim = qk_nope_head_dim + qk_rope_head_dim
+        self.v_head_dim = v_head_dim
+        self.down_rate = down_rate
+        self.recompute_prompt_attn = recompute_prompt_attn
+        self.softmax_scale = self.qk_head_dim**-0.5
+
+        if q_lora_rank == 0:
+            self.wq = nn.Linear(embed_dim, num_heads * self.qk_head_dim, bias=bias)
+        else:
+            self.wq_a = nn.Linear(embed_dim, q_lora_rank, bias=bias)
+            self.q_norm = nn.LayerNorm(q_lora_rank)
+            self.wq_b = nn.Linear(q_lora_rank, num_heads * self.qk_head_dim, bias=bias)
+        self.wkv_a = nn.Linear(embed_dim, kv_lora_rank + qk_rope_head_dim, bias=bias)
+        self.kv_norm = nn.LayerNorm(kv_lora_rank)
+        self.wkv_b = nn.Linear(
+            kv_lora_rank, num_heads * (qk_nope_head_dim + v_head_dim), bias=bias
+        )
+        self.wo = nn.Linear(num_heads * v_head_dim, embed_dim, bias=bias)
+        if self.has_merge_weights:
+            self.hypernet_down = MergeHyperNetwork(kv_lora_rank, down_rate)
+
+    def make_cache(self, batch_size, device=None, dtype=None) -> LatentCache:
+        param = self.wkv_a.weight
+        return LatentCache(
+            batch_size,
+            self.kv_lora_rank,
+            self.qk_rope_head_dim,
+            self.down_rate,
+            device=device or param.device,
+            dtype=dtype or param.dtype,
+        )
+
+    # --- the attention --------------------------------------------------------------
+    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
+        batch, query_len, _ = query.shape
+        key_len = key.shape[1]
+        angles = rotary_angles(positions, self.qk_rope_head_dim)  # (B, Tk, d_r/2)
+
+        q = self.wq(query) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(query)))
+        q = q.view(batch, query_len, self.num_heads, self.qk_head_dim)
+        q_nope, q_pe = q.split([self.qk_nope_head_dim, self.qk_rope_head_dim], dim=-1)
+        q_pe = apply_rotary(q_pe, angles[:, key_len - query_len :])  # (B, Tq, H, d_r)
+
+        latent, k_pe = self.wkv_a(key).split([self.kv_lora_rank, self.qk_rope_head_dim], -1)
+        latent = self.kv_norm(latent)  # (B, Tk, r)
+        k_pe = apply_rotary(k_pe, angles)  # (B, Tk, d_r)
+        if self.has_merge_weights:
+            latent = latent * self.hypernet_down(latent, positions)  # w_j c_j
+        if key_padding_mask is not None:
+            latent = latent.masked_fill(key_padding_mask[..., None], 0.0)
+
+        if cache is None:
+            carry = None
+        else:
+            carry = cache.tail()  # the newest entry: it may be continued by these tokens
+        merged = self._merge_chunks(latent, k_pe, positions, key_padding_mask, carry)
+        columns, first_chunk, chunk_entries, chunk_valid, continues = merged
+
+        if cache is not None and query_len == key_len == 1:
+            cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
+            return self._decode_step(q_nope, q_pe, cache)
+
+        # keys: cached entries still visible, then one column per new token
+        visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
+        key_latent, key_rope = columns, k_pe
+        if cache is not None and cache.max_entries > 0:
+            entries, valid = cache.held()
+            if continues is not None:
+                # the newest entry is superseded by the columns of the chunk it continues
+                last = torch.arange(entries.shape[1], device=valid.device) == (
+                    cache.num_entries[:, None] - 1
+                )
+                valid = valid & ~(last & continues[:, None])
+            key_latent = torch.cat([entries[..., : self.kv_lora_rank], columns], dim=1)
+            key_rope = torch.cat([entries[..., self.kv_lora_rank :], k_pe], dim=1)
+            visible = torch.cat([valid[:, None, :].expand(-1, query_len, -1), visible], 2)
+        if cache is not None:
+            cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
+        return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, visible, attn_bias)
+
+    def _merge_chunks(self, latent, k_pe, positions, padding, carry):
+        """Partial chunk state after every token, and the cache entry of every chunk.
+
+        latent: (B, T, r) already weighted (w_j c_j) and zero at padding; k_pe (B, T, d_r).
+        carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
+        added to the chunk it continues.
+        Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
+        and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
+        rows continue their cached chunk (B,) (None without carry).
+        """
+        batch, length, rank = latent.shape
+        s = self.down_rate
+        real = torch.ones_like(positions, dtype=torch.bool) if padding is None else ~padding
+        chunk = torch.div(positions, s, rounding_mode="floor")
+        first_chunk = chunk.masked_fill(~real, torch.iinfo(torch.long).max).amin(dim=1)
+        first_chunk = torch.where(real.any(dim=1), first_chunk, 0)  # (B,)
+        # a table of slots, one per position from the row's first chunk start on:
+        # consecutive positions of T tokens span at most num_chunks chunks
+        num_chunks = (length + 2 * s - 2) // s
+        num_slots = num_chunks * s
+        local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
+        if bool(((local < 0) | (local >= num_slots))[real].any()):
+            raise ValueError(
+                "position: real tokens of a row must carry consecutive increasing positions"
+            )
+        slot = torch.where(real, local, num_slots)  # padding -> a dummy slot
+        table = latent.new_zeros(batch, num_slots + 1, rank)
+        table.scatter_add_(1, slot[..., None].expand(-1, -1, rank), latent)
+        # (B, nC, s, r): running sum inside each chunk = its state after each offset
+        states = table[:, :num_slots].view(batch, num_chunks, s, rank).cumsum(dim=2)
+        continues = None
+        if carry is not None:
+            carry_latent, carry_chunk = carry
+            continues = (carry_chunk == first_chunk) & real.any(dim=1)
+            carried = torch.where(continues[:, None], carry_latent, 0.0)
+            states[:, 0] += carried[:, None, :]
+        flat_states = torch.cat([states.flatten(1, 2), states.new_zeros(batch, 1, rank)], 1)
+        columns = flat_states.gather(1, slot[..., None].expand(-1, -1, rank))  # (B, T, r)
+
+        # each chunk's entry: its full state and the rope key of its newest token
+        newest = torch.full((batch, num_chunks + 1), -1, device=positions.device)
+        newest.scatter_reduce_(1, torch.div(slot, s, rounding_mode="floor"),
+                               torch.where(real, local, -1), reduce="amax")
+        newest = newest[:, :num_chunks]  # (B, nC) slot of the newest token, -1 if none
+        rope_table = k_pe.new_zeros(batch, num_slots + 1, k_pe.shape[-1])
+        rope_table.scatter_(1, slot[..., None].expand(-1, -1, k_pe.shape[-1]), k_pe)
+        chunk_rope = rope_table.gather(
+            1, newest.clamp(min=0)[..., None].expand(-1, -1, k_pe.shape[-1])
+        )
+        chunk_entries = torch.cat([states[:, :, -1], chunk_rope], dim=-1)
+        return columns, first_chunk, chunk_entries, newest >= 0, continues
+
+    def _stride_aware_mask(self, positions, query_len, padding):
+        """(B, Tq, Tk): query i sees itself and the columns that end a chunk before it."""
+        key_len = positions.shape[1]
+        query_pos = positions[:, key_len - query_len :]
+        ends_chunk = (positions + 1) % self.down_rate == 0  # (B, Tk)
+        visible = (positions[:, None, :] < query_pos[:, :, None]) & ends_chunk[:, None, :]
+        if padding is not None:
+            visible = visible & ~padding[:, None, :]
+        query_index = torch.arange(key_len - query_len, key_len, device=positions.device)
+        own = torch.arange(key_len, device=positions.device)[None, :] == query_index[:, None]
+        return visible | own
+
+    def _value_bias(self):
+        if self.wkv_b.bias is None:
+            return None
+        return self.wkv_b.bias.view(self.num_heads, -1)[:, self.qk_nope_head_dim :]
+
+    def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
+        """Per-head attention over keys expanded from latents (training, prefill)."""
+        batch, num_keys, _ = key_latent.shape
+        heads = self.num_heads
+        kv = self.wkv_b(key_latent).view(batch, num_keys, heads, -1)
+        k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
+        k = torch.cat([k_nope, key_rope[:, :, None, :].expand(-1, -1, heads, -1)], dim=-1)
+        q = torch.cat([q_nope, q_pe], dim=-1)  # (B, Tq, H, d_n + d_r)
+        mask, is_causal = visible[:, None], False  # (B, 1, Tq, Tk)
+        if attn_bias is not None:
+            mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2),  # (B, H, Tq, d_n + d_r)
+            k.transpose(1, 2),  # (B, H, Tk, d_n + d_r)
+            v.transpose(1, 2),  # (B, H, Tk, d_v)
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+            scale=self.softmax_scale,
+        )  # (B, H, Tq, d_v)
+        return self.wo(out.transpose(1, 2).flatten(2))
+
+    def _decode_step(self, q_nope, q_pe, cache):
+        """One query per row against all cached entries, in latent space (W_kvb absorbed)."""
+        rank = self.kv_lora_rank
+        w_kvb = self.wkv_b.weight.view(self.num_heads, -1, rank)  # (H, d_n + d_v, r)
+        w_uk, w_uv = w_kvb.split([self.qk_nope_head_dim, self.v_head_dim], dim=1)
+        q_latent = torch.einsum("bqhd,hdr->bhqr", q_nope, w_uk)  # (B, H, 1, r)
+        q_full = torch.cat([q_latent, q_pe.transpose(1, 2)], dim=-1)  # (B, H, 1, r + d_r)
+        entries, valid = cache.held()  # (B, N, r + d_r), (B, N)
+        valid = valid | (torch.arange(valid.shape[1], device=valid.device) == 0)  # no empty row
+        scores = torch.matmul(q_full, entries[:, None].transpose(-1, -2)) * self.softmax_scale
+        scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))  # (B, H, 1, N)
+        probs = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        out_latent = torch.matmul(probs, entries[:, None, :, :rank])  # (B, H, 1, r)
+        out = torch.einsum("bhqr,hvr->bqhv", out_latent, w_uv)  # (B, 1, H, d_v)
+        value_bias = self._value_bias()
+        if value_bias is not None:
+            out = out + value_bias
+        return self.wo(out.flatten(2))

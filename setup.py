@@ -1,0 +1,45 @@
+"""espnet2-mtla: decoder-only speech and language models with MTLA on ESPnet2.
+
+Top-level dependencies are declared here; ``tools/requirements.lock`` pins the whole
+environment that ``make test`` builds (``tools/setup_env.sh``).
+"""
+
+from setuptools import find_packages, setup
+
+# torch, torchaudio, espnet and s3prl only install and import together at these
+# versions on Python 3.11 (torchaudio >= 2.9 breaks s3prl; espnet 202511 is the newest
+# release for Python 3.11).
+install_requires = [
+    "torch==2.8.0",
+    "torchaudio==2.8.0",
+    "espnet==202511",
+    "s3prl==0.4.18",
+    "kaldiio>=2.18",
+    "soundfile>=0.12",
+    "sentencepiece>=0.2",
+    "pyyaml>=6.0",
+    "jiwer>=3.0",
+    "sacrebleu>=2.4",
+    "rouge-score>=0.1.2",
+]
+
+extras_require = {
+    # the reference package is a numerical oracle in the tests only
+    "test": ["pytest>=8", "hypothesis>=6.100", "mtla==0.3.2"],
+    "triton": ["triton==3.4.0"],  # the release torch 2.8.0 is built against
+    "transformers": ["transformers==5.23.0"],
+}
+
+setup(
+    name="espnet2_mtla",
+    version="0.1.0",
+    description="Decoder-only speech and language models with Multi-head Temporal "
+    "Latent Attention (MTLA) and MHA/MQA/GQA/MLA, built on ESPnet2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["espnet2_mtla", "espnet2_mtla.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=install_requires,
+    extras_require=extras_require,
+)

@@ -1,0 +1,95 @@
+"""Cache size formulas and beam-search reordering."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import LATENT_CONF, NUM_HEADS, EMBED_DIM, TYPE_CONFS, make_attention, padded_batch
+
+TOLERANCE = 1e-4
+
+
+def expected_nbytes(name, module, batch, steps, itemsize):
+    attention_type, conf = TYPE_CONFS[name]
+    if attention_type in ("mha", "mqa", "gqa"):
+        kv_heads = {"mha": NUM_HEADS, "mqa": 1, "gqa": conf.get("num_kv_heads")}[attention_type]
+        return 2 * batch * steps * kv_heads * (EMBED_DIM // NUM_HEADS) * itemsize
+    width = LATENT_CONF["kv_lora_rank"] + LATENT_CONF["qk_rope_head_dim"]
+    down_rate = conf.get("down_rate", 1)
+    return batch * math.ceil(steps / down_rate) * width * itemsize
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_nbytes_follows_the_formula_after_every_step(attention_name, dtype):
+    module = make_attention(attention_name, dtype=dtype)
+    batch, total, prefill = 3, 23, 5
+    x, positions, _ = padded_batch([total] * batch, total, "right", dtype=dtype)
+    cache = module.make_cache(batch)
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    assert cache.nbytes() == 0
+    with torch.no_grad():
+        module(x[:, :prefill], position=positions[:, :prefill], cache=cache)
+        assert cache.nbytes() == expected_nbytes(attention_name, module, batch, prefill, itemsize)
+        for step in range(prefill, total):
+            module(x[:, step : step + 1], position=positions[:, step : step + 1], cache=cache)
+            expected = expected_nbytes(attention_name, module, batch, step + 1, itemsize)
+            assert cache.nbytes() == expected, step
+
+
+@pytest.mark.parametrize("split", [1, 6, 7])
+def test_reordered_cache_equals_reordered_batch_from_scratch(attention_name, split):
+    """Beam search: reorder after ``split`` steps == decoding the reordered batch."""
+    module = make_attention(attention_name, seed=11)
+    batch, total = 3, 13
+    x, positions, _ = padded_batch([total] * batch, total, "right", seed=11)
+    beam_index = torch.tensor([2, 0, 0, 1, 2])  # repeats, drops nothing, grows the batch
+    with torch.no_grad():
+        cache = module.make_cache(batch)
+        module(x[:, :split], position=positions[:, :split], cache=cache)
+        cache.reorder(beam_index)
+        reordered_x, reordered_pos = x[beam_index], positions[beam_index]
+        continued = torch.cat(
+            [
+                module(reordered_x[:, t : t + 1], position=reordered_pos[:, t : t + 1], cache=cache)
+                for t in range(split, total)
+            ],
+            dim=1,
+        )
+        from_scratch = module(reordered_x, position=reordered_pos)
+    assert (continued - from_scratch[:, split:]).abs().max() < TOLERANCE
+
+
+def test_reorder_with_different_histories_picks_the_right_rows(attention_name):
+    """Rows with different contents: after reorder each row continues its own history."""
+    module = make_attention(attention_name, seed=12)
+    x, positions, _ = padded_batch([10, 10], 10, "right", seed=12)
+    swap = torch.tensor([1, 0])
+    with torch.no_grad():
+        cache = module.make_cache(2)
+        module(x[:, :6], position=positions[:, :6], cache=cache)
+        cache.reorder(swap)
+        out = module(x[swap, 6:], position=positions[:, 6:], cache=cache)
+        expected = module(x[swap], position=positions)[:, 6:]
+        unswapped = module(x, position=positions)[:, 6:]
+    assert (out - expected).abs().max() < TOLERANCE
+    assert (out - unswapped).abs().max() > 1e-2  # the reorder did change something
+
+
+def test_incremental_state_dict_matches_explicit_cache():
+    """fairseq-style incremental_state holds the same cache as passing cache=."""
+    module = make_attention("mtla_s2", seed=4)
+    x, positions, _ = padded_batch([9, 9], 9, "right", seed=4)
+    state, cache = {}, module.make_cache(2)
+    with torch.no_grad():
+        for t in range(9):
+            part = slice(t, t + 1)
+            a = module(x[:, part], x[:, part], x[:, part], position=positions[:, part],
+                       incremental_state=state)
+            b = module(x[:, part], position=positions[:, part], cache=cache)
+            assert torch.equal(a, b)
+            if t == 4:
+                order = torch.tensor([1, 0])
+                module.reorder_incremental_state(state, order)
+                cache.reorder(order)
+                x = x[order]
