@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Decode with batched beam search; write ESPnet's output layout and an efficiency report.
+
+    python -m espnet2_mtla.bin.inference --train_config exp/model/config.yaml \
+        --model_file exp/model/valid.acc.ave.pth \
+        --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound \
+        --output_dir exp/model/decode_test --batch_size 16 --beam_size 5
+
+Outputs: ``<output_dir>/1best_recog/{text,token,score}`` (``<n>best_recog`` for
+``--nbest n``), one sorted ``key value`` line per utterance, and
+``<output_dir>/efficiency.json``: decoding wall time (data loading excluded),
+utterances/s, generated tokens/s, peak GPU memory (torch.cuda.max_memory_allocated,
+reset before decoding; "n/a" on CPU) and the peak KV-cache bytes.
+"""
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from espnet2.fileio.datadir_writer import DatadirWriter
+from espnet2.text.token_id_converter import TokenIDConverter
+from espnet2.utils.types import str2triple_str, str_or_none
+
+from espnet2_mtla.inference.beam_search import BatchBeamSearch
+from espnet2_mtla.tasks.decoder_only import (
+    DecoderOnlyTask,
+    check_sample_rates,
+    expected_sample_rate,
+)
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--data_path_and_name_and_type", type=str2triple_str,
+                        action="append", required=True,
+                        help="path,name,type of the input, e.g. wav.scp,speech,sound")
+    parser.add_argument("--key_file", type=str_or_none, default=None,
+                        help="Decode only these keys (split jobs)")
+    parser.add_argument("--train_config", required=True)
+    parser.add_argument("--model_file", required=True)
+    parser.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: first GPU")
+    parser.add_argument("--dtype", default="float32",
+                        choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--batch_size", type=int, default=1, help="Utterances per batch")
+    parser.add_argument("--num_workers", type=int, default=1)
+    parser.add_argument("--beam_size", type=int, default=5)
+    parser.add_argument("--nbest", type=int, default=1)
+    parser.add_argument("--maxlenratio", type=float, default=0.0,
+                        help="Max output length: ratio x prefix length (0: the prefix "
+                        "length; < 0: -maxlenratio tokens)")
+    parser.add_argument("--minlenratio", type=float, default=0.0)
+    parser.add_argument("--length_penalty", type=float, default=1.0,
+                        help="Finished scores are divided by length ** length_penalty")
+    parser.add_argument("--log_level", default="INFO",
+                        choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"])
+    return parser
+
+
+def build_text_converter(train_args):
+    """Token ids -> text with the tokenizer the model was trained with."""
+    from espnet2_mtla.compat import import_espnet_preprocessor
+
+    import_espnet_preprocessor()  # build_tokenizer imports the same g2p modules
+    from espnet2.text.build_tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer(train_args.token_type, bpemodel=train_args.bpemodel)
+    return tokenizer, TokenIDConverter(token_list=train_args.token_list)
+
+
+def sort_outputs(output_dir: Path):
+    for path in output_dir.glob("*best_recog/*"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("".join(line + "\n" for line in sorted(lines)), encoding="utf-8")
+
+
+def format_report(report: dict) -> str:
+    width = max(len(key) for key in report)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in report.items())
+
+
+def inference(args):
+    device = "cuda" if args.ngpu > 0 else "cpu"
+    if args.ngpu > 0 and not torch.cuda.is_available():
+        raise ValueError("--ngpu > 0 but CUDA is not available")
+    dtype = getattr(torch, args.dtype)
+    model, train_args = DecoderOnlyTask.build_model_from_file(
+        args.train_config, args.model_file, device
+    )
+    model.to(dtype).eval()
+    if model.frontend is not None:
+        model.frontend.float()  # STFT/filterbanks stay fp32; features are cast after
+    check_sample_rates(args.data_path_and_name_and_type, expected_sample_rate(train_args))
+
+    iterator = DecoderOnlyTask.build_streaming_iterator(
+        args.data_path_and_name_and_type,
+        dtype="float32",
+        batch_size=args.batch_size,
+        key_file=args.key_file,
+        num_workers=args.num_workers,
+        preprocess_fn=DecoderOnlyTask.build_preprocess_fn(train_args, False),
+        collate_fn=DecoderOnlyTask.build_collate_fn(train_args, False),
+        allow_variable_data_keys=False,
+        inference=True,
+    )
+    tokenizer, converter = build_text_converter(train_args)
+    search = BatchBeamSearch(
+        model,
+        beam_size=args.beam_size,
+        maxlenratio=args.maxlenratio,
+        minlenratio=args.minlenratio,
+        length_penalty=args.length_penalty,
+        nbest=args.nbest,
+    )
+
+    output_dir = Path(args.output_dir)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    decode_seconds, utterances, tokens, peak_cache = 0.0, 0, 0, 0
+    with DatadirWriter(output_dir) as writer:
+        for keys, batch in iterator:
+            batch = {name: value.to(device) for name, value in batch.items()}
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            results, stats = search.search(batch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            decode_seconds += time.perf_counter() - start
+            utterances += len(keys)
+            tokens += stats.generated_tokens
+            peak_cache = max(peak_cache, stats.peak_cache_bytes)
+            for key, nbest in zip(keys, results):
+                for rank, hyp in enumerate(nbest, start=1):
+                    symbols = converter.ids2tokens(hyp.tokens)
+                    out = writer[f"{rank}best_recog"]
+                    out["token"][key] = " ".join(symbols)
+                    out["token_int"][key] = " ".join(map(str, hyp.tokens))
+                    out["score"][key] = f"{hyp.score:.6f}"
+                    out["text"][key] = tokenizer.tokens2text(symbols)
+            logging.info(f"decoded {utterances} utterances ({decode_seconds:.1f} s)")
+    sort_outputs(output_dir)
+
+    report = {
+        "utterances": utterances,
+        "generated_tokens": tokens,
+        "decode_wall_time_s": round(decode_seconds, 4),
+        "utterances_per_s": round(utterances / max(decode_seconds, 1e-9), 3),
+        "tokens_per_s": round(tokens / max(decode_seconds, 1e-9), 3),
+        "peak_gpu_memory_bytes": (
+            torch.cuda.max_memory_allocated() if device == "cuda" else "n/a"
+        ),
+        "peak_kv_cache_bytes": peak_cache,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "dtype": args.dtype,
+        "attention": train_args.attention,
+        "attention_conf": train_args.attention_conf,
+        "beam_size": args.beam_size,
+        "batch_size": args.batch_size,
+    }
+    (output_dir / "efficiency.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    return report
+
+
+def main(cmd=None):
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    inference(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

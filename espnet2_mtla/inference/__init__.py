@@ -1,0 +1,1 @@
+"""Decoding: batched beam search and the efficiency report."""

@@ -1,0 +1,182 @@
+"""Fairseq-style batched beam search over the decoder-only model.
+
+Many utterances x ``beam_size`` hypotheses run as one batch. Every step: log-probs of
+all rows; per utterance the best 2K (K = beam size) continuations of its K beams; those
+ending in eos among the best K are finished hypotheses (score / length^length_penalty);
+the best K others continue; the caches are reordered by their back-pointers with one
+gather per layer. An utterance is done once it has K finished hypotheses or reaches its
+maximum length, and its rows leave the batch. Each utterance's prefix is encoded on its
+own, so decoding it alone or in any batch gives the same result.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List
+
+import torch
+
+from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
+
+
+@dataclass
+class Hypothesis:
+    tokens: List[int]  # y_1..y_n, without eos
+    score: float  # sum of log-probabilities of y_1..y_n and eos
+    normalized_score: float  # score / (n + 1) ** length_penalty: the ranking key
+
+
+@dataclass
+class SearchStats:
+    generated_tokens: int = 0  # tokens of the returned best hypotheses (eos included)
+    steps: int = 0
+    peak_cache_bytes: int = 0  # largest total KV-cache size over all layers
+
+
+def _stack_left_padded(parts: List[torch.Tensor], total: int) -> torch.Tensor:
+    """(1, T_b, ...) tensors -> (B, total, ...) with each row right-aligned."""
+    rows = []
+    for part in parts:
+        pad = part.new_zeros(1, total - part.shape[1], *part.shape[2:])
+        rows.append(torch.cat([pad, part], dim=1))
+    return torch.cat(rows, dim=0)
+
+
+def encode_each(model: ESPnetDecoderOnlyModel, batch: Dict[str, torch.Tensor]):
+    """``model.encode_prefix`` utterance by utterance, stacked left-padded."""
+    name = "speech" if model.input_type == "speech" else "src_text"
+    outputs = []
+    for row in range(len(batch[name])):
+        length = batch[f"{name}_lengths"][row : row + 1]
+        single = {name: batch[name][row : row + 1, : int(length)], f"{name}_lengths": length}
+        outputs.append(model.encode_prefix(single)[:4])
+    lengths = torch.cat([out[3] for out in outputs])
+    total = int(lengths.max())
+    prefix = _stack_left_padded([out[0] for out in outputs], total)
+    steps = torch.arange(total, device=lengths.device)
+    shift = (total - lengths)[:, None]
+    padding = steps[None, :] < shift
+    positions = torch.where(padding, 0, steps[None, :] - shift)
+    return prefix, padding, positions, lengths
+
+
+class BatchBeamSearch:
+    """Batched beam search; ``search(batch)`` returns the n-best lists and statistics."""
+
+    def __init__(
+        self,
+        model: ESPnetDecoderOnlyModel,
+        beam_size: int = 5,
+        maxlenratio: float = 0.0,
+        minlenratio: float = 0.0,
+        length_penalty: float = 1.0,
+        nbest: int = 1,
+    ):
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if nbest < 1 or nbest > beam_size:
+            raise ValueError(f"nbest must be in 1..beam_size ({beam_size}), got {nbest}")
+        self.model = model
+        self.beam_size = beam_size
+        self.maxlenratio = maxlenratio
+        self.minlenratio = minlenratio
+        self.length_penalty = length_penalty
+        self.nbest = nbest
+
+    def length_limits(self, prefix_lengths: torch.Tensor):
+        """Max and min output lengths (tokens before eos) from the prefix lengths.
+
+        maxlenratio > 0: ratio * prefix length; = 0: the prefix length; < 0: -ratio tokens.
+        """
+        lengths = prefix_lengths.tolist()
+        if self.maxlenratio > 0:
+            max_lens = [max(1, int(self.maxlenratio * n)) for n in lengths]
+        elif self.maxlenratio == 0:
+            max_lens = [max(1, n) for n in lengths]
+        else:
+            max_lens = [max(1, int(-self.maxlenratio))] * len(lengths)
+        min_lens = [min(int(self.minlenratio * n), m) for n, m in zip(lengths, max_lens)]
+        return max_lens, min_lens
+
+    @torch.no_grad()
+    def search(self, batch: Dict[str, torch.Tensor]):
+        model, beam = self.model, self.beam_size
+        eos = model.eos
+        prefix_out = encode_each(model, batch)
+        max_lens, min_lens = self.length_limits(prefix_out[3])
+        caches, log_probs = model.start_decoding(prefix_out, model.prompts(batch))
+        num_utts, vocab = log_probs.shape
+        device = log_probs.device
+
+        rows = torch.arange(num_utts, device=device).repeat_interleave(beam)  # (N * K)
+        for cache in caches:
+            cache.reorder(rows)
+        log_probs = log_probs[rows]
+        stats = SearchStats(peak_cache_bytes=sum(cache.nbytes() for cache in caches))
+        scores = torch.full((num_utts, beam), float("-inf"), device=device)
+        scores[:, 0] = 0.0  # at the first step only one beam is alive
+        history = torch.zeros(num_utts * beam, 0, dtype=torch.long, device=device)
+        active = list(range(num_utts))  # utterance of each group of K rows
+        finished: List[List[Hypothesis]] = [[] for _ in range(num_utts)]
+        step = 0
+        while active:
+            groups = len(active)
+            candidates = log_probs.view(groups, beam, vocab).clone()
+            for group, utt in enumerate(active):
+                if step < min_lens[utt]:
+                    candidates[group, :, eos] = float("-inf")
+                if step >= max_lens[utt]:  # force eos
+                    eos_column = candidates[group, :, eos].clone()
+                    candidates[group] = float("-inf")
+                    candidates[group, :, eos] = eos_column
+            candidates = candidates + scores[:, :, None]
+            top_scores, top_index = candidates.view(groups, -1).topk(2 * beam, dim=1)
+            top_beam = torch.div(top_index, vocab, rounding_mode="floor")  # (G, 2K)
+            top_token = top_index % vocab
+
+            # finish hypotheses ending in eos among the best K candidates
+            ends = (top_token[:, :beam] == eos) & torch.isfinite(top_scores[:, :beam])
+            for group, slot in ends.nonzero().tolist():
+                utt = active[group]
+                if len(finished[utt]) >= beam:
+                    continue
+                source_row = group * beam + int(top_beam[group, slot])
+                tokens = history[source_row].tolist()
+                score = float(top_scores[group, slot])
+                normalized = score / (len(tokens) + 1) ** self.length_penalty
+                finished[utt].append(Hypothesis(tokens, score, normalized))
+
+            # the best K continuations that do not end
+            rank = torch.arange(2 * beam, device=device)
+            order = torch.where(top_token == eos, rank + 2 * beam, rank).argsort(dim=1)
+            keep = order[:, :beam]  # (G, K)
+            next_scores = top_scores.gather(1, keep)
+            next_beam = top_beam.gather(1, keep)
+            next_token = top_token.gather(1, keep)
+
+            step += 1
+            still = [
+                group
+                for group, utt in enumerate(active)
+                if len(finished[utt]) < beam and step <= max_lens[utt]
+            ]
+            stats.steps = step
+            if not still:
+                break
+            kept = torch.tensor(still, device=device)
+            source = (kept[:, None] * beam + next_beam[kept]).flatten()  # back-pointers
+            for cache in caches:
+                cache.reorder(source)
+            tokens = next_token[kept].flatten()
+            history = torch.cat([history[source], tokens[:, None]], dim=1)
+            scores = next_scores[kept]
+            active = [active[group] for group in still]
+            log_probs = model.decode_step(tokens, caches)
+            cache_bytes = sum(cache.nbytes() for cache in caches)
+            stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
+
+        results = []
+        for utt in range(num_utts):
+            ranked = sorted(finished[utt], key=lambda hyp: -hyp.normalized_score)
+            results.append(ranked[: self.nbest])
+            if ranked:
+                stats.generated_tokens += len(ranked[0].tokens) + 1
+        return results, stats

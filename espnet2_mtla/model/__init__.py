@@ -1,0 +1,1 @@
+"""The decoder-only model: a decoder stack over a speech (or text) prefix."""

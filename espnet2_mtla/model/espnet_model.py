@@ -1,0 +1,248 @@
+"""ESPnetDecoderOnlyModel: speech (or text) prefix -> decoder-only stack -> text.
+
+Token layout of one utterance (written down here and in README.md):
+
+    [prefix][prompt][y_1 .. y_n]  ->  predicts  [y_1 .. y_n][eos]
+
+- prefix: the speech encoder output projected to d_model (``input_type: speech``), or
+  the embedded source text ``src_text`` (``input_type: text``, summarisation);
+- prompt: one or more task tokens from the token list, e.g. ``<asr>``, ``<st_de>``,
+  ``<slu>``, ``<summ>``; per utterance from the optional data ``prompt`` (a text file of
+  whitespace-separated token symbols), else ``task_token`` (default ``<sos/eos>``);
+- y: the target tokens. SLU puts the intent label tokens first, then the transcript
+  (or the label only), in the ``text`` of the data directory;
+- the loss (label-smoothed CE) covers y and eos only; CTC (``ctc_weight`` > 0) is on the
+  encoder output against y.
+
+Batches: the prefix block is left-padded, so every utterance's text starts at the same
+time index; positions count real tokens only (prefix 0..P_b-1, then the text), so an
+utterance gives the same result alone or in a batch.
+"""
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+from espnet.nets.pytorch_backend.nets_utils import pad_list, th_accuracy
+from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+
+from espnet2_mtla.model.decoder import DecoderOnlyStack
+
+
+def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
+    """Move each row's first ``lengths[b]`` frames of x (B, T, ...) to the end (left padding).
+
+    Returns the left-padded tensor, its padding mask (B, T) and the positions (B, T) of
+    the real frames (0..len-1; 0 at padding).
+    """
+    batch, total = x.shape[:2]
+    steps = torch.arange(total, device=x.device)
+    shift = (total - lengths)[:, None]  # (B, 1)
+    source = (steps[None, :] - shift).clamp(min=0)  # slot t holds frame t - shift
+    index = source.view(batch, total, *([1] * (x.dim() - 2))).expand_as(x)
+    padding = steps[None, :] < shift
+    moved = torch.gather(x, 1, index)
+    moved = moved.masked_fill(padding.view(batch, total, *([1] * (x.dim() - 2))), 0)
+    return moved, padding, torch.where(padding, 0, source)
+
+
+class ESPnetDecoderOnlyModel(AbsESPnetModel):
+    """Decoder-only model over a speech or text prefix (see the module docstring)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list: List[str],
+        frontend,
+        specaug,
+        normalize,
+        encoder,
+        decoder: DecoderOnlyStack,
+        ctc,
+        input_type: str = "speech",
+        ctc_weight: float = 0.0,
+        lsm_weight: float = 0.1,
+        length_normalized_loss: bool = False,
+        task_token: str = "<sos/eos>",
+        sym_sos_eos: str = "<sos/eos>",
+        ignore_id: int = -1,
+    ):
+        super().__init__()
+        if input_type not in ("speech", "text"):
+            raise ValueError(f"model_conf.input_type must be speech or text, got {input_type!r}")
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"model_conf.ctc_weight must be in [0, 1], got {ctc_weight}")
+        for symbol, key in ((task_token, "task_token"), (sym_sos_eos, "sym_sos_eos")):
+            if symbol not in token_list:
+                raise ValueError(f"model_conf.{key}={symbol!r} is not in the token list")
+        self.vocab_size = vocab_size
+        self.token_list = list(token_list)
+        self.eos = self.token_list.index(sym_sos_eos)
+        self.task_token_id = self.token_list.index(task_token)
+        self.ignore_id = ignore_id
+        self.input_type = input_type
+        self.ctc_weight = ctc_weight
+        self.frontend = frontend
+        self.specaug = specaug
+        self.normalize = normalize
+        self.encoder = encoder
+        self.decoder = decoder
+        self.ctc = ctc if ctc_weight > 0 else None
+        self._unpadded_length_cache = {}  # input frames -> encoder frames, see below
+        self.prefix_proj = (
+            nn.Linear(encoder.output_size(), decoder.d_model) if input_type == "speech" else None
+        )
+        self.criterion = LabelSmoothingLoss(
+            size=vocab_size,
+            padding_idx=ignore_id,
+            smoothing=lsm_weight,
+            normalize_length=length_normalized_loss,
+        )
+
+    # --- the prefix -------------------------------------------------------------------
+    def encode_speech(self, speech, speech_lengths):
+        """Frontend -> SpecAugment (training) -> normalisation -> encoder."""
+        if self.frontend is not None:
+            feats, feats_lengths = self.frontend(speech, speech_lengths)
+        else:
+            feats, feats_lengths = speech, speech_lengths
+        feats = feats.to(self.prefix_proj.weight.dtype)  # the frontend may stay in fp32
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        if self.normalize is not None:
+            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        encoded, encoded_lengths, _ = self.encoder(feats, feats_lengths)
+        encoded_lengths = torch.minimum(encoded_lengths, self.unpadded_lengths(feats, feats_lengths))
+        return encoded, encoded_lengths
+
+    def unpadded_lengths(self, feats, feats_lengths):
+        """Encoder output lengths the utterances would have alone (without padding).
+
+        ESPnet's convolutional subsampling derives output lengths from the padded mask,
+        so a padded utterance gets up to two frames more than alone, frames that see
+        the padding. Trimming to the unpadded length keeps training consistent with
+        decoding (which encodes each utterance alone). Probed once per input length
+        through the subsampling module, then cached.
+        """
+        embed = getattr(self.encoder, "embed", None)
+        if embed is None or not hasattr(embed, "conv"):
+            return feats_lengths  # no subsampling: lengths do not depend on padding
+        lengths = []
+        for length in feats_lengths.tolist():
+            if length not in self._unpadded_length_cache:
+                probe = feats.new_zeros(1, length, feats.shape[-1])
+                mask = torch.ones(1, 1, length, dtype=torch.bool, device=feats.device)
+                with torch.no_grad():
+                    out_mask = embed(probe, mask)[1]
+                self._unpadded_length_cache[length] = int(out_mask.sum())
+            lengths.append(self._unpadded_length_cache[length])
+        return torch.tensor(lengths, device=feats_lengths.device)
+
+    def encode_prefix(self, batch: Dict[str, torch.Tensor]):
+        """Left-padded prefix (B, P, D), its padding (B, P), positions (B, P), lengths (B,),
+        and the encoder output and lengths (for CTC; None for text input)."""
+        if self.input_type == "speech":
+            if "speech" not in batch:
+                raise ValueError("input_type speech needs the data name 'speech'")
+            encoded, encoded_lengths = self.encode_speech(batch["speech"], batch["speech_lengths"])
+            prefix = self.prefix_proj(encoded)
+            lengths = encoded_lengths
+        else:
+            if "src_text" not in batch:
+                raise ValueError("input_type text needs the data name 'src_text'")
+            source, lengths = batch["src_text"], batch["src_text_lengths"]
+            prefix = self.decoder.embed(source.clamp(min=0))  # -1 padding -> any id, masked
+            encoded = encoded_lengths = None
+        prefix, padding, positions = left_aligned(prefix, lengths)
+        return prefix, padding, positions, lengths, encoded, encoded_lengths
+
+    def prompts(self, batch: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """Prompt token ids of every utterance."""
+        size = len(batch["speech" if self.input_type == "speech" else "src_text"])
+        device = next(self.parameters()).device
+        if "prompt" in batch:
+            return [row[:length] for row, length in zip(batch["prompt"], batch["prompt_lengths"])]
+        return [torch.tensor([self.task_token_id], device=device)] * size
+
+    # --- training -----------------------------------------------------------------------
+    def text_logits(self, prefix_out, text_in, text_lengths):
+        """Logits (B, T, V) of a right-padded text block after the prefix."""
+        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
+        steps = torch.arange(text_in.shape[1], device=text_in.device)
+        text_positions = prefix_lengths[:, None] + steps
+        text_padding = steps[None, :] >= text_lengths[:, None]
+        hidden = self.decoder(
+            self.decoder.embed(text_in.clamp(min=0)),
+            torch.cat([prefix_positions, text_positions], dim=1),
+            torch.cat([prefix_padding, text_padding], dim=1),
+            prefix=prefix,
+        )
+        return self.decoder.logits(hidden)
+
+    def teacher_forcing(self, prompts, targets):
+        """Decoder input [prompt; y] and target [ignore..; y; eos] per row, right-padded."""
+        inputs, outputs = [], []
+        for prompt, target in zip(prompts, targets):
+            inputs.append(torch.cat([prompt, target]))
+            ignored = prompt.new_full((len(prompt) - 1,), self.ignore_id)
+            outputs.append(torch.cat([ignored, target, prompt.new_tensor([self.eos])]))
+        lengths = torch.tensor([len(row) for row in inputs], device=prompts[0].device)
+        return pad_list(inputs, 0), pad_list(outputs, self.ignore_id), lengths
+
+    def forward(
+        self, text: torch.Tensor, text_lengths: torch.Tensor, **batch
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        batch_size = text.shape[0]
+        prefix_out = self.encode_prefix(batch)
+        targets = [row[:length] for row, length in zip(text, text_lengths)]
+        text_in, text_out, lengths = self.teacher_forcing(self.prompts(batch), targets)
+        logits = self.text_logits(prefix_out, text_in, lengths)
+        loss_att = self.criterion(logits, text_out)
+        accuracy = th_accuracy(logits.view(-1, self.vocab_size), text_out, self.ignore_id)
+        stats = dict(loss_att=loss_att.detach(), acc=accuracy)
+        loss = loss_att
+        if self.ctc is not None:
+            encoded, encoded_lengths = prefix_out[4:]
+            loss_ctc = self.ctc(encoded, encoded_lengths, text, text_lengths)
+            loss = (1 - self.ctc_weight) * loss_att + self.ctc_weight * loss_ctc
+            stats["loss_ctc"] = loss_ctc.detach()
+        stats["loss"] = loss.detach()
+        return loss, stats, torch.tensor(batch_size, device=loss.device)
+
+    def collect_feats(self, text=None, text_lengths=None, **batch) -> Dict[str, torch.Tensor]:
+        if self.input_type != "speech" or self.frontend is None:
+            return {"feats": batch["speech"], "feats_lengths": batch["speech_lengths"]}
+        feats, feats_lengths = self.frontend(batch["speech"], batch["speech_lengths"])
+        return {"feats": feats, "feats_lengths": feats_lengths}
+
+    # --- decoding -----------------------------------------------------------------------
+    def sequence_log_probs(self, batch, hypotheses: List[torch.Tensor]) -> torch.Tensor:
+        """Sum of log-probabilities of each hypothesis (y then eos), without a cache."""
+        prefix_out = self.encode_prefix(batch)
+        text_in, text_out, lengths = self.teacher_forcing(self.prompts(batch), hypotheses)
+        log_probs = self.text_logits(prefix_out, text_in, lengths).log_softmax(-1)
+        picked = log_probs.gather(-1, text_out.clamp(min=0)[..., None])[..., 0]
+        return picked.masked_fill(text_out == self.ignore_id, 0.0).sum(dim=1)
+
+    def start_decoding(self, prefix_out, prompts: List[torch.Tensor]):
+        """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1."""
+        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
+        prompt_lengths = torch.tensor([len(p) for p in prompts], device=prefix.device)
+        prompt_block = pad_list(list(prompts), 0)
+        prompt_embed = self.decoder.embed(prompt_block)
+        prompt_embed, prompt_padding, prompt_steps = left_aligned(prompt_embed, prompt_lengths)
+        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype)
+        hidden = self.decoder(
+            prompt_embed,
+            torch.cat([prefix_positions, prefix_lengths[:, None] + prompt_steps], dim=1),
+            torch.cat([prefix_padding, prompt_padding], dim=1),
+            prefix=prefix,
+            caches=caches,
+        )
+        return caches, self.decoder.logits(hidden[:, -1]).float().log_softmax(-1)
+
+    def decode_step(self, tokens: torch.Tensor, caches) -> torch.Tensor:
+        """Feed one token per row (B,); log-probs (B, V) of the next token."""
+        hidden = self.decoder(self.decoder.embed(tokens[:, None]), None, None, caches=caches)
+        return self.decoder.logits(hidden[:, -1]).float().log_softmax(-1)

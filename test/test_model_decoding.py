@@ -1,0 +1,145 @@
+"""The decoder-only model and its batched beam search (CPU, tiny models)."""
+
+import pytest
+import torch
+
+from espnet2_mtla.inference.beam_search import BatchBeamSearch
+from speech_fixtures import TRANSCRIPTS, speech_batch, tiny_model
+
+KEYS = sorted(TRANSCRIPTS)
+MAX_TOKENS = 16
+
+
+def train(model, batch, steps, lr=5e-3):
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss, _, _ = model(**batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return loss.item()
+
+
+def references(batch):
+    return [batch["text"][i, : batch["text_lengths"][i]].tolist() for i in range(len(KEYS))]
+
+
+def single(batch, row):
+    length = int(batch["speech_lengths"][row])
+    return {
+        "speech": batch["speech"][row : row + 1, :length],
+        "speech_lengths": batch["speech_lengths"][row : row + 1],
+    }
+
+
+def greedy_without_cache(model, one_utterance, max_tokens):
+    """Argmax decoding that re-runs the whole sequence every step (no cache)."""
+    prefix_out = model.encode_prefix(one_utterance)
+    prompt = model.prompts(one_utterance)[0]
+    tokens = []
+    with torch.no_grad():
+        for _ in range(max_tokens):
+            text_in = torch.cat([prompt, torch.tensor(tokens, dtype=torch.long)])[None]
+            logits = model.text_logits(prefix_out, text_in, torch.tensor([text_in.shape[1]]))
+            best = int(logits[0, -1].argmax())
+            if best == model.eos:
+                break
+            tokens.append(best)
+    return tokens
+
+
+@pytest.mark.parametrize("prefix_mode", ["memory", "full"])
+@pytest.mark.parametrize("attention", ["mha", "mqa", "gqa", "mla", "mtla"])
+def test_tiny_model_overfits_until_greedy_reproduces_transcripts(attention, prefix_mode):
+    batch = speech_batch(KEYS)
+    model = tiny_model(attention, prefix_mode)
+    search = BatchBeamSearch(model, beam_size=1, maxlenratio=-MAX_TOKENS)
+    hypotheses = None
+    for _ in range(24):  # at most 600 steps
+        train(model, batch, 25)
+        results, _ = search.search(batch)
+        hypotheses = [result[0].tokens for result in results]
+        if hypotheses == references(batch):
+            break
+    assert hypotheses == references(batch)
+
+
+@pytest.fixture(scope="module", params=[("mtla", "memory"), ("mha", "full"), ("mla", "memory")])
+def partly_trained(request):
+    """A model trained a little: confident enough to stop, not perfect."""
+    attention, prefix_mode = request.param
+    model = tiny_model(attention, prefix_mode, seed=1)
+    train(model, speech_batch(KEYS), 40)
+    return model
+
+
+def test_beam_size_one_equals_greedy(partly_trained):
+    model = partly_trained
+    batch = speech_batch(KEYS)
+    results, _ = BatchBeamSearch(model, beam_size=1, maxlenratio=-MAX_TOKENS).search(batch)
+    for row, result in enumerate(results):
+        assert result[0].tokens == greedy_without_cache(model, single(batch, row), MAX_TOKENS)
+
+
+def test_alone_equals_in_batch_and_cached_scores_equal_full_recompute(partly_trained):
+    model = partly_trained
+    batch = speech_batch(KEYS)  # 5 utterances of different lengths
+    search = BatchBeamSearch(model, beam_size=3, nbest=3, maxlenratio=-MAX_TOKENS)
+    batched, stats = search.search(batch)
+    assert stats.peak_cache_bytes > 0
+    for row in range(len(KEYS)):
+        alone, _ = search.search(single(batch, row))
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in batched[row]]
+        for hyp_alone, hyp_batched in zip(alone[0], batched[row]):
+            assert abs(hyp_alone.score - hyp_batched.score) < 1e-4
+        recomputed = model.sequence_log_probs(
+            single(batch, row), [torch.tensor(h.tokens, dtype=torch.long) for h in batched[row]]
+        )
+        for hyp, score in zip(batched[row], recomputed.tolist()):
+            assert abs(hyp.score - score) < 1e-4
+        normalized = [h.normalized_score for h in batched[row]]
+        assert normalized == sorted(normalized, reverse=True)
+
+
+def test_length_limits_are_respected():
+    model = tiny_model("mtla", "memory", seed=2)
+    batch = speech_batch(KEYS[:2])
+    results, _ = BatchBeamSearch(model, beam_size=2, maxlenratio=-3, nbest=2).search(batch)
+    assert all(len(h.tokens) <= 3 for result in results for h in result)
+    results, _ = BatchBeamSearch(model, beam_size=2, maxlenratio=-6, minlenratio=0.1).search(
+        batch
+    )
+    prefix_lengths = model.encode_prefix(batch)[3]
+    for result, length in zip(results, prefix_lengths.tolist()):
+        assert all(len(h.tokens) >= int(0.1 * length) for h in result)
+
+
+def test_text_prefix_model_for_summarisation():
+    """input_type text: the prefix is the embedded src_text."""
+    from speech_fixtures import tiny_args
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    args = tiny_args("mtla", "full")
+    args.model_conf = {"lsm_weight": 0.0, "input_type": "text"}
+    torch.manual_seed(0)
+    model = DecoderOnlyTask.build_model(args)
+    assert model.encoder is None and model.frontend is None
+    batch = speech_batch(KEYS)
+    # the source of each summary: its target reversed
+    sources = [batch["text"][i, : batch["text_lengths"][i]].flip(0) for i in range(len(KEYS))]
+    text_batch = {
+        "src_text": torch.nn.utils.rnn.pad_sequence(sources, True, -1),
+        "src_text_lengths": batch["text_lengths"],
+        "text": batch["text"],
+        "text_lengths": batch["text_lengths"],
+    }
+    for _ in range(24):
+        train(model, text_batch, 25)
+        results, _ = BatchBeamSearch(model, beam_size=1, maxlenratio=-MAX_TOKENS).search(
+            text_batch
+        )
+        if [r[0].tokens for r in results] == references(batch):
+            break
+    assert [r[0].tokens for r in results] == references(batch)
