@@ -21,6 +21,9 @@ install_requires = [
     "jiwer>=3.0",
     "sacrebleu>=2.4",
     "rouge-score>=0.1.2",
+    # espnet's trainer writes tensorboard logs and matplotlib plots under exp/
+    "tensorboard>=2.15",
+    "matplotlib>=3.8",
 ]
 
 extras_require = {

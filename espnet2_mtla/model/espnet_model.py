@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from espnet.nets.pytorch_backend.nets_utils import pad_list, th_accuracy
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
+from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet2_mtla.model.decoder import DecoderOnlyStack
@@ -208,7 +209,8 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel):
             loss = (1 - self.ctc_weight) * loss_att + self.ctc_weight * loss_ctc
             stats["loss_ctc"] = loss_ctc.detach()
         stats["loss"] = loss.detach()
-        return loss, stats, torch.tensor(batch_size, device=loss.device)
+        # gatherable across DDP workers / DataParallel replicas, as espnet's trainer expects
+        return force_gatherable((loss, stats, batch_size), loss.device)
 
     def collect_feats(self, text=None, text_lengths=None, **batch) -> Dict[str, torch.Tensor]:
         if self.input_type != "speech" or self.frontend is None:

@@ -9,8 +9,13 @@ Data names: ``text`` (target, required for training), ``speech`` (input_type spe
 ``src_text`` (input_type text), optional ``prompt`` (task tokens per utterance).
 """
 
-import argparse
-import logging
+# first: several espnet2 modules import espnet2.train.preprocessor (see compat.py)
+from espnet2_mtla.compat import import_espnet_preprocessor
+
+CommonPreprocessor = import_espnet_preprocessor().CommonPreprocessor
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import humanfriendly
@@ -40,11 +45,8 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool, str_or_none
 
 from espnet2_mtla.attention.choices import attention_choices
-from espnet2_mtla.compat import import_espnet_preprocessor
 from espnet2_mtla.model.decoder import DecoderOnlyStack
 from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
-
-CommonPreprocessor = import_espnet_preprocessor().CommonPreprocessor
 
 frontend_choices = ClassChoices(
     "frontend",

@@ -1,0 +1,208 @@
+"""The training and inference command lines on a tiny data set (CPU)."""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+import yaml
+
+from speech_fixtures import TRANSCRIPTS, token_list, write_data_dir
+
+CONFIG = {
+    "frontend": "default",
+    "frontend_conf": {"n_fft": 400, "hop_length": 160, "n_mels": 20},
+    "normalize": "utterance_mvn",
+    "encoder": "linear",
+    "encoder_conf": {"output_size": 32, "input_layer": "conv2d", "dropout_rate": 0.0},
+    "decoder": "decoder_only",
+    "decoder_conf": {"d_model": 32, "num_heads": 4, "num_layers": 2, "ffn_dim": 64,
+                     "dropout": 0.0, "prefix_mode": "memory"},
+    "attention": "mtla",
+    "attention_conf": {"kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4,
+                       "v_head_dim": 8, "down_rate": 2},
+    "model_conf": {"lsm_weight": 0.0},
+    "optim": "adam",
+    "optim_conf": {"lr": 0.005},
+    "batch_type": "folded",
+    "batch_size": 5,
+    "fold_length": [80000],
+    "max_epoch": 1,
+    "num_workers": 0,
+    "token_type": "char",
+    "seed": 0,
+    "use_tensorboard": False,
+}
+
+
+def train_cli(cmd):
+    from espnet2_mtla.bin.train import main
+
+    main(cmd=[str(part) for part in cmd])
+
+
+def data_args(data_dir, stats_dir):
+    args = []
+    for mode in ("train", "valid"):
+        args += [f"--{mode}_data_path_and_name_and_type", f"{data_dir}/wav.scp,speech,sound",
+                 f"--{mode}_data_path_and_name_and_type", f"{data_dir}/text,text,text",
+                 f"--{mode}_shape_file", f"{stats_dir}/{mode}/speech_shape"
+                 if stats_dir else f"{data_dir}/wav.scp"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """data/train, token list, config and collected statistics (espnet's collect_stats)."""
+    root = tmp_path_factory.mktemp("cli")
+    write_data_dir(root / "data" / "train")
+    (root / "tokens.txt").write_text("\n".join(token_list()) + "\n")
+    (root / "conf.yaml").write_text(yaml.safe_dump(CONFIG))
+    train_cli(["--config", root / "conf.yaml", "--token_list", root / "tokens.txt",
+               "--collect_stats", "true", "--output_dir", root / "stats",
+               *data_args(root / "data/train", None)])
+    assert (root / "stats/train/speech_shape").exists()
+    assert (root / "stats/train/feats_stats.npz").exists()
+    return root
+
+
+def common_args(workdir, data_dir=None, config=None):
+    return ["--config", config or workdir / "conf.yaml", "--token_list", workdir / "tokens.txt",
+            *data_args(data_dir or workdir / "data/train", workdir / "stats")]
+
+
+def test_resume_continues_at_next_epoch_with_same_optimizer_state(workdir, caplog):
+    resumed, continuous = workdir / "exp_resumed", workdir / "exp_continuous"
+    train_cli([*common_args(workdir), "--output_dir", resumed, "--max_epoch", 1])
+    state = torch.load(resumed / "checkpoint.pth", weights_only=False)
+    assert state["reporter"]["epoch"] == 1
+    with caplog.at_level(logging.INFO):
+        train_cli([*common_args(workdir), "--output_dir", resumed, "--max_epoch", 2,
+                   "--resume", "true"])
+    assert "The training was resumed" in caplog.text
+    assert "2/2epoch started" in caplog.text and "1/2epoch started" not in caplog.text
+    train_cli([*common_args(workdir), "--output_dir", continuous, "--max_epoch", 2])
+
+    for name in ("2epoch.pth",):
+        a = torch.load(resumed / name)
+        b = torch.load(continuous / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.allclose(a[key], b[key], atol=1e-6), key
+    optim_a = torch.load(resumed / "checkpoint.pth", weights_only=False)["optimizers"][0]
+    optim_b = torch.load(continuous / "checkpoint.pth", weights_only=False)["optimizers"][0]
+    for param_id, param_state in optim_a["state"].items():
+        assert float(param_state["step"]) == 2.0
+        assert torch.allclose(param_state["exp_avg"], optim_b["state"][param_id]["exp_avg"],
+                              atol=1e-6)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ddp_with_two_cpu_processes_trains_one_epoch(workdir):
+    output = workdir / "exp_ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(free_port()), "-m", "espnet2_mtla.bin.train",
+           *map(str, common_args(workdir)), "--output_dir", str(output),
+           "--ngpu", "0", "--dist_backend", "gloo", "--batch_size", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ":0/2]" in run.stderr  # espnet logs "[host:rank/world_size]" from rank 0
+    assert (output / "1epoch.pth").exists()
+
+
+def test_inference_writes_sorted_outputs_and_an_efficiency_report(workdir, capsys):
+    from espnet2_mtla.bin.inference import main as inference_main
+
+    model_dir = workdir / "exp_infer"
+    train_cli([*common_args(workdir), "--output_dir", model_dir, "--max_epoch", 2])
+    output = workdir / "decode"
+    inference_main([
+        "--train_config", str(model_dir / "config.yaml"),
+        "--model_file", str(model_dir / "2epoch.pth"),
+        "--data_path_and_name_and_type", f"{workdir}/data/train/wav.scp,speech,sound",
+        "--output_dir", str(output), "--batch_size", "3", "--beam_size", "2",
+        "--nbest", "2", "--maxlenratio", "-5",
+    ])
+    keys = sorted(TRANSCRIPTS)
+    for rank in (1, 2):
+        for name in ("text", "token", "token_int", "score"):
+            lines = (output / f"{rank}best_recog" / name).read_text().splitlines()
+            assert [line.split(maxsplit=1)[0] for line in lines] == keys, (rank, name)
+    scores = dict(line.split() for line in (output / "1best_recog/score").read_text().splitlines())
+    assert all(float(value) <= 0 for value in scores.values())
+    report = json.loads((output / "efficiency.json").read_text())
+    assert report["utterances"] == 5 and report["peak_gpu_memory_bytes"] == "n/a"
+    assert report["decode_wall_time_s"] > 0 and report["peak_kv_cache_bytes"] > 0
+    assert report["tokens_per_s"] > 0 and report["attention"] == "mtla"
+    assert "utterances_per_s" in capsys.readouterr().out
+
+
+def bad_data(workdir, name, fs=16000):
+    directory = workdir / "bad" / name
+    write_data_dir(directory, fs=fs)
+    return directory
+
+
+def test_missing_and_corrupt_audio_name_the_utterance(workdir, caplog):
+    missing = bad_data(workdir, "missing")
+    (missing / "utt3.flac").unlink()
+    corrupt = bad_data(workdir, "corrupt")
+    (corrupt / "utt4.flac").write_bytes(b"not audio at all")
+    for directory, key in ((missing, "utt3"), (corrupt, "utt4")):
+        caplog.clear()
+        with pytest.raises(Exception) as error:
+            train_cli([*common_args(workdir, directory), "--output_dir", directory / "exp"])
+        assert f"id={key}" in caplog.text  # espnet's dataset names the utterance
+        assert f"{key}.flac" in str(error.value)  # soundfile names the file
+
+
+def test_first_audio_missing_is_a_clear_error(workdir):
+    missing = bad_data(workdir, "missing_first")
+    (missing / "utt1.flac").unlink()
+    with pytest.raises(ValueError, match="utt1.*utt1.flac"):
+        train_cli([*common_args(workdir, missing), "--output_dir", missing / "exp"])
+
+
+def test_empty_transcript_names_the_utterance(workdir):
+    empty = bad_data(workdir, "empty")
+    lines = (empty / "text").read_text().splitlines()
+    lines[1] = lines[1].split()[0]  # utt2 with nothing after the key
+    (empty / "text").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="utt2.*empty transcript"):
+        train_cli([*common_args(workdir, empty), "--output_dir", empty / "exp"])
+
+
+def test_wrong_sample_rate_is_a_clear_error(workdir):
+    narrowband = bad_data(workdir, "8k", fs=8000)
+    assert soundfile.info(str(narrowband / "utt1.flac")).samplerate == 8000
+    with pytest.raises(ValueError, match="utt1.*8000 Hz.*16000 Hz"):
+        train_cli([*common_args(workdir, narrowband), "--output_dir", narrowband / "exp"])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"attention": "flash"}, "attention type .flash. is unknown"),
+        ({"attention_conf": {"down_rte": 2}}, "down_rte"),
+        ({"attention_conf": {"down_rate": 0}}, "down_rate"),
+        ({"decoder_conf": {"prefix_mode": "side"}}, "prefix_mode"),
+    ],
+)
+def test_bad_yaml_is_a_clear_error(workdir, change, message):
+    config = {**CONFIG, **change}
+    path = workdir / f"bad_{abs(hash(str(change)))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=message):
+        train_cli([*common_args(workdir, config=path), "--output_dir", workdir / "exp_bad"])
