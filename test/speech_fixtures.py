@@ -16,6 +16,7 @@ TRANSCRIPTS = {
     "utt4": "speech",
     "utt5": "tiny data set",
 }
+KEYS_ORDER = sorted(TRANSCRIPTS)
 DURATIONS = {"utt1": 2.0, "utt2": 1.6, "utt3": 2.4, "utt4": 1.2, "utt5": 1.9}
 
 LATENT = {"kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8}

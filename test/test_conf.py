@@ -1,0 +1,51 @@
+"""The shared conf/ fragments merge into configs that the task parses and builds."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from espnet2_mtla.bin.merge_config import main as merge_main, merge
+from speech_fixtures import KEYS_ORDER, speech_batch, token_list
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+BASE = {
+    "encoder": "linear",
+    "encoder_conf": {"output_size": 32, "input_layer": "conv2d"},
+    "decoder_conf": {"d_model": 64, "num_heads": 8, "num_layers": 1, "ffn_dim": 64},
+    "token_type": "char",
+}
+
+
+def test_merge_is_deep_and_later_files_win():
+    merged = merge({"a": {"x": 1, "y": 2}, "b": [1]}, {"a": {"y": 3}, "b": [2]})
+    assert merged == {"a": {"x": 1, "y": 3}, "b": [2]}
+
+
+@pytest.mark.parametrize("frontend", sorted(p.name for p in (CONF / "frontend").glob("*.yaml")))
+@pytest.mark.parametrize("attention", sorted(p.name for p in (CONF / "attention").glob("*.yaml")))
+def test_fragments_build_a_model(attention, frontend, tmp_path):
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(BASE))
+    merged_path = tmp_path / "config.yaml"
+    merge_main([str(base), str(CONF / "attention" / attention), str(CONF / "frontend" / frontend),
+                "-o", str(merged_path)])
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(token_list()) + "\n")
+    args = DecoderOnlyTask.get_parser().parse_args(
+        ["--config", str(merged_path), "--token_list", str(tokens)]
+    )
+    fragment = yaml.safe_load((CONF / "attention" / attention).read_text())
+    assert args.attention == fragment["attention"]
+    torch.manual_seed(0)
+    model = DecoderOnlyTask.build_model(args)
+    layer_attention = model.decoder.layers[0].attn
+    if "down_rate" in fragment["attention_conf"]:
+        assert layer_attention.down_rate == fragment["attention_conf"]["down_rate"]
+    if "num_kv_heads" in fragment["attention_conf"]:
+        assert layer_attention.num_kv_heads == fragment["attention_conf"]["num_kv_heads"]
+    loss, stats, _ = model(**speech_batch(KEYS_ORDER[:2]))
+    assert torch.isfinite(loss)
