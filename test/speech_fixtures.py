@@ -38,7 +38,7 @@ def synth_audio(index: int, seconds: float) -> np.ndarray:
 
 def token_list():
     chars = sorted({c for text in TRANSCRIPTS.values() for c in text if c != " "})
-    return ["<blank>", "<unk>", "<space>", *chars, "<sos/eos>"]
+    return ["<blank>", "<unk>", "<space>", *chars, "<asr>", "<rev>", "<sos/eos>"]
 
 
 def encode_text(text: str, tokens):

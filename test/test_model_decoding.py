@@ -23,7 +23,7 @@ def train(model, batch, steps, lr=5e-3):
 
 
 def references(batch):
-    return [batch["text"][i, : batch["text_lengths"][i]].tolist() for i in range(len(KEYS))]
+    return [row[:length].tolist() for row, length in zip(batch["text"], batch["text_lengths"])]
 
 
 def single(batch, row):
@@ -143,3 +143,45 @@ def test_text_prefix_model_for_summarisation():
         if [r[0].tokens for r in results] == references(batch):
             break
     assert [r[0].tokens for r in results] == references(batch)
+
+
+def test_prompt_tokens_select_the_task():
+    """One model, two tasks by prompt: <asr> -> transcript, <rev> -> it reversed."""
+    from speech_fixtures import token_list
+
+    tokens = token_list()
+    keys = KEYS[:3]
+    batch = speech_batch(keys)
+    both = {name: torch.cat([value, value]) for name, value in batch.items()}
+    refs = references(batch)
+    both_refs = refs + [ref[::-1] for ref in refs]
+    both["text"] = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(ref) for ref in both_refs], batch_first=True, padding_value=-1
+    )
+    both["prompt"] = torch.tensor([[tokens.index("<asr>")]] * 3 + [[tokens.index("<rev>")]] * 3)
+    both["text_lengths"] = torch.tensor([len(ref) for ref in both_refs])
+    both["prompt_lengths"] = torch.ones(6, dtype=torch.long)
+    model = tiny_model("mtla", "memory", seed=3)
+    search = BatchBeamSearch(model, beam_size=1, maxlenratio=-MAX_TOKENS)
+    for _ in range(24):
+        train(model, both, 25)
+        hypotheses = [result[0].tokens for result in search.search(both)[0]]
+        if hypotheses == both_refs:
+            break
+    assert hypotheses == both_refs
+
+
+def test_preprocessor_prompts_and_empty_text(tmp_path):
+    from speech_fixtures import token_list
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyPreprocessor
+
+    tokens = token_list()
+    pre = DecoderOnlyPreprocessor(train=False, token_type="char", token_list=tokens)
+    out = pre("utt9", {"text": "hello", "prompt": "<asr> <rev>", "src_text": "abc"})
+    assert out["prompt"].tolist() == [tokens.index("<asr>"), tokens.index("<rev>")]
+    assert out["text"].tolist() == [tokens.index(c) for c in "hello"]
+    assert out["src_text"].tolist() == [tokens.index(c) for c in "abc"]
+    with pytest.raises(ValueError, match="utt9.*<de>"):
+        pre("utt9", {"text": "hello", "prompt": "<de>"})
+    with pytest.raises(ValueError, match="utt9.*empty transcript"):
+        pre("utt9", {"text": ""})
