@@ -185,3 +185,33 @@ def test_preprocessor_prompts_and_empty_text(tmp_path):
         pre("utt9", {"text": "hello", "prompt": "<de>"})
     with pytest.raises(ValueError, match="utt9.*empty transcript"):
         pre("utt9", {"text": ""})
+
+
+def test_ctc_on_the_encoder_is_part_of_the_loss():
+    from speech_fixtures import tiny_args
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    args = tiny_args("mla", "memory")
+    args.model_conf = {"lsm_weight": 0.0, "ctc_weight": 0.3}
+    torch.manual_seed(0)
+    model = DecoderOnlyTask.build_model(args)
+    loss, stats, weight = model(**speech_batch(KEYS))
+    assert model.ctc is not None and "loss_ctc" in stats
+    expected = 0.7 * stats["loss_att"] + 0.3 * stats["loss_ctc"]
+    assert torch.allclose(loss.detach(), expected) and weight == len(KEYS)
+    loss.backward()
+    assert model.ctc.ctc_lo.weight.grad.abs().sum() > 0
+
+
+def test_bf16_decoding_matches_fp32_hypotheses(partly_trained):
+    import copy
+
+    batch = speech_batch(KEYS)
+    search = BatchBeamSearch(partly_trained, beam_size=2, maxlenratio=-MAX_TOKENS)
+    exact, _ = search.search(batch)
+    model = copy.deepcopy(partly_trained).to(torch.bfloat16)
+    model.frontend.float()  # as the inference CLI does
+    low, stats = BatchBeamSearch(model, beam_size=2, maxlenratio=-MAX_TOKENS).search(batch)
+    assert stats.peak_cache_bytes > 0
+    agree = sum(a[0].tokens == b[0].tokens for a, b in zip(exact, low))
+    assert agree >= 4  # bf16 may flip a near tie, not the decoding as a whole

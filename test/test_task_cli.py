@@ -206,3 +206,36 @@ def test_bad_yaml_is_a_clear_error(workdir, change, message):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match=message):
         train_cli([*common_args(workdir, config=path), "--output_dir", workdir / "exp_bad"])
+
+
+def test_kaldi_ark_features_train_without_a_frontend(workdir):
+    """Features read by espnet's kaldi_ark loader (--input_size, no frontend)."""
+    import kaldiio
+    import numpy as np
+
+    from speech_fixtures import DURATIONS, synth_audio
+
+    ark_dir = workdir / "data" / "ark"
+    ark_dir.mkdir(parents=True)
+    with kaldiio.WriteHelper(f"ark,scp:{ark_dir}/feats.ark,{ark_dir}/feats.scp") as writer:
+        for key in sorted(TRANSCRIPTS):
+            audio = synth_audio(int(key[3:]), DURATIONS[key])
+            frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+            writer(key, np.log(np.abs(np.fft.rfft(frames))[:, :20] + 1e-3).astype(np.float32))
+    (ark_dir / "text").write_text((workdir / "data/train/text").read_text())
+    shapes = ark_dir / "shape"
+    shapes.write_text("".join(f"{k} {v.shape[0]},20\n" for k, v in kaldiio.load_scp(
+        str(ark_dir / "feats.scp")).items()))
+    args = []
+    for mode in ("train", "valid"):
+        args += [f"--{mode}_data_path_and_name_and_type", f"{ark_dir}/feats.scp,speech,kaldi_ark",
+                 f"--{mode}_data_path_and_name_and_type", f"{ark_dir}/text,text,text",
+                 f"--{mode}_shape_file", str(shapes)]
+    output = workdir / "exp_ark"
+    config_path = workdir / "conf_ark.yaml"
+    config_path.write_text(yaml.safe_dump({**CONFIG, "fold_length": [800]}))
+    train_cli(["--config", config_path, "--token_list", workdir / "tokens.txt",
+               "--input_size", 20, *args, "--output_dir", output])
+    config = yaml.safe_load((output / "config.yaml").read_text())
+    assert config["frontend"] is None and config["input_size"] == 20
+    assert (output / "1epoch.pth").exists()
