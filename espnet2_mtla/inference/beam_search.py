@@ -14,7 +14,6 @@ from typing import Dict, List
 
 import torch
 
-from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
 
 
 @dataclass
@@ -40,9 +39,9 @@ def _stack_left_padded(parts: List[torch.Tensor], total: int) -> torch.Tensor:
     return torch.cat(rows, dim=0)
 
 
-def encode_each(model: ESPnetDecoderOnlyModel, batch: Dict[str, torch.Tensor]):
+def encode_each(model, batch: Dict[str, torch.Tensor]):
     """``model.encode_prefix`` utterance by utterance, stacked left-padded."""
-    name = "speech" if model.input_type == "speech" else "src_text"
+    name = model.prefix_input_name
     outputs = []
     for row in range(len(batch[name])):
         length = batch[f"{name}_lengths"][row : row + 1]
@@ -63,7 +62,7 @@ class BatchBeamSearch:
 
     def __init__(
         self,
-        model: ESPnetDecoderOnlyModel,
+        model,  # a PrefixLM (e.g. ESPnetDecoderOnlyModel)
         beam_size: int = 5,
         maxlenratio: float = 0.0,
         minlenratio: float = 0.0,

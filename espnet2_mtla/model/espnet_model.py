@@ -19,36 +19,20 @@ time index; positions count real tokens only (prefix 0..P_b-1, then the text), s
 utterance gives the same result alone or in a batch.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
-from espnet.nets.pytorch_backend.nets_utils import pad_list, th_accuracy
+from espnet.nets.pytorch_backend.nets_utils import th_accuracy
 from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet2_mtla.model.decoder import DecoderOnlyStack
+from espnet2_mtla.model.prefix_lm import PrefixLM, left_aligned
 
 
-def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
-    """Move each row's first ``lengths[b]`` frames of x (B, T, ...) to the end (left padding).
-
-    Returns the left-padded tensor, its padding mask (B, T) and the positions (B, T) of
-    the real frames (0..len-1; 0 at padding).
-    """
-    batch, total = x.shape[:2]
-    steps = torch.arange(total, device=x.device)
-    shift = (total - lengths)[:, None]  # (B, 1)
-    source = (steps[None, :] - shift).clamp(min=0)  # slot t holds frame t - shift
-    index = source.view(batch, total, *([1] * (x.dim() - 2))).expand_as(x)
-    padding = steps[None, :] < shift
-    moved = torch.gather(x, 1, index)
-    moved = moved.masked_fill(padding.view(batch, total, *([1] * (x.dim() - 2))), 0)
-    return moved, padding, torch.where(padding, 0, source)
-
-
-class ESPnetDecoderOnlyModel(AbsESPnetModel):
+class ESPnetDecoderOnlyModel(AbsESPnetModel, PrefixLM):
     """Decoder-only model over a speech or text prefix (see the module docstring)."""
 
     def __init__(
@@ -83,6 +67,7 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel):
         self.task_token_id = self.token_list.index(task_token)
         self.ignore_id = ignore_id
         self.input_type = input_type
+        self.prefix_input_name = "speech" if input_type == "speech" else "src_text"
         self.ctc_weight = ctc_weight
         self.frontend = frontend
         self.specaug = specaug
@@ -158,39 +143,7 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel):
         prefix, padding, positions = left_aligned(prefix, lengths)
         return prefix, padding, positions, lengths, encoded, encoded_lengths
 
-    def prompts(self, batch: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
-        """Prompt token ids of every utterance."""
-        size = len(batch["speech" if self.input_type == "speech" else "src_text"])
-        device = next(self.parameters()).device
-        if "prompt" in batch:
-            return [row[:length] for row, length in zip(batch["prompt"], batch["prompt_lengths"])]
-        return [torch.tensor([self.task_token_id], device=device)] * size
-
     # --- training -----------------------------------------------------------------------
-    def text_logits(self, prefix_out, text_in, text_lengths):
-        """Logits (B, T, V) of a right-padded text block after the prefix."""
-        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
-        steps = torch.arange(text_in.shape[1], device=text_in.device)
-        text_positions = prefix_lengths[:, None] + steps
-        text_padding = steps[None, :] >= text_lengths[:, None]
-        hidden = self.decoder(
-            self.decoder.embed(text_in.clamp(min=0)),
-            torch.cat([prefix_positions, text_positions], dim=1),
-            torch.cat([prefix_padding, text_padding], dim=1),
-            prefix=prefix,
-        )
-        return self.decoder.logits(hidden)
-
-    def teacher_forcing(self, prompts, targets):
-        """Decoder input [prompt; y] and target [ignore..; y; eos] per row, right-padded."""
-        inputs, outputs = [], []
-        for prompt, target in zip(prompts, targets):
-            inputs.append(torch.cat([prompt, target]))
-            ignored = prompt.new_full((len(prompt) - 1,), self.ignore_id)
-            outputs.append(torch.cat([ignored, target, prompt.new_tensor([self.eos])]))
-        lengths = torch.tensor([len(row) for row in inputs], device=prompts[0].device)
-        return pad_list(inputs, 0), pad_list(outputs, self.ignore_id), lengths
-
     def forward(
         self, text: torch.Tensor, text_lengths: torch.Tensor, **batch
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
@@ -217,34 +170,3 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel):
             return {"feats": batch["speech"], "feats_lengths": batch["speech_lengths"]}
         feats, feats_lengths = self.frontend(batch["speech"], batch["speech_lengths"])
         return {"feats": feats, "feats_lengths": feats_lengths}
-
-    # --- decoding -----------------------------------------------------------------------
-    def sequence_log_probs(self, batch, hypotheses: List[torch.Tensor]) -> torch.Tensor:
-        """Sum of log-probabilities of each hypothesis (y then eos), without a cache."""
-        prefix_out = self.encode_prefix(batch)
-        text_in, text_out, lengths = self.teacher_forcing(self.prompts(batch), hypotheses)
-        log_probs = self.text_logits(prefix_out, text_in, lengths).log_softmax(-1)
-        picked = log_probs.gather(-1, text_out.clamp(min=0)[..., None])[..., 0]
-        return picked.masked_fill(text_out == self.ignore_id, 0.0).sum(dim=1)
-
-    def start_decoding(self, prefix_out, prompts: List[torch.Tensor]):
-        """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1."""
-        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
-        prompt_lengths = torch.tensor([len(p) for p in prompts], device=prefix.device)
-        prompt_block = pad_list(list(prompts), 0)
-        prompt_embed = self.decoder.embed(prompt_block)
-        prompt_embed, prompt_padding, prompt_steps = left_aligned(prompt_embed, prompt_lengths)
-        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype)
-        hidden = self.decoder(
-            prompt_embed,
-            torch.cat([prefix_positions, prefix_lengths[:, None] + prompt_steps], dim=1),
-            torch.cat([prefix_padding, prompt_padding], dim=1),
-            prefix=prefix,
-            caches=caches,
-        )
-        return caches, self.decoder.logits(hidden[:, -1]).float().log_softmax(-1)
-
-    def decode_step(self, tokens: torch.Tensor, caches) -> torch.Tensor:
-        """Feed one token per row (B,); log-probs (B, V) of the next token."""
-        hidden = self.decoder(self.decoder.embed(tokens[:, None]), None, None, caches=caches)
-        return self.decoder.logits(hidden[:, -1]).float().log_softmax(-1)

@@ -1,0 +1,99 @@
+"""Decoding-side methods of a prefix language model, in torch only.
+
+``PrefixLM`` lays out [prefix][prompt][text] for the decoder stack (see
+``ESPnetDecoderOnlyModel`` for the token layout), scores sequences without a cache, and
+prefills and steps the caches for beam search. A class using it provides ``decoder``
+(a DecoderOnlyStack), ``eos``, ``ignore_id``, ``task_token_id``, ``prefix_input_name``
+(the data name of the prefix input, e.g. "speech") and ``encode_prefix(batch)``. It
+imports no espnet, so decoding and benchmarks run wherever torch does.
+"""
+
+from typing import Dict, List
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+
+def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
+    """Move each row's first ``lengths[b]`` frames of x (B, T, ...) to the end (left padding).
+
+    Returns the left-padded tensor, its padding mask (B, T) and the positions (B, T) of
+    the real frames (0..len-1; 0 at padding).
+    """
+    batch, total = x.shape[:2]
+    steps = torch.arange(total, device=x.device)
+    shift = (total - lengths)[:, None]  # (B, 1)
+    source = (steps[None, :] - shift).clamp(min=0)  # slot t holds frame t - shift
+    index = source.view(batch, total, *([1] * (x.dim() - 2))).expand_as(x)
+    padding = steps[None, :] < shift
+    moved = torch.gather(x, 1, index)
+    moved = moved.masked_fill(padding.view(batch, total, *([1] * (x.dim() - 2))), 0)
+    return moved, padding, torch.where(padding, 0, source)
+
+
+
+class PrefixLM:
+    """Mixin: the decoder-only layout, teacher forcing, scoring and cached decoding."""
+
+    def prompts(self, batch: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """Prompt token ids of every utterance."""
+        size = len(batch[self.prefix_input_name])
+        device = next(self.parameters()).device
+        if "prompt" in batch:
+            return [row[:length] for row, length in zip(batch["prompt"], batch["prompt_lengths"])]
+        return [torch.tensor([self.task_token_id], device=device)] * size
+
+    def text_logits(self, prefix_out, text_in, text_lengths):
+        """Logits (B, T, V) of a right-padded text block after the prefix."""
+        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
+        steps = torch.arange(text_in.shape[1], device=text_in.device)
+        text_positions = prefix_lengths[:, None] + steps
+        text_padding = steps[None, :] >= text_lengths[:, None]
+        hidden = self.decoder(
+            self.decoder.embed(text_in.clamp(min=0)),
+            torch.cat([prefix_positions, text_positions], dim=1),
+            torch.cat([prefix_padding, text_padding], dim=1),
+            prefix=prefix,
+        )
+        return self.decoder.logits(hidden)
+
+    def teacher_forcing(self, prompts, targets):
+        """Decoder input [prompt; y] and target [ignore..; y; eos] per row, right-padded."""
+        inputs, outputs = [], []
+        for prompt, target in zip(prompts, targets):
+            inputs.append(torch.cat([prompt, target]))
+            ignored = prompt.new_full((len(prompt) - 1,), self.ignore_id)
+            outputs.append(torch.cat([ignored, target, prompt.new_tensor([self.eos])]))
+        lengths = torch.tensor([len(row) for row in inputs], device=prompts[0].device)
+        return pad_sequence(inputs, True, 0), pad_sequence(outputs, True, self.ignore_id), lengths
+
+    # --- decoding -----------------------------------------------------------------------
+    def sequence_log_probs(self, batch, hypotheses: List[torch.Tensor]) -> torch.Tensor:
+        """Sum of log-probabilities of each hypothesis (y then eos), without a cache."""
+        prefix_out = self.encode_prefix(batch)
+        text_in, text_out, lengths = self.teacher_forcing(self.prompts(batch), hypotheses)
+        log_probs = self.text_logits(prefix_out, text_in, lengths).log_softmax(-1)
+        picked = log_probs.gather(-1, text_out.clamp(min=0)[..., None])[..., 0]
+        return picked.masked_fill(text_out == self.ignore_id, 0.0).sum(dim=1)
+
+    def start_decoding(self, prefix_out, prompts: List[torch.Tensor]):
+        """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1."""
+        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
+        prompt_lengths = torch.tensor([len(p) for p in prompts], device=prefix.device)
+        prompt_block = pad_sequence(list(prompts), True, 0)
+        prompt_embed = self.decoder.embed(prompt_block)
+        prompt_embed, prompt_padding, prompt_steps = left_aligned(prompt_embed, prompt_lengths)
+        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype)
+        hidden = self.decoder(
+            prompt_embed,
+            torch.cat([prefix_positions, prefix_lengths[:, None] + prompt_steps], dim=1),
+            torch.cat([prefix_padding, prompt_padding], dim=1),
+            prefix=prefix,
+            caches=caches,
+        )
+        return caches, self.decoder.logits(hidden[:, -1]).float().log_softmax(-1)
+
+    def decode_step(self, tokens: torch.Tensor, caches) -> torch.Tensor:
+        """Feed one token per row (B,); log-probs (B, V) of the next token."""
+        hidden = self.decoder(self.decoder.embed(tokens[:, None]), None, None, caches=caches)
+        return self.decoder.logits(hidden[:, -1]).float().log_softmax(-1)
