@@ -11,6 +11,17 @@ decide what goes in.
 import torch
 
 
+def _gathered_rows(buffer: torch.Tensor, batch_index: torch.Tensor, live: int) -> torch.Tensor:
+    """A buffer of the same capacity whose first ``live`` slots hold rows ``batch_index``.
+
+    One gather of the live region into a fresh buffer (the caching allocator hands back
+    the previous one: double buffering); slots past ``live`` are left unwritten.
+    """
+    out = buffer.new_empty((len(batch_index), *buffer.shape[1:]))
+    torch.index_select(buffer.narrow(1, 0, live), 0, batch_index, out=out.narrow(1, 0, live))
+    return out
+
+
 def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
     """``buffer`` with at least ``needed`` slots along ``time_axis`` (doubling), data kept."""
     capacity = buffer.shape[time_axis]
@@ -27,13 +38,16 @@ def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tenso
 class KVCache:
     """Keys and values (B, T, n_kv, d_h) after RoPE, with the padding mask of each step."""
 
-    def __init__(self, batch_size, num_kv_heads, head_dim, device=None, dtype=None):
+    def __init__(self, batch_size, num_kv_heads, head_dim, device=None, dtype=None, capacity=0):
         self.batch_size = batch_size
-        self.keys = torch.zeros(batch_size, 0, num_kv_heads, head_dim, device=device, dtype=dtype)
+        self.keys = torch.zeros(
+            batch_size, capacity, num_kv_heads, head_dim, device=device, dtype=dtype
+        )
         self.values = torch.zeros_like(self.keys)
-        self.padding = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)
+        self.padding = torch.zeros(batch_size, capacity, dtype=torch.bool, device=device)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.num_tokens = 0  # time steps held (padded steps included)
+        self.has_padding = False  # host flag: was any padding mask appended
 
     def append(self, keys, values, padding, positions):
         """Add Tn steps; returns keys, values (B, T, n_kv, d_h) and padding (B, T) so far."""
@@ -45,6 +59,8 @@ class KVCache:
         self.values[:, start : start + count] = values
         if padding is None:
             padding = torch.zeros_like(positions, dtype=torch.bool)
+        else:
+            self.has_padding = True
         self.padding[:, start : start + count] = padding
         self.num_tokens += count
         _advance_positions(self, positions, padding)
@@ -53,8 +69,9 @@ class KVCache:
 
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        for name in ("keys", "values", "padding", "next_position"):
-            setattr(self, name, getattr(self, name).index_select(0, batch_index))
+        for name in ("keys", "values", "padding"):
+            setattr(self, name, _gathered_rows(getattr(self, name), batch_index, self.num_tokens))
+        self.next_position = self.next_position.index_select(0, batch_index)
         self.batch_size = len(batch_index)
 
     def nbytes(self) -> int:
@@ -71,19 +88,37 @@ class LatentCache:
     (``num_entries``); a left-padded batch stays equal to its rows decoded alone.
     """
 
-    def __init__(self, batch_size, kv_lora_rank, rope_dim, down_rate, device=None, dtype=None):
+    def __init__(
+        self, batch_size, kv_lora_rank, rope_dim, down_rate, device=None, dtype=None, capacity=0
+    ):
+        """capacity: tokens to preallocate for (the cache grows past it if needed)."""
         self.batch_size = batch_size
         self.kv_lora_rank = kv_lora_rank
         self.down_rate = down_rate
         # entries: (B, capacity + 1, r + d_r); the last slot absorbs masked-out writes
         self.entries = torch.zeros(
-            batch_size, 1, kv_lora_rank + rope_dim, device=device, dtype=dtype
+            batch_size,
+            self._entries_bound(capacity) + 1,
+            kv_lora_rank + rope_dim,
+            device=device,
+            dtype=dtype,
         )
         self.num_entries = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.first_chunk = torch.full((batch_size,), -1, dtype=torch.long, device=device)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.max_entries = 0  # host copy of num_entries.max()
         self.num_tokens = 0  # time steps appended (padded steps included)
+
+    def _entries_bound(self, num_tokens: int) -> int:
+        """Most entries a row can hold after ``num_tokens`` steps (a row may start mid-chunk)."""
+        if num_tokens == 0:
+            return 0
+        return (num_tokens + 2 * self.down_rate - 2) // self.down_rate
+
+    @property
+    def max_entries(self) -> int:
+        """Host-side bound on num_entries.max() (exact but for a chunk-misaligned start,
+        and for rows shorter than the longest): reads use it without a device sync."""
+        return min(self._entries_bound(self.num_tokens), self.capacity)
 
     @property
     def capacity(self) -> int:
@@ -99,10 +134,14 @@ class LatentCache:
         return latent, chunk
 
     def held(self):
-        """Entries (B, N, r + d_r) and their validity (B, N), N = the largest row."""
+        """Entries (B, N, r + d_r), zero where not valid, and their validity (B, N).
+
+        N is the host-side bound ``max_entries``; slots past a row's own entries may never
+        have been written (after a reorder), hence the zeros.
+        """
         count = self.max_entries
         valid = torch.arange(count, device=self.entries.device) < self.num_entries[:, None]
-        return self.entries[:, :count], valid
+        return self.entries[:, :count].masked_fill(~valid[..., None], 0.0), valid
 
     def write(self, first_new_chunk, chunk_entries, chunk_valid, positions, padding):
         """Store entries of chunks ``first_new_chunk + k`` (k < nC) where ``chunk_valid``.
@@ -118,25 +157,29 @@ class LatentCache:
         entry_index = (first_new_chunk - self.first_chunk)[:, None] + offsets  # (B, nC)
         newest = torch.where(chunk_valid, entry_index + 1, 0).amax(dim=1)
         self.num_entries = torch.maximum(self.num_entries, newest)
-        self.max_entries = int(self.num_entries.max())
-        self.entries = _grown(self.entries, self.max_entries + 1)
+        self.num_tokens += positions.shape[1]
+        needed = self._entries_bound(self.num_tokens)
+        if needed > self.capacity:  # the old dummy slot becomes an entry, written before use
+            self.entries = _grown(self.entries, needed + 1)
         slot = torch.where(chunk_valid, entry_index, self.capacity)  # dummy slot if invalid
         width = chunk_entries.shape[-1]
         self.entries.scatter_(1, slot[..., None].expand(-1, -1, width), chunk_entries)
-        self.num_tokens += positions.shape[1]
         _advance_positions(self, positions, padding)
 
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        for name in ("entries", "num_entries", "first_chunk", "next_position"):
+        self.entries = _gathered_rows(self.entries, batch_index, self.max_entries)
+        for name in ("num_entries", "first_chunk", "next_position"):
             setattr(self, name, getattr(self, name).index_select(0, batch_index))
         self.batch_size = len(batch_index)
-        self.max_entries = int(self.num_entries.max()) if self.batch_size else 0
 
     def nbytes(self) -> int:
         """Bytes of the entries held: B * ceil(T / down_rate) * (r + d_r) * itemsize."""
+        if self.batch_size == 0:
+            return 0
+        held = int(self.num_entries.max())  # exact (one device sync)
         width = self.entries.shape[-1]
-        return self.batch_size * self.max_entries * width * self.entries.element_size()
+        return self.batch_size * held * width * self.entries.element_size()
 
 
 def _advance_positions(cache, positions, padding):

@@ -56,7 +56,8 @@ class MultiHeadAttention(SelfAttention):
         self.v_proj = nn.Linear(embed_dim, num_kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(num_heads * self.head_dim, embed_dim, bias=bias)
 
-    def make_cache(self, batch_size, device=None, dtype=None) -> KVCache:
+    def make_cache(self, batch_size, device=None, dtype=None, capacity=0) -> KVCache:
+        """An empty cache; ``capacity`` tokens are preallocated (it grows past them)."""
         param = self.q_proj.weight
         return KVCache(
             batch_size,
@@ -64,6 +65,7 @@ class MultiHeadAttention(SelfAttention):
             self.head_dim,
             device=device or param.device,
             dtype=dtype or param.dtype,
+            capacity=capacity,
         )
 
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
@@ -81,7 +83,7 @@ class MultiHeadAttention(SelfAttention):
         padding = key_padding_mask
         if cache is not None:
             k, v, padding = cache.append(k, v, key_padding_mask, positions)
-            if not bool(padding.any()):
+            if not cache.has_padding:
                 padding = None
         total_len = k.shape[1]
 

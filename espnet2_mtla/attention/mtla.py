@@ -49,6 +49,7 @@ from torch import nn
 from espnet2_mtla.attention.base import SelfAttention, attention_mask_to_bias
 from espnet2_mtla.attention.cache import LatentCache
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
+from espnet2_mtla.kernels import latent_decode_kernel
 
 
 def sinusoidal_embedding(index: torch.Tensor, dim: int) -> torch.Tensor:
@@ -153,7 +154,8 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if self.has_merge_weights:
             self.hypernet_down = MergeHyperNetwork(kv_lora_rank, down_rate)
 
-    def make_cache(self, batch_size, device=None, dtype=None) -> LatentCache:
+    def make_cache(self, batch_size, device=None, dtype=None, capacity=0) -> LatentCache:
+        """An empty cache; room for ``capacity`` tokens is preallocated (it grows past it)."""
         param = self.wkv_a.weight
         return LatentCache(
             batch_size,
@@ -162,6 +164,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             self.down_rate,
             device=device or param.device,
             dtype=dtype or param.dtype,
+            capacity=capacity,
         )
 
     # --- the attention --------------------------------------------------------------
@@ -233,7 +236,8 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         num_chunks = (length + 2 * s - 2) // s
         num_slots = num_chunks * s
         local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
-        if bool(((local < 0) | (local >= num_slots))[real].any()):
+        # (one token always fits: skip the check, and its device sync, when decoding)
+        if length > 1 and bool(((local < 0) | (local >= num_slots))[real].any()):
             raise ValueError(
                 "position: real tokens of a row must carry consecutive increasing positions"
             )
@@ -303,6 +307,17 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         )  # (B, H, Tq, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 
+    def _decode_attention_torch(self, q_full, cache):
+        """(B, H, 1, r): softmax over the valid entries of q_full . entries, times latents."""
+        rank = self.kv_lora_rank
+        entries, valid = cache.held()  # (B, N, r + d_r), (B, N)
+        valid = valid | (torch.arange(valid.shape[1], device=valid.device) == 0)  # no empty row
+        # (a row with no entry yet attends to a zero entry: finite, and its output unused)
+        scores = torch.matmul(q_full, entries[:, None].transpose(-1, -2)) * self.softmax_scale
+        scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))  # (B, H, 1, N)
+        probs = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        return torch.matmul(probs, entries[:, None, :, :rank])
+
     def _decode_step(self, q_nope, q_pe, cache):
         """One query per row against all cached entries, in latent space (W_kvb absorbed)."""
         rank = self.kv_lora_rank
@@ -310,12 +325,14 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         w_uk, w_uv = w_kvb.split([self.qk_nope_head_dim, self.v_head_dim], dim=1)
         q_latent = torch.einsum("bqhd,hdr->bhqr", q_nope, w_uk)  # (B, H, 1, r)
         q_full = torch.cat([q_latent, q_pe.transpose(1, 2)], dim=-1)  # (B, H, 1, r + d_r)
-        entries, valid = cache.held()  # (B, N, r + d_r), (B, N)
-        valid = valid | (torch.arange(valid.shape[1], device=valid.device) == 0)  # no empty row
-        scores = torch.matmul(q_full, entries[:, None].transpose(-1, -2)) * self.softmax_scale
-        scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))  # (B, H, 1, N)
-        probs = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
-        out_latent = torch.matmul(probs, entries[:, None, :, :rank])  # (B, H, 1, r)
+        kernel = None if self.training and self.dropout > 0 else latent_decode_kernel(q_full, rank)
+        if kernel is not None:  # Triton flash-decoding over the whole cache
+            out_latent = kernel(
+                q_full[:, :, 0], cache.entries, cache.num_entries, rank,
+                self.softmax_scale, cache.max_entries,
+            )[:, :, None]  # (B, H, 1, r)
+        else:
+            out_latent = self._decode_attention_torch(q_full, cache)
         out = torch.einsum("bhqr,hvr->bqhv", out_latent, w_uv)  # (B, 1, H, d_v)
         value_bias = self._value_bias()
         if value_bias is not None:

@@ -101,7 +101,9 @@ class BatchBeamSearch:
         eos = model.eos
         prefix_out = encode_each(model, batch)
         max_lens, min_lens = self.length_limits(prefix_out[3])
-        caches, log_probs = model.start_decoding(prefix_out, model.prompts(batch))
+        caches, log_probs = model.start_decoding(
+            prefix_out, model.prompts(batch), max_new_tokens=max(max_lens) + 1
+        )
         num_utts, vocab = log_probs.shape
         device = log_probs.device
 

@@ -84,8 +84,12 @@ class DecoderOnlyStack(nn.Module):
         if tie_embeddings:
             self.output.weight = self.embed.weight
 
-    def make_caches(self, batch_size, device=None, dtype=None) -> List:
-        return [layer.attn.make_cache(batch_size, device, dtype) for layer in self.layers]
+    def make_caches(self, batch_size, device=None, dtype=None, capacity=0) -> List:
+        """One empty cache per layer, preallocated for ``capacity`` tokens."""
+        return [
+            layer.attn.make_cache(batch_size, device, dtype, capacity=capacity)
+            for layer in self.layers
+        ]
 
     def forward(self, text_embed, positions, padding, prefix=None, caches=None):
         """Hidden states (B, T, D) of the text positions.

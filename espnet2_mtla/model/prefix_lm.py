@@ -76,14 +76,18 @@ class PrefixLM:
         picked = log_probs.gather(-1, text_out.clamp(min=0)[..., None])[..., 0]
         return picked.masked_fill(text_out == self.ignore_id, 0.0).sum(dim=1)
 
-    def start_decoding(self, prefix_out, prompts: List[torch.Tensor]):
-        """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1."""
+    def start_decoding(self, prefix_out, prompts: List[torch.Tensor], max_new_tokens: int = 0):
+        """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1.
+
+        The caches are preallocated for ``max_new_tokens`` more steps.
+        """
         prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
         prompt_lengths = torch.tensor([len(p) for p in prompts], device=prefix.device)
         prompt_block = pad_sequence(list(prompts), True, 0)
         prompt_embed = self.decoder.embed(prompt_block)
         prompt_embed, prompt_padding, prompt_steps = left_aligned(prompt_embed, prompt_lengths)
-        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype)
+        capacity = prefix.shape[1] + prompt_block.shape[1] + max_new_tokens
+        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype, capacity)
         hidden = self.decoder(
             prompt_embed,
             torch.cat([prefix_positions, prefix_lengths[:, None] + prompt_steps], dim=1),

@@ -1,0 +1,24 @@
+"""GPU kernels (Triton), used automatically on CUDA; the PyTorch paths are the fallback
+and the oracle. ``ESPNET2_MTLA_KERNELS=0`` (or ``set_kernels_enabled(False)``) turns
+them off, e.g. to compare both in a benchmark.
+"""
+
+import os
+
+_enabled = os.environ.get("ESPNET2_MTLA_KERNELS", "1") != "0"
+
+
+def set_kernels_enabled(enabled: bool):
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def latent_decode_kernel(query, rank: int):
+    """The Triton latent-cache decode function if it applies to ``query``, else None."""
+    if not (_enabled and query.is_cuda):
+        return None
+    try:
+        from espnet2_mtla.kernels import latent_decode
+    except ImportError:  # triton not installed
+        return None
+    return latent_decode.latent_attention_decode if latent_decode.supports(query, rank) else None

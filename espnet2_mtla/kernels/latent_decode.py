@@ -1,0 +1,157 @@
+"""Triton decode kernel for MLA/MTLA: one query step against the latent cache.
+
+Per row b and head h, with entries e_n = [c_n (R); k_n (P)] shared by all heads:
+
+    s_hn = scale * (q_lat_h . c_n + q_pe_h . k_n),   out_h = sum_n softmax_n(s_hn) c_n
+
+for n < num_entries[b]. Flash-decoding: the cache's time axis is cut into splits so
+that a small batch still fills the GPU; each program streams its split's entries once
+(all heads share them, so the cache is read once per step), keeps an online softmax,
+and writes a partial (max, sum, R-vector) per head; a second kernel combines the splits.
+fp16, bf16 and fp32 (fp32 dot products in IEEE precision). The PyTorch path in
+``MultiheadTemporalLatentAttention._decode_step`` computes the same and is the oracle.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _decode_partial(
+    Q, KV, LENGTHS, ACC, MAX, SUM,
+    stride_qb, stride_qh, stride_kb, stride_kn,
+    stride_ab, stride_as, stride_ah, stride_mb, stride_ms,
+    scale, per_split,
+    HEADS: tl.constexpr, BLOCK_H: tl.constexpr, RANK: tl.constexpr, ROPE: tl.constexpr,
+    BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
+):
+    row = tl.program_id(0)
+    split = tl.program_id(1)
+    length = tl.maximum(tl.load(LENGTHS + row), 1)  # an empty row reads its zero entry
+    start = split * per_split
+    stop = tl.minimum(start + per_split, length)
+
+    heads = tl.arange(0, BLOCK_H)
+    dims = tl.arange(0, RANK)
+    ropes = tl.arange(0, ROPE)
+    head_ok = heads < HEADS
+    q_row = Q + row * stride_qb + heads[:, None] * stride_qh
+    q_lat = tl.load(q_row + dims[None, :], mask=head_ok[:, None], other=0.0)  # (BH, R)
+    q_pe = tl.load(q_row + RANK + ropes[None, :], mask=head_ok[:, None], other=0.0)  # (BH, P)
+
+    running_max = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    running_sum = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, RANK], tl.float32)
+    kv_row = KV + row * stride_kb
+    first = start
+    while first < stop:
+        n = first + tl.arange(0, BLOCK_N)
+        ok = n < stop
+        latent = tl.load(kv_row + n[:, None] * stride_kn + dims[None, :],
+                         mask=ok[:, None], other=0.0)  # (BN, R)
+        rope = tl.load(kv_row + n[:, None] * stride_kn + RANK + ropes[None, :],
+                       mask=ok[:, None], other=0.0)  # (BN, P)
+        if IEEE:
+            scores = tl.dot(q_lat, tl.trans(latent), input_precision="ieee")
+            scores += tl.dot(q_pe, tl.trans(rope), input_precision="ieee")
+        else:
+            scores = tl.dot(q_lat, tl.trans(latent))
+            scores += tl.dot(q_pe, tl.trans(rope))
+        scores = tl.where(ok[None, :], scores * scale, float("-inf"))  # (BH, BN)
+        new_max = tl.maximum(running_max, tl.max(scores, 1))
+        rescale = tl.exp(running_max - new_max)
+        probs = tl.exp(scores - new_max[:, None])
+        running_sum = running_sum * rescale + tl.sum(probs, 1)
+        if IEEE:
+            acc = acc * rescale[:, None] + tl.dot(probs, latent, input_precision="ieee")
+        else:
+            acc = acc * rescale[:, None] + tl.dot(probs.to(latent.dtype), latent)
+        running_max = new_max
+        first += BLOCK_N
+
+    partial = ACC + row * stride_ab + split * stride_as + heads[:, None] * stride_ah
+    tl.store(partial + dims[None, :], acc, mask=head_ok[:, None])
+    stats = row * stride_mb + split * stride_ms + heads
+    tl.store(MAX + stats, running_max, mask=head_ok)
+    tl.store(SUM + stats, running_sum, mask=head_ok)
+
+
+@triton.jit
+def _decode_combine(
+    ACC, MAX, SUM, OUT, num_splits,
+    stride_ab, stride_as, stride_ah, stride_mb, stride_ms, stride_ob, stride_oh,
+    RANK: tl.constexpr, BLOCK_S: tl.constexpr,
+):
+    row = tl.program_id(0)
+    head = tl.program_id(1)
+    splits = tl.arange(0, BLOCK_S)
+    ok = splits < num_splits
+    stats = row * stride_mb + splits * stride_ms + head
+    split_max = tl.load(MAX + stats, mask=ok, other=float("-inf"))
+    split_sum = tl.load(SUM + stats, mask=ok, other=0.0)
+    weight = tl.where(ok, tl.exp(split_max - tl.max(split_max, 0)), 0.0)  # empty split: 0
+    dims = tl.arange(0, RANK)
+    acc = tl.load(ACC + row * stride_ab + splits[:, None] * stride_as + head * stride_ah
+                  + dims[None, :], mask=ok[:, None], other=0.0)  # (S, R)
+    out = tl.sum(acc * weight[:, None], 0) / tl.sum(weight * split_sum, 0)
+    tl.store(OUT + row * stride_ob + head * stride_oh + dims, out.to(OUT.dtype.element_ty))
+
+
+def _is_power_of_two_at_least_16(value: int) -> bool:
+    return value >= 16 and value & (value - 1) == 0
+
+
+def supports(query: torch.Tensor, rank: int) -> bool:
+    """Shapes and dtypes the kernel handles (else use the PyTorch path)."""
+    heads, width = query.shape[-2], query.shape[-1]
+    return (
+        query.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and _is_power_of_two_at_least_16(rank)
+        and _is_power_of_two_at_least_16(width - rank)
+        and heads <= 64
+    )
+
+
+def latent_attention_decode(query, entries, num_entries, rank, scale, max_entries):
+    """Attention of one query step over the latent cache.
+
+    query: (B, H, R + P) = [q_nope W_uk; q_pe] per head; entries: (B, N_cap, R + P) with
+    the last dimension contiguous; num_entries: (B,) valid entries per row; max_entries:
+    a host-side bound on num_entries.max() (sizes the grid, no device sync).
+    Returns (B, H, R) in the query's dtype.
+    """
+    batch, heads, width = query.shape
+    rope = width - rank
+    query = query.contiguous()
+    block_h = max(16, triton.next_power_of_2(heads))
+    block_n = 64 if query.element_size() <= 2 else 32
+    if query.is_cuda:
+        programs_wanted = 2 * torch.cuda.get_device_properties(query.device).multi_processor_count
+    else:  # TRITON_INTERPRET=1 on the CPU
+        programs_wanted = 4
+    blocks = triton.cdiv(max(max_entries, 1), block_n)
+    splits = max(1, min(triton.cdiv(programs_wanted, batch), blocks))
+    per_split = triton.cdiv(blocks, splits) * block_n
+    splits = triton.cdiv(max(max_entries, 1), per_split)
+
+    acc = torch.empty(batch, splits, heads, rank, device=query.device, dtype=torch.float32)
+    split_max = torch.empty(batch, splits, heads, device=query.device, dtype=torch.float32)
+    split_sum = torch.empty_like(split_max)
+    _decode_partial[(batch, splits)](
+        query, entries, num_entries, acc, split_max, split_sum,
+        query.stride(0), query.stride(1), entries.stride(0), entries.stride(1),
+        acc.stride(0), acc.stride(1), acc.stride(2), split_max.stride(0), split_max.stride(1),
+        scale, per_split,
+        HEADS=heads, BLOCK_H=block_h, RANK=rank, ROPE=rope, BLOCK_N=block_n,
+        IEEE=query.dtype == torch.float32,
+        num_warps=4, num_stages=2,
+    )
+    out = torch.empty(batch, heads, rank, device=query.device, dtype=query.dtype)
+    _decode_combine[(batch, heads)](
+        acc, split_max, split_sum, out, splits,
+        acc.stride(0), acc.stride(1), acc.stride(2), split_max.stride(0), split_max.stride(1),
+        out.stride(0), out.stride(1),
+        RANK=rank, BLOCK_S=max(2, triton.next_power_of_2(splits)),
+    )
+    return out
