@@ -37,6 +37,42 @@ def check(device, dtype, batch, heads, rank, rope, lengths, capacity, seed=0):
     return error
 
 
+def check_update(device, dtype, down_rate, seed=0):
+    """The fused single-step cache update equals LatentCache.add_step's PyTorch path."""
+    from espnet2_mtla.attention.cache import LatentCache
+    from espnet2_mtla.kernels import set_kernels_enabled
+    from espnet2_mtla.kernels.latent_update import latent_add_step
+
+    generator = torch.Generator().manual_seed(seed)
+    rank, rope, batch = 32, 16, 5
+    caches = []
+    for _ in range(2):
+        cache = LatentCache(batch, rank, rope, down_rate, device=device, dtype=dtype, capacity=40)
+        caches.append(cache)
+    start = torch.tensor([0, 3, 7, 1, 0])  # rows at different positions, one still empty
+    initial = torch.randn(batch, 10, rank + rope, generator=generator).to(device, dtype)
+    filled = (start + down_rate - 1) // down_rate
+    for cache in caches:
+        cache.entries[:, :10] = initial
+        cache.num_entries = filled.to(device).clone()
+        cache.first_chunk = torch.where(filled > 0, 0, -1).to(device)
+        cache.num_tokens = int(start.max())
+    for step in range(2 * down_rate + 1):
+        positions = (start + step).to(device)
+        latent = torch.randn(batch, rank, generator=generator).to(device, dtype)
+        key = torch.randn(batch, rope, generator=generator).to(device, dtype)
+        latent_add_step(caches[0], latent, key, positions)
+        caches[0].num_tokens += 1
+        set_kernels_enabled(False)
+        caches[1].add_step(latent, key, positions)  # the PyTorch path
+        set_kernels_enabled(True)
+    for name in ("num_entries", "first_chunk", "next_position"):
+        assert torch.equal(getattr(caches[0], name), getattr(caches[1], name)), name
+    for row in range(batch):
+        held = int(caches[0].num_entries[row])
+        assert torch.equal(caches[0].entries[row, :held], caches[1].entries[row, :held]), row
+
+
 def main(device):
     dtypes = [torch.float32, torch.float16] + ([torch.bfloat16] if device == "cuda" else [])
     for dtype in dtypes:
@@ -45,6 +81,8 @@ def main(device):
         if device == "cuda":
             check(device, dtype, 4, 8, 256, 32, [1000, 4096, 3, 2500], capacity=4100)
             check(device, dtype, 64, 8, 256, 32, [130] * 64, capacity=200)
+        for down_rate in (1, 2, 3):
+            check_update(device, dtype, down_rate)
     print("kernel checks passed")
 
 

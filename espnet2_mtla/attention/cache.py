@@ -10,16 +10,7 @@ decide what goes in.
 
 import torch
 
-
-def _gathered_rows(buffer: torch.Tensor, batch_index: torch.Tensor, live: int) -> torch.Tensor:
-    """A buffer of the same capacity whose first ``live`` slots hold rows ``batch_index``.
-
-    One gather of the live region into a fresh buffer (the caching allocator hands back
-    the previous one: double buffering); slots past ``live`` are left unwritten.
-    """
-    out = buffer.new_empty((len(batch_index), *buffer.shape[1:]))
-    torch.index_select(buffer.narrow(1, 0, live), 0, batch_index, out=out.narrow(1, 0, live))
-    return out
+from espnet2_mtla.kernels import latent_update_kernel
 
 
 def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
@@ -57,21 +48,22 @@ class KVCache:
         self.padding = _grown(self.padding, start + count)
         self.keys[:, start : start + count] = keys
         self.values[:, start : start + count] = values
-        if padding is None:
-            padding = torch.zeros_like(positions, dtype=torch.bool)
-        else:
-            self.has_padding = True
-        self.padding[:, start : start + count] = padding
+        if padding is not None:
+            # one sync per prompt; a padded single step is simply taken as padding
+            self.has_padding |= count == 1 or bool(padding.any())
+            self.padding[:, start : start + count] = padding
+        elif self.has_padding:
+            self.padding[:, start : start + count] = False
         self.num_tokens += count
         _advance_positions(self, positions, padding)
         end = self.num_tokens
-        return self.keys[:, :end], self.values[:, :end], self.padding[:, :end]
+        padding = self.padding[:, :end] if self.has_padding else None
+        return self.keys[:, :end], self.values[:, :end], padding
 
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        for name in ("keys", "values", "padding"):
-            setattr(self, name, _gathered_rows(getattr(self, name), batch_index, self.num_tokens))
-        self.next_position = self.next_position.index_select(0, batch_index)
+        for name in ("keys", "values", "padding", "next_position"):
+            setattr(self, name, getattr(self, name).index_select(0, batch_index))
         self.batch_size = len(batch_index)
 
     def nbytes(self) -> int:
@@ -166,10 +158,32 @@ class LatentCache:
         self.entries.scatter_(1, slot[..., None].expand(-1, -1, width), chunk_entries)
         _advance_positions(self, positions, padding)
 
+    def add_step(self, latent, rope, positions):
+        """Merge one token per row (no padding): latent w c (B, r), rope key (B, d_r),
+        positions (B,). A token that starts a chunk opens a new entry, any other is
+        added to its chunk's entry, whose rope key it overwrites."""
+        self.num_tokens += 1
+        needed = self._entries_bound(self.num_tokens)
+        if needed > self.capacity:
+            self.entries = _grown(self.entries, needed + 1)
+        kernel = latent_update_kernel(self.entries, self.kv_lora_rank, rope.shape[-1])
+        if kernel is not None:
+            kernel(self, latent, rope, positions)
+            return
+        chunk = torch.div(positions, self.down_rate, rounding_mode="floor")
+        self.first_chunk = torch.where(self.first_chunk < 0, chunk, self.first_chunk)
+        entry = chunk - self.first_chunk  # (B,)
+        rows = torch.arange(self.batch_size, device=positions.device)
+        continued = (entry < self.num_entries)[:, None]
+        old = self.entries[rows, entry, : self.kv_lora_rank]
+        merged = torch.where(continued, old + latent, latent)
+        self.entries[rows, entry] = torch.cat([merged, rope], dim=-1)
+        self.num_entries = torch.maximum(self.num_entries, entry + 1)
+        self.next_position = positions + 1
+
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        self.entries = _gathered_rows(self.entries, batch_index, self.max_entries)
-        for name in ("num_entries", "first_chunk", "next_position"):
+        for name in ("entries", "num_entries", "first_chunk", "next_position"):
             setattr(self, name, getattr(self, name).index_select(0, batch_index))
         self.batch_size = len(batch_index)
 
@@ -184,7 +198,9 @@ class LatentCache:
 
 def _advance_positions(cache, positions, padding):
     """next_position = 1 + newest real position of each row (unchanged for all-pad rows)."""
-    if padding is not None:
-        positions = positions.masked_fill(padding, -1)
+    if padding is None:  # positions increase along time: the last one is the newest
+        cache.next_position = positions[:, -1] + 1
+        return
+    positions = positions.masked_fill(padding, -1)
     newest = positions.amax(dim=1)
     cache.next_position = torch.where(newest >= 0, newest + 1, cache.next_position)

@@ -83,12 +83,12 @@ class MultiHeadAttention(SelfAttention):
         padding = key_padding_mask
         if cache is not None:
             k, v, padding = cache.append(k, v, key_padding_mask, positions)
-            if not cache.has_padding:
-                padding = None
         total_len = k.shape[1]
 
         mask, is_causal = None, False
-        if padding is None and attn_bias is None and num_cached == 0 and query_len == key_len:
+        if padding is None and attn_bias is None and query_len == 1:
+            pass  # one query at the end sees every key: no mask
+        elif padding is None and attn_bias is None and num_cached == 0 and query_len == key_len:
             is_causal = True
         else:
             # query i is key index total_len - query_len + i; it sees every non-padded

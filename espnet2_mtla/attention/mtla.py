@@ -186,6 +186,10 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if key_padding_mask is not None:
             latent = latent.masked_fill(key_padding_mask[..., None], 0.0)
 
+        if cache is not None and query_len == key_len == 1 and key_padding_mask is None:
+            cache.add_step(latent[:, 0], k_pe[:, 0], positions[:, 0])  # the decoding step
+            return self._decode_step(q_nope, q_pe, cache)
+
         if cache is None:
             carry = None
         else:
@@ -193,7 +197,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         merged = self._merge_chunks(latent, k_pe, positions, key_padding_mask, carry)
         columns, first_chunk, chunk_entries, chunk_valid, continues = merged
 
-        if cache is not None and query_len == key_len == 1:
+        if cache is not None and query_len == key_len == 1:  # a step with padding
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
             return self._decode_step(q_nope, q_pe, cache)
 

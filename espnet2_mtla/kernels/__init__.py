@@ -22,3 +22,14 @@ def latent_decode_kernel(query, rank: int):
     except ImportError:  # triton not installed
         return None
     return latent_decode.latent_attention_decode if latent_decode.supports(query, rank) else None
+
+
+def latent_update_kernel(entries, rank: int, rope_dim: int):
+    """The Triton single-step cache update if it applies, else None."""
+    if not (_enabled and entries.is_cuda):
+        return None
+    try:
+        from espnet2_mtla.kernels import latent_update
+    except ImportError:
+        return None
+    return latent_update.latent_add_step if latent_update.supports(rank, rope_dim) else None
