@@ -6,10 +6,13 @@ The cache holds k (after RoPE) and v, (B, T, n_kv, d_h) each: 2 * T * n_kv * d_h
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from espnet2_mtla.attention.base import SelfAttention, attention_mask_to_bias
+from espnet2_mtla.attention.base import (
+    SelfAttention,
+    attention_mask_to_bias,
+    scaled_dot_product_attention,
+)
 from espnet2_mtla.attention.cache import KVCache
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 
@@ -103,7 +106,7 @@ class MultiHeadAttention(SelfAttention):
             if attn_bias is not None:
                 mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
 
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             q.transpose(1, 2),  # (B, H, Tq, d_h)
             k.transpose(1, 2),  # (B, n_kv, T, d_h)
             v.transpose(1, 2),

@@ -46,7 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet2_mtla.attention.base import SelfAttention, attention_mask_to_bias
+from espnet2_mtla.attention.base import (
+    SelfAttention,
+    attention_mask_to_bias,
+    scaled_dot_product_attention,
+)
 from espnet2_mtla.attention.cache import LatentCache
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import latent_decode_kernel
@@ -300,7 +304,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         mask, is_causal = visible[:, None], False  # (B, 1, Tq, Tk)
         if attn_bias is not None:
             mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             q.transpose(1, 2),  # (B, H, Tq, d_n + d_r)
             k.transpose(1, 2),  # (B, H, Tk, d_n + d_r)
             v.transpose(1, 2),  # (B, H, Tk, d_v)

@@ -382,9 +382,11 @@ def bench_decode(args, device, dtype, copy_bandwidth):
 
                 with torch.no_grad():
                     seconds = median_time(step, device, repeats=args.repeats)
-                    replay = graph_replay_time(lambda: module(x, cache=cache),
-                                               lambda: restore(cache, saved), device,
-                                               repeats=args.repeats)
+                    replay = float("nan")
+                    if not variant.startswith("reference"):  # it syncs: no graph capture
+                        replay = graph_replay_time(lambda: module(x, cache=cache),
+                                                   lambda: restore(cache, saved), device,
+                                                   repeats=args.repeats)
                 cache_bytes = batch * length * per_token
                 rows.append(dict(variant=variant, dtype=str(dtype)[6:], batch=batch,
                                  cache_len=length, cache_MB=cache_bytes / 1e6,
@@ -412,7 +414,8 @@ def bench_beam(args, device, dtype):
         else:
             attention, conf = VARIANTS[variant]
         for beam in args.beams:
-            for kernels in ([True, False] if variant.startswith(("mla", "mtla")) else [True]):
+            latent = variant.startswith(("mla", "mtla"))
+            for kernels in ([True, False] if latent and args.compare_kernels else [True]):
                 set_kernels_enabled(kernels)
                 torch.manual_seed(0)
                 try:
@@ -478,18 +481,19 @@ def bench_train(args, device, dtype):
 LATENT_OF = {False: LATENT, True: TINY_LATENT}
 
 
+CSV_DIR = None  # set by main(): rows are appended to <out>/<section>.csv as they come
+
+
 def print_row(section, row):
     cells = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()]
     print(f"[{section}] " + " ".join(cells), flush=True)
-
-
-def write_csv(path: Path, rows):
-    if not rows:
-        return
-    with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = CSV_DIR / f"{section}.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
 
 
 def plot(out: Path):
@@ -544,6 +548,8 @@ def get_parser():
     parser.add_argument("--reference", action="store_true",
                         help="also run the reference mtla package's MTLA (if installed)")
     parser.add_argument("--plot", action="store_true", help="only draw PNGs from <out>/*.csv")
+    parser.add_argument("--compare_kernels", action="store_true",
+                        help="beam: also run MLA/MTLA with the Triton kernels off")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
     parser.add_argument("--max_cache_gb", type=float, default=20.0)
@@ -564,6 +570,10 @@ def main(argv=None):
     if args.plot:
         plot(out)
         return
+    global CSV_DIR
+    CSV_DIR = out
+    for section in args.sections:
+        (out / f"{section}.csv").unlink(missing_ok=True)
     sizes = dict(d_model=512, heads=8, ffn=2048, encoder_layers=12, decoder_layers=9,
                  vocab=10000)
     if args.tiny:
@@ -582,7 +592,6 @@ def main(argv=None):
         rows = bench_copy(args, device, dtype)
         copy_bandwidth = rows[0]["GB_per_s"] * 1e9
         print_row("copy", rows[0])
-        write_csv(out / "copy.csv", rows)
     sections = {
         "decode": lambda: bench_decode(args, device, dtype, copy_bandwidth),
         "beam": lambda: bench_beam(args, device, dtype),
@@ -590,7 +599,7 @@ def main(argv=None):
     }
     for name, run in sections.items():
         if name in args.sections:
-            write_csv(out / f"{name}.csv", run())
+            run()
 
 
 if __name__ == "__main__":

@@ -18,13 +18,42 @@ import triton.language as tl
 
 
 @triton.jit
+def _attend_tile(first, stop, kv_row, stride_kn, q_lat, q_pe, dims, ropes, scale,
+                 running_max, running_sum, acc,
+                 RANK: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+    """Online softmax over the entries first .. first + BLOCK_N (those < stop)."""
+    n = first + tl.arange(0, BLOCK_N)
+    ok = n < stop
+    latent = tl.load(kv_row + n[:, None] * stride_kn + dims[None, :],
+                     mask=ok[:, None], other=0.0)  # (BN, R)
+    rope = tl.load(kv_row + n[:, None] * stride_kn + RANK + ropes[None, :],
+                   mask=ok[:, None], other=0.0)  # (BN, P)
+    if IEEE:
+        scores = tl.dot(q_lat, tl.trans(latent), input_precision="ieee")
+        scores += tl.dot(q_pe, tl.trans(rope), input_precision="ieee")
+    else:
+        scores = tl.dot(q_lat, tl.trans(latent))
+        scores += tl.dot(q_pe, tl.trans(rope))
+    scores = tl.where(ok[None, :], scores * scale, float("-inf"))  # (BH, BN)
+    new_max = tl.maximum(running_max, tl.max(scores, 1))
+    rescale = tl.exp(running_max - new_max)
+    probs = tl.exp(scores - new_max[:, None])
+    running_sum = running_sum * rescale + tl.sum(probs, 1)
+    if IEEE:
+        acc = acc * rescale[:, None] + tl.dot(probs, latent, input_precision="ieee")
+    else:
+        acc = acc * rescale[:, None] + tl.dot(probs.to(latent.dtype), latent)
+    return new_max, running_sum, acc
+
+
+@triton.jit
 def _decode_partial(
     Q, KV, LENGTHS, ACC, MAX, SUM,
     stride_qb, stride_qh, stride_kb, stride_kn,
     stride_ab, stride_as, stride_ah, stride_mb, stride_ms,
     scale, per_split,
     HEADS: tl.constexpr, BLOCK_H: tl.constexpr, RANK: tl.constexpr, ROPE: tl.constexpr,
-    BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_N: tl.constexpr, IEEE: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     row = tl.program_id(0)
     split = tl.program_id(1)
@@ -44,31 +73,18 @@ def _decode_partial(
     running_sum = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, RANK], tl.float32)
     kv_row = KV + row * stride_kb
-    first = start
-    while first < stop:
-        n = first + tl.arange(0, BLOCK_N)
-        ok = n < stop
-        latent = tl.load(kv_row + n[:, None] * stride_kn + dims[None, :],
-                         mask=ok[:, None], other=0.0)  # (BN, R)
-        rope = tl.load(kv_row + n[:, None] * stride_kn + RANK + ropes[None, :],
-                       mask=ok[:, None], other=0.0)  # (BN, P)
-        if IEEE:
-            scores = tl.dot(q_lat, tl.trans(latent), input_precision="ieee")
-            scores += tl.dot(q_pe, tl.trans(rope), input_precision="ieee")
-        else:
-            scores = tl.dot(q_lat, tl.trans(latent))
-            scores += tl.dot(q_pe, tl.trans(rope))
-        scores = tl.where(ok[None, :], scores * scale, float("-inf"))  # (BH, BN)
-        new_max = tl.maximum(running_max, tl.max(scores, 1))
-        rescale = tl.exp(running_max - new_max)
-        probs = tl.exp(scores - new_max[:, None])
-        running_sum = running_sum * rescale + tl.sum(probs, 1)
-        if IEEE:
-            acc = acc * rescale[:, None] + tl.dot(probs, latent, input_precision="ieee")
-        else:
-            acc = acc * rescale[:, None] + tl.dot(probs.to(latent.dtype), latent)
-        running_max = new_max
-        first += BLOCK_N
+    if INTERPRET:  # Triton's interpreter cannot loop over run-time bounds with range()
+        first = start
+        while first < stop:
+            running_max, running_sum, acc = _attend_tile(
+                first, stop, kv_row, stride_kn, q_lat, q_pe, dims, ropes, scale,
+                running_max, running_sum, acc, RANK, BLOCK_N, IEEE)
+            first += BLOCK_N
+    else:  # a range() loop is software-pipelined (loads of the next tile in flight)
+        for first in range(start, stop, BLOCK_N):
+            running_max, running_sum, acc = _attend_tile(
+                first, stop, kv_row, stride_kn, q_lat, q_pe, dims, ropes, scale,
+                running_max, running_sum, acc, RANK, BLOCK_N, IEEE)
 
     partial = ACC + row * stride_ab + split * stride_as + heads[:, None] * stride_ah
     tl.store(partial + dims[None, :], acc, mask=head_ok[:, None])
@@ -144,8 +160,8 @@ def latent_attention_decode(query, entries, num_entries, rank, scale, max_entrie
         acc.stride(0), acc.stride(1), acc.stride(2), split_max.stride(0), split_max.stride(1),
         scale, per_split,
         HEADS=heads, BLOCK_H=block_h, RANK=rank, ROPE=rope, BLOCK_N=block_n,
-        IEEE=query.dtype == torch.float32,
-        num_warps=4, num_stages=2,
+        IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda,
+        num_warps=4, num_stages=3,
     )
     out = torch.empty(batch, heads, rank, device=query.device, dtype=query.dtype)
     _decode_combine[(batch, heads)](
