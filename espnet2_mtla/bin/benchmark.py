@@ -508,13 +508,19 @@ def plot(out: Path):
         batches = sorted({int(r["batch"]) for r in rows})
         fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4), squeeze=False)
         for axis, batch in zip(axes[0], batches):
-            for variant in dict.fromkeys(r["variant"] for r in rows):
-                points = [(int(r["cache_len"]), float(r["us_per_step"])) for r in rows
-                          if r["variant"] == variant and int(r["batch"]) == batch]
-                if points:
-                    axis.loglog(*zip(*points), marker="o", label=variant)
-            axis.set(title=f"decode step, batch {batch}", xlabel="cache length (tokens)",
-                     ylabel="microseconds per step")
+            for index, variant in enumerate(dict.fromkeys(r["variant"] for r in rows)):
+                chosen = [r for r in rows if r["variant"] == variant and int(r["batch"]) == batch]
+                label = variant  # on the first line drawn for the variant
+                for column, style in (("graph_us_per_step", "-"), ("us_per_step", ":")):
+                    points = [(int(r["cache_len"]), float(r[column])) for r in chosen
+                              if not math.isnan(float(r[column]))]
+                    if points:
+                        axis.loglog(*zip(*points), style, marker="o", color=f"C{index}",
+                                    label=label)
+                        label = None
+            axis.set_title(f"decode step, batch {batch}\n(solid: GPU time, dotted: eager)",
+                           fontsize=9)
+            axis.set(xlabel="cache length (tokens)", ylabel="microseconds per step")
             axis.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "decode.png", dpi=120)
