@@ -398,6 +398,40 @@ def bench_decode(args, device, dtype, copy_bandwidth):
     return rows
 
 
+def bench_kernel(args, device, dtype, copy_bandwidth):
+    """The latent decode kernel alone (no projections), over tile and launch settings."""
+    from espnet2_mtla.kernels.latent_decode import latent_attention_decode
+
+    rows = []
+    rank, rope = LATENT_OF[args.tiny]["kv_lora_rank"], LATENT_OF[args.tiny]["qk_rope_head_dim"]
+    for batch in args.batches:
+        for entries_count in args.kernel_entries:
+            entries = torch.randn(batch, entries_count + 1, rank + rope, device=device,
+                                  dtype=dtype)
+            lengths = torch.full((batch,), entries_count, device=device)
+            query = torch.randn(batch, args.heads, rank + rope, device=device, dtype=dtype)
+            cache_bytes = batch * entries_count * (rank + rope) * entries.element_size()
+            for block_n, warps, stages in args.kernel_configs:
+                def run():
+                    latent_attention_decode(query, entries, lengths, rank, 0.1,
+                                            entries_count, block_n, warps, stages)
+                try:
+                    run()  # compile outside the graph
+                except Exception as error:  # e.g. out of shared memory for this tile
+                    print(f"  (config {block_n},{warps},{stages}: {type(error).__name__})")
+                    continue
+                seconds = graph_replay_time(run, lambda: None, device, args.repeats)
+                if math.isnan(seconds):
+                    seconds = median_time(run, device, repeats=args.repeats)
+                rows.append(dict(batch=batch, entries=entries_count, block_n=block_n,
+                                 num_warps=warps, num_stages=stages, us=seconds * 1e6,
+                                 GB_per_s=cache_bytes / seconds / 1e9,
+                                 of_copy_bw=cache_bytes / seconds / copy_bandwidth))
+                print_row("kernel", rows[-1])
+            del entries
+    return rows
+
+
 def bench_beam(args, device, dtype):
     rows = []
     size = dict(d_model=args.d_model, heads=args.heads, ffn=args.ffn,
@@ -546,7 +580,7 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_out")
-    parser.add_argument("--sections", nargs="+", default=["copy", "decode", "beam", "train"])
+    parser.add_argument("--sections", nargs="+", default=["copy", "decode", "kernel", "beam", "train"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -565,6 +599,10 @@ def get_parser():
     parser.add_argument("--output_len", type=int, default=100)
     parser.add_argument("--train_lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--kernel_entries", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--kernel_configs", type=lambda text: tuple(map(int, text.split(","))),
+                        nargs="+", default=[(32, 4, 4)],
+                        help="block_n,num_warps,num_stages of the latent decode kernel")
     parser.add_argument("--copy_mb", type=int, default=2048)
     return parser
 
@@ -600,6 +638,7 @@ def main(argv=None):
         print_row("copy", rows[0])
     sections = {
         "decode": lambda: bench_decode(args, device, dtype, copy_bandwidth),
+        "kernel": lambda: bench_kernel(args, device, dtype, copy_bandwidth),
         "beam": lambda: bench_beam(args, device, dtype),
         "train": lambda: bench_train(args, device, dtype),
     }

@@ -129,7 +129,8 @@ def supports(query: torch.Tensor, rank: int) -> bool:
     )
 
 
-def latent_attention_decode(query, entries, num_entries, rank, scale, max_entries):
+def latent_attention_decode(query, entries, num_entries, rank, scale, max_entries,
+                            block_n=None, num_warps=4, num_stages=None):
     """Attention of one query step over the latent cache.
 
     query: (B, H, R + P) = [q_nope W_uk; q_pe] per head; entries: (B, N_cap, R + P) with
@@ -141,7 +142,10 @@ def latent_attention_decode(query, entries, num_entries, rank, scale, max_entrie
     rope = width - rank
     query = query.contiguous()
     block_h = max(16, triton.next_power_of_2(heads))
-    block_n = 64 if query.element_size() <= 2 else 32
+    # tiles of 32 entries, 4 stages deep: 90% of copy bandwidth at batch 64 x 32k entries
+    # and 96% at batch 128 (bf16, H100; bench/results_h100_2026-11-23/kernel.csv)
+    block_n = block_n or 32
+    num_stages = num_stages or (4 if query.element_size() <= 2 else 3)
     if query.is_cuda:
         programs_wanted = 2 * torch.cuda.get_device_properties(query.device).multi_processor_count
     else:  # TRITON_INTERPRET=1 on the CPU
@@ -161,7 +165,7 @@ def latent_attention_decode(query, entries, num_entries, rank, scale, max_entrie
         scale, per_split,
         HEADS=heads, BLOCK_H=block_h, RANK=rank, ROPE=rope, BLOCK_N=block_n,
         IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda,
-        num_warps=4, num_stages=3,
+        num_warps=num_warps, num_stages=num_stages,
     )
     out = torch.empty(batch, heads, rank, device=query.device, dtype=query.dtype)
     _decode_combine[(batch, heads)](
