@@ -215,3 +215,30 @@ def test_bf16_decoding_matches_fp32_hypotheses(partly_trained):
     assert stats.peak_cache_bytes > 0
     agree = sum(a[0].tokens == b[0].tokens for a, b in zip(exact, low))
     assert agree >= 4  # bf16 may flip a near tie, not the decoding as a whole
+
+
+@pytest.mark.parametrize(
+    "encoder, encoder_conf",
+    [
+        ("transformer", {"output_size": 32, "attention_heads": 2, "linear_units": 64,
+                         "num_blocks": 1, "input_layer": "conv2d"}),
+        ("conformer", {"output_size": 32, "attention_heads": 2, "linear_units": 64,
+                       "num_blocks": 1, "input_layer": "conv2d", "cnn_module_kernel": 7}),
+        ("e_branchformer", {"output_size": 32, "attention_heads": 2, "linear_units": 64,
+                            "cgmlp_linear_units": 64, "num_blocks": 1, "input_layer": "conv2d",
+                            "cgmlp_conv_kernel": 7}),
+        ("linear", {"output_size": 32, "input_layer": "linear"}),
+    ],
+)
+def test_every_speech_encoder_choice_trains_and_decodes(encoder, encoder_conf):
+    from speech_fixtures import tiny_args
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    args = tiny_args("mtla", "memory", encoder=encoder, encoder_conf=encoder_conf)
+    torch.manual_seed(0)
+    model = DecoderOnlyTask.build_model(args)
+    batch = speech_batch(KEYS[:3])
+    loss = train(model, batch, 2)
+    assert loss == loss  # finite, not NaN
+    results, _ = BatchBeamSearch(model, beam_size=2, maxlenratio=-4).search(batch)
+    assert len(results) == 3 and all(len(r[0].tokens) <= 4 for r in results)

@@ -48,7 +48,9 @@ class SelfAttention(nn.Module):
         self._state_key = f"{type(self).__name__}.{uuid.uuid4()}"
 
     # --- to implement per type -------------------------------------------------------
-    def make_cache(self, batch_size: int, device=None, dtype=None):
+    def make_cache(self, batch_size: int, device=None, dtype=None, capacity: int = 0):
+        """An empty cache for ``batch_size`` rows, preallocated for ``capacity`` tokens
+        (it grows past them); device and dtype default to the module's."""
         raise NotImplementedError
 
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
@@ -110,6 +112,11 @@ class SelfAttention(nn.Module):
             if cache is not None and cache.num_tokens > 0:
                 raise ValueError("self_attn_mask cannot be used once the cache holds tokens")
         return self._attend(query, key, positions, key_padding_mask, self_attn_mask, cache)
+
+    def _cache_placement(self, device, dtype):
+        """(device, dtype) of a new cache: the given ones, else the module's."""
+        param = next(self.parameters())
+        return device or param.device, dtype or param.dtype
 
     def reorder_incremental_state(self, incremental_state: dict, new_order: torch.Tensor):
         """Beam-search reorder of the cache held in ``incremental_state`` (fairseq style)."""

@@ -60,16 +60,8 @@ class MultiHeadAttention(SelfAttention):
         self.out_proj = nn.Linear(num_heads * self.head_dim, embed_dim, bias=bias)
 
     def make_cache(self, batch_size, device=None, dtype=None, capacity=0) -> KVCache:
-        """An empty cache; ``capacity`` tokens are preallocated (it grows past them)."""
-        param = self.q_proj.weight
-        return KVCache(
-            batch_size,
-            self.num_kv_heads,
-            self.head_dim,
-            device=device or param.device,
-            dtype=dtype or param.dtype,
-            capacity=capacity,
-        )
+        device, dtype = self._cache_placement(device, dtype)
+        return KVCache(batch_size, self.num_kv_heads, self.head_dim, device, dtype, capacity)
 
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
         batch, query_len, _ = query.shape

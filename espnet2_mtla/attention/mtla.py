@@ -159,17 +159,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             self.hypernet_down = MergeHyperNetwork(kv_lora_rank, down_rate)
 
     def make_cache(self, batch_size, device=None, dtype=None, capacity=0) -> LatentCache:
-        """An empty cache; room for ``capacity`` tokens is preallocated (it grows past it)."""
-        param = self.wkv_a.weight
-        return LatentCache(
-            batch_size,
-            self.kv_lora_rank,
-            self.qk_rope_head_dim,
-            self.down_rate,
-            device=device or param.device,
-            dtype=dtype or param.dtype,
-            capacity=capacity,
-        )
+        device, dtype = self._cache_placement(device, dtype)
+        return LatentCache(batch_size, self.kv_lora_rank, self.qk_rope_head_dim,
+                           self.down_rate, device, dtype, capacity)
 
     # --- the attention --------------------------------------------------------------
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
