@@ -35,6 +35,9 @@ def test_nbytes_follows_the_formula_after_every_step(attention_name, dtype):
             module(x[:, step : step + 1], position=positions[:, step : step + 1], cache=cache)
             expected = expected_nbytes(attention_name, module, batch, step + 1, itemsize)
             assert cache.nbytes() == expected, step
+            # the sync-free bound: exact, or one entry per row more
+            one_entry_per_row = expected_nbytes(attention_name, module, batch, 1, itemsize)
+            assert expected <= cache.nbytes_bound() <= expected + one_entry_per_row
 
 
 @pytest.mark.parametrize("split", [1, 6, 7])

@@ -71,6 +71,8 @@ class KVCache:
         per_step = self.keys[:, :1].numel() * self.keys.element_size()
         return 2 * per_step * self.num_tokens
 
+    nbytes_bound = nbytes  # exact on the host already
+
 
 class LatentCache:
     """One [c^; k_pe] entry (width r + d_r) per chunk of ``down_rate`` positions.
@@ -186,6 +188,12 @@ class LatentCache:
         for name in ("entries", "num_entries", "first_chunk", "next_position"):
             setattr(self, name, getattr(self, name).index_select(0, batch_index))
         self.batch_size = len(batch_index)
+
+    def nbytes_bound(self) -> int:
+        """``nbytes()`` from the host-side entry bound: no device sync, at most one entry
+        per row more than exact (a chunk-misaligned start or padding)."""
+        width = self.entries.shape[-1]
+        return self.batch_size * self.max_entries * width * self.entries.element_size()
 
     def nbytes(self) -> int:
         """Bytes of the entries held: B * ceil(T / down_rate) * (r + d_r) * itemsize."""

@@ -199,6 +199,8 @@ class PaperStyleCache:
     def nbytes(self):
         return 0 if self.keys is None else 2 * self.keys.numel() * self.keys.element_size()
 
+    nbytes_bound = nbytes
+
 
 class ReferenceMTLA(nn.Module):
     """The reference package's MTLA behind our layer interface (its own cat-grown cache)."""
@@ -234,6 +236,8 @@ class ReferenceCache:
     def nbytes(self):
         return sum(t.numel() * t.element_size() for buffer in self.state.values()
                    for name, t in buffer.items() if name.startswith("prev"))
+
+    nbytes_bound = nbytes
 
 
 # --- the beam-search model ---------------------------------------------------------------

@@ -27,7 +27,7 @@ class Hypothesis:
 class SearchStats:
     generated_tokens: int = 0  # tokens of the returned best hypotheses (eos included)
     steps: int = 0
-    peak_cache_bytes: int = 0  # largest total KV-cache size over all layers
+    peak_cache_bytes: int = 0  # largest total KV-cache size over all layers (host bound)
 
 
 def _stack_left_padded(parts: List[torch.Tensor], total: int) -> torch.Tensor:
@@ -111,7 +111,9 @@ class BatchBeamSearch:
         for cache in caches:
             cache.reorder(rows)
         log_probs = log_probs[rows]
-        stats = SearchStats(peak_cache_bytes=sum(cache.nbytes() for cache in caches))
+        stats = SearchStats(peak_cache_bytes=sum(cache.nbytes_bound() for cache in caches))
+        min_len_of = torch.tensor(min_lens, device=device)  # per utterance
+        max_len_of = torch.tensor(max_lens, device=device)
         scores = torch.full((num_utts, beam), float("-inf"), device=device)
         scores[:, 0] = 0.0  # at the first step only one beam is alive
         history = torch.zeros(num_utts * beam, 0, dtype=torch.long, device=device)
@@ -120,14 +122,12 @@ class BatchBeamSearch:
         step = 0
         while active:
             groups = len(active)
-            candidates = log_probs.view(groups, beam, vocab).clone()
-            for group, utt in enumerate(active):
-                if step < min_lens[utt]:
-                    candidates[group, :, eos] = float("-inf")
-                if step >= max_lens[utt]:  # force eos
-                    eos_column = candidates[group, :, eos].clone()
-                    candidates[group] = float("-inf")
-                    candidates[group, :, eos] = eos_column
+            candidates = log_probs.view(groups, beam, vocab)
+            active_index = torch.tensor(active, device=device)
+            is_eos = torch.arange(vocab, device=device) == eos  # (V,)
+            too_short = (step < min_len_of[active_index])[:, None, None] & is_eos
+            too_long = (step >= max_len_of[active_index])[:, None, None] & ~is_eos  # force eos
+            candidates = candidates.masked_fill(too_short | too_long, float("-inf"))
             candidates = candidates + scores[:, :, None]
             top_scores, top_index = candidates.view(groups, -1).topk(2 * beam, dim=1)
             top_beam = torch.div(top_index, vocab, rounding_mode="floor")  # (G, 2K)
@@ -171,7 +171,7 @@ class BatchBeamSearch:
             scores = next_scores[kept]
             active = [active[group] for group in still]
             log_probs = model.decode_step(tokens, caches)
-            cache_bytes = sum(cache.nbytes() for cache in caches)
+            cache_bytes = sum(cache.nbytes_bound() for cache in caches)  # no device sync
             stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
 
         results = []
