@@ -1,0 +1,119 @@
+"""The Kaldi-style utilities in utils/ (data directories, run.pl, parse_options.sh)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from espnet2_mtla.utils.datadir import (
+    fix_data_dir,
+    read_map,
+    split_scp,
+    validate_data_dir,
+)
+
+UTILS = Path(__file__).resolve().parent.parent / "utils"
+ENV = {**os.environ, "PYTHON": sys.executable,
+       "PYTHONPATH": str(UTILS.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def write(path, text, crlf=False):
+    path.write_bytes(text.replace("\n", "\r\n" if crlf else "\n").encode())
+
+
+def messy_dir(root):
+    """Unsorted, CRLF, blank lines, a duplicate key, an utterance missing from text,
+    an empty transcript, transcripts with spaces."""
+    d = root / "data"
+    d.mkdir()
+    write(d / "wav.scp", "u3 /a/u3.flac\nu1 /a/u1.flac\n\nu2 /a/u2.flac\nu4 /a/u4.flac\n", crlf=True)
+    write(d / "text", "u2 hello  big world\nu1 first one\nu1 duplicate line\nu4\n")
+    write(d / "utt2spk", "u3 s2\nu2 s1\nu1 s1\nu4 s2\n")
+    return d
+
+
+def test_read_map_tolerates_crlf_blank_lines_and_reports_duplicates(tmp_path):
+    d = messy_dir(tmp_path)
+    wav, problems = read_map(d / "wav.scp")
+    assert wav == {"u3": "/a/u3.flac", "u1": "/a/u1.flac", "u2": "/a/u2.flac", "u4": "/a/u4.flac"}
+    text, problems = read_map(d / "text", allow_empty_values=True)
+    assert text["u2"] == "hello  big world" and text["u1"] == "first one"
+    assert any("duplicate key u1" in p for p in problems)
+
+
+def test_validate_reports_and_fix_repairs(tmp_path):
+    d = messy_dir(tmp_path)
+    problems = validate_data_dir(d)
+    assert any("not sorted" in p for p in problems)
+    assert any("text" in p and "missing" in p for p in problems)  # u3 has no text
+    assert any("empty transcripts" in p for p in problems)
+    report = fix_data_dir(d)
+    assert any("dropped 2 of 4" in line for line in report)  # u3 (no text), u4 (empty)
+    assert validate_data_dir(d) == []
+    assert (d / "text").read_text() == "u1 first one\nu2 hello  big world\n"
+    assert (d / "spk2utt").read_text() == "s1 u1 u2\n"
+    assert (d / "wav.scp").read_bytes() == b"u1 /a/u1.flac\nu2 /a/u2.flac\n"
+    assert (d / ".backup" / "text").exists()
+
+
+def test_shell_wrappers(tmp_path):
+    d = messy_dir(tmp_path)
+    run = subprocess.run([UTILS / "validate_data_dir.sh", d], env=ENV, capture_output=True,
+                         text=True)
+    assert run.returncode == 1 and "not sorted" in run.stderr
+    run = subprocess.run([UTILS / "fix_data_dir.sh", d], env=ENV, capture_output=True, text=True)
+    assert run.returncode == 0 and "dropped" in run.stderr
+    assert subprocess.run([UTILS / "validate_data_dir.sh", d], env=ENV).returncode == 0
+    spk2utt = subprocess.run([UTILS / "utt2spk_to_spk2utt.pl", d / "utt2spk"], env=ENV,
+                             capture_output=True, text=True).stdout
+    assert spk2utt == "s1 u1 u2\n"
+    keys = tmp_path / "keys"
+    keys.write_text("u2\n")
+    kept = subprocess.run([UTILS / "filter_scp.pl", keys, d / "text"], env=ENV,
+                          capture_output=True, text=True).stdout
+    assert kept == "u2 hello  big world\n"
+
+
+def test_split_scp_sizes_within_one(tmp_path):
+    scp = tmp_path / "wav.scp"
+    scp.write_text("".join(f"u{i:02d} /x/{i}.wav\n" for i in range(10)))
+    outputs = [tmp_path / f"part{j}" for j in range(3)]
+    split_scp(scp, outputs)
+    sizes = [len(p.read_text().splitlines()) for p in outputs]
+    assert sizes == [4, 3, 3]
+    assert "".join(p.read_text() for p in outputs) == scp.read_text()
+    with pytest.raises(ValueError):
+        split_scp(scp, [tmp_path / f"x{j}" for j in range(11)])
+
+
+def test_run_pl_array_jobs_and_failure_names_the_log(tmp_path):
+    log = tmp_path / "log" / "job.JOB.log"
+    ok = subprocess.run([UTILS / "run.pl", "JOB=1:3", log, "echo", "job JOB done"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0
+    for job in (1, 2, 3):
+        text = (tmp_path / "log" / f"job.{job}.log").read_text()
+        assert f"job {job} done" in text and "Ended (code 0)" in text
+    bad = subprocess.run([UTILS / "run.pl", "JOB=1:3", log,
+                          "if [ JOB = 2 ]; then echo broken; exit 3; fi"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "1 / 3 failed" in bad.stderr and "job.2.log" in bad.stderr
+    assert "Ended (code 3)" in (tmp_path / "log" / "job.2.log").read_text()
+
+
+def test_parse_options(tmp_path):
+    script = tmp_path / "script.sh"
+    script.write_text(
+        "nj=1\nuse_gpu=false\nname=none\nhelp_message='usage: script.sh'\n"
+        f". {UTILS}/parse_options.sh\n"
+        'echo "$nj $use_gpu $name | $*"\n'
+    )
+    run = lambda *args: subprocess.run(["bash", script, *args], capture_output=True, text=True)
+    out = run("--nj", "4", "--use-gpu", "true", "--name=a b", "data", "exp")
+    assert out.stdout.strip() == "4 true a b | data exp"
+    assert run("--nbest", "3").returncode != 0 and "unknown option --nbest" in run("--nbest", "3").stderr
+    assert run("--use_gpu", "yes").returncode != 0
+    assert "usage: script.sh" in run("--help").stderr
