@@ -198,7 +198,11 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             return self._decode_step(q_nope, q_pe, cache)
 
         # keys: cached entries still visible, then one column per new token
-        visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
+        if (self.down_rate == 1 and key_padding_mask is None and attn_bias is None
+                and query_len == key_len and (cache is None or cache.max_entries == 0)):
+            visible = None  # the stride-aware mask is plain causal: no mask tensor needed
+        else:
+            visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
         key_latent, key_rope = columns, k_pe
         if cache is not None and cache.max_entries > 0:
             entries, valid = cache.held()
@@ -286,14 +290,17 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         return self.wkv_b.bias.view(self.num_heads, -1)[:, self.qk_nope_head_dim :]
 
     def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
-        """Per-head attention over keys expanded from latents (training, prefill)."""
+        """Per-head attention over keys expanded from latents (training, prefill).
+
+        visible: (B, Tq, Tk) boolean, or None for plain causal attention (Tq == Tk).
+        """
         batch, num_keys, _ = key_latent.shape
         heads = self.num_heads
         kv = self.wkv_b(key_latent).view(batch, num_keys, heads, -1)
         k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
         k = torch.cat([k_nope, key_rope[:, :, None, :].expand(-1, -1, heads, -1)], dim=-1)
         q = torch.cat([q_nope, q_pe], dim=-1)  # (B, Tq, H, d_n + d_r)
-        mask, is_causal = visible[:, None], False  # (B, 1, Tq, Tk)
+        mask = None if visible is None else visible[:, None]  # (B, 1, Tq, Tk)
         if attn_bias is not None:
             mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
         out = scaled_dot_product_attention(
@@ -302,7 +309,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             v.transpose(1, 2),  # (B, H, Tk, d_v)
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
+            is_causal=visible is None,
             scale=self.softmax_scale,
         )  # (B, H, Tq, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
