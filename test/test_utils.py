@@ -117,3 +117,55 @@ def test_parse_options(tmp_path):
     assert run("--nbest", "3").returncode != 0 and "unknown option --nbest" in run("--nbest", "3").stderr
     assert run("--use_gpu", "yes").returncode != 0
     assert "usage: script.sh" in run("--help").stderr
+
+
+def clean_dir(root, name, keys, spk="s", with_audio=False):
+    import numpy as np
+    import soundfile
+
+    d = root / name
+    d.mkdir(parents=True)
+    lines = {"wav.scp": [], "text": [], "utt2spk": []}
+    for index, key in enumerate(keys):
+        audio = d / f"{key}.wav"
+        if with_audio:
+            soundfile.write(audio, np.zeros(1600 * (index + 1), dtype="float32"), 16000)
+        lines["wav.scp"].append(f"{key} {audio}")
+        lines["text"].append(f"{key} words of {key}")
+        lines["utt2spk"].append(f"{key} {spk}{index % 2}")
+    for file, rows in lines.items():
+        (d / file).write_text("\n".join(sorted(rows)) + "\n")
+    return d
+
+
+def test_copy_with_prefix_combine_and_duplicate_keys(tmp_path):
+    from espnet2_mtla.utils.datadir import combine_data, copy_data_dir
+
+    a = clean_dir(tmp_path, "a", ["u1", "u2"])
+    copy_data_dir(a, tmp_path / "sp", utt_prefix="sp0.9-", spk_prefix="sp0.9-")
+    assert read_map(tmp_path / "sp" / "utt2spk")[0] == {"sp0.9-u1": "sp0.9-s0",
+                                                         "sp0.9-u2": "sp0.9-s1"}
+    assert validate_data_dir(tmp_path / "sp") == []
+    combine_data(tmp_path / "all", [a, tmp_path / "sp"])
+    assert len(read_map(tmp_path / "all" / "text")[0]) == 4
+    assert validate_data_dir(tmp_path / "all") == []
+    with pytest.raises(ValueError, match="u1 is in both"):
+        combine_data(tmp_path / "bad", [a, a])
+
+
+def test_subset_and_utt2dur(tmp_path):
+    from espnet2_mtla.utils.datadir import get_utt2dur, subset_data_dir
+
+    d = clean_dir(tmp_path, "d", [f"u{i}" for i in range(6)], with_audio=True)
+    subset_data_dir(d, tmp_path / "first", first=2)
+    assert list(read_map(tmp_path / "first" / "text")[0]) == ["u0", "u1"]
+    subset_data_dir(d, tmp_path / "even", num=3)
+    assert list(read_map(tmp_path / "even" / "text")[0]) == ["u0", "u2", "u4"]
+    assert validate_data_dir(tmp_path / "even") == []
+    run = subprocess.run([UTILS / "data" / "get_utt2dur.sh", d], env=ENV, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert read_map(d / "utt2dur")[0]["u2"] == "0.300"
+    (d / "u5.wav").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="u5"):
+        get_utt2dur(d)

@@ -175,6 +175,123 @@ def fix_data_dir(directory, drop_empty_text=True) -> List[str]:
     return report
 
 
+def _per_utterance_maps(directory: Path) -> Dict[str, Dict[str, str]]:
+    """Every per-utterance file of a directory, plus wav.scp, read (problems raise)."""
+    maps = {}
+    for name in (*_present(directory), "wav.scp"):
+        if (directory / name).exists() and name not in maps:
+            maps[name], problems = read_map(directory / name, allow_empty_values=name == "text")
+            if problems:
+                raise DataDirError("; ".join(problems) + f"; run utils/fix_data_dir.sh {directory}")
+    return maps
+
+
+def _write_dir(directory: Path, maps: Dict[str, Dict[str, str]]):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, entries in maps.items():
+        write_map(directory / name, entries)
+    write_map(directory / "spk2utt", utt2spk_to_spk2utt(maps["utt2spk"]))
+
+
+def copy_data_dir(source, target, utt_prefix="", utt_suffix="", spk_prefix="", spk_suffix=""):
+    """Copy a data directory, optionally renaming utterances and speakers (e.g. for
+    speed-perturbed copies). Recordings are renamed with the utterances when there are
+    no segments."""
+    source, target = Path(source), Path(target)
+    maps = _per_utterance_maps(source)
+    utt = lambda key: f"{utt_prefix}{key}{utt_suffix}"
+    renamed = {}
+    for name, entries in maps.items():
+        if name == "wav.scp" and "segments" in maps:
+            renamed[name] = {utt(key): value for key, value in entries.items()}
+        elif name == "utt2spk":
+            renamed[name] = {utt(k): f"{spk_prefix}{v}{spk_suffix}" for k, v in entries.items()}
+        elif name == "segments":
+            renamed[name] = {utt(k): " ".join([utt(v.split()[0]), *v.split()[1:]])
+                             for k, v in entries.items()}
+        else:
+            renamed[name] = {utt(key): value for key, value in entries.items()}
+    _write_dir(target, renamed)
+
+
+def combine_data(target, sources) -> List[str]:
+    """Union of data directories; a key present in two sources is an error naming both."""
+    combined: Dict[str, Dict[str, str]] = {}
+    owner: Dict[str, str] = {}
+    names = None
+    for source in map(Path, sources):
+        maps = _per_utterance_maps(source)
+        present = set(maps)
+        if names is not None and present != names:
+            raise DataDirError(f"{source} has files {sorted(present)}, the first source "
+                               f"{sorted(names)}: combine directories with the same files")
+        names = present
+        for key in maps["utt2spk"]:
+            if key in owner:
+                raise DataDirError(f"utterance {key} is in both {owner[key]} and {source}")
+            owner[key] = str(source)
+        for name, entries in maps.items():
+            combined.setdefault(name, {}).update(entries)
+    _write_dir(Path(target), combined)
+    return [f"{target}: {len(owner)} utterances from {len(sources)} directories"]
+
+
+def subset_data_dir(source, target, num=None, first=None, last=None, utt_list=None):
+    """A subset: ``num`` evenly spaced utterances, the ``first``/``last`` N, or those in
+    ``utt_list`` (a file of keys)."""
+    source = Path(source)
+    maps = _per_utterance_maps(source)
+    keys = sorted(maps["utt2spk"], key=str.encode)
+    if utt_list is not None:
+        wanted = set(read_map(utt_list, allow_empty_values=True)[0])
+        chosen = [key for key in keys if key in wanted]
+    elif first is not None:
+        chosen = keys[:first]
+    elif last is not None:
+        chosen = keys[-last:] if last else []
+    elif num is not None:
+        if num > len(keys):
+            raise DataDirError(f"{source}: asked for {num} of {len(keys)} utterances")
+        chosen = [keys[(index * len(keys)) // num] for index in range(num)]
+    else:
+        raise DataDirError("subset_data_dir needs num, first, last or utt_list")
+    chosen = set(chosen)
+    subset = {}
+    for name, entries in maps.items():
+        if name == "wav.scp" and "segments" in maps:
+            used = {maps["segments"][key].split()[0] for key in chosen}
+            subset[name] = {key: value for key, value in entries.items() if key in used}
+        else:
+            subset[name] = {key: value for key, value in entries.items() if key in chosen}
+    _write_dir(Path(target), subset)
+
+
+def get_utt2dur(directory) -> List[str]:
+    """Write utt2dur (seconds) from segments, or from the audio headers of wav.scp."""
+    import soundfile
+
+    directory = Path(directory)
+    maps = _per_utterance_maps(directory)
+    durations = {}
+    if "segments" in maps:
+        for key, value in maps["segments"].items():
+            _, start, end = value.split()[:3]
+            durations[key] = f"{float(end) - float(start):.3f}"
+    else:
+        for key, path in maps["wav.scp"].items():
+            if path.endswith("|"):
+                raise DataDirError(f"{directory}/wav.scp: utterance {key} is a pipe; "
+                                   "format the audio first (mtla.sh stage 3)")
+            try:
+                info = soundfile.info(path)
+            except Exception as error:
+                raise DataDirError(f"{directory}/wav.scp: utterance {key}: cannot read "
+                                   f"{path}: {error}")
+            durations[key] = f"{info.frames / info.samplerate:.3f}"
+    write_map(directory / "utt2dur", durations)
+    return [f"{directory}/utt2dur: {len(durations)} utterances"]
+
+
 def split_scp(path, outputs: List[str]):
     """Split a key-value file into len(outputs) parts of consecutive lines, sizes within one."""
     entries, problems = read_map(path, allow_empty_values=True)
@@ -217,6 +334,23 @@ def main(argv=None):
     to_spk2utt.add_argument("file")
     to_utt2spk = sub.add_parser("spk2utt_to_utt2spk")
     to_utt2spk.add_argument("file")
+    copy = sub.add_parser("copy", help="copy, optionally renaming keys")
+    for option in ("--utt-prefix", "--utt-suffix", "--spk-prefix", "--spk-suffix"):
+        copy.add_argument(option, default="")
+    copy.add_argument("source")
+    copy.add_argument("target")
+    combine = sub.add_parser("combine", help="union of directories")
+    combine.add_argument("target")
+    combine.add_argument("sources", nargs="+")
+    subset = sub.add_parser("subset", help="a subset of utterances")
+    group = subset.add_mutually_exclusive_group(required=True)
+    group.add_argument("--first", type=int)
+    group.add_argument("--last", type=int)
+    group.add_argument("--utt-list")
+    group.add_argument("--num", type=int)
+    subset.add_argument("source")
+    subset.add_argument("target")
+    sub.add_parser("utt2dur", help="write utt2dur").add_argument("dir")
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
@@ -239,6 +373,18 @@ def main(argv=None):
         elif args.command == "utt2spk_to_spk2utt":
             for key, value in utt2spk_to_spk2utt(read_map(args.file)[0]).items():
                 print(f"{key} {value}")
+        elif args.command == "copy":
+            copy_data_dir(args.source, args.target, args.utt_prefix, args.utt_suffix,
+                          args.spk_prefix, args.spk_suffix)
+        elif args.command == "combine":
+            for line in combine_data(args.target, args.sources):
+                print(line, file=sys.stderr)
+        elif args.command == "subset":
+            subset_data_dir(args.source, args.target, args.num, args.first, args.last,
+                            args.utt_list)
+        elif args.command == "utt2dur":
+            for line in get_utt2dur(args.dir):
+                print(line, file=sys.stderr)
         elif args.command == "spk2utt_to_utt2spk":
             mapping = spk2utt_to_utt2spk(read_map(args.file)[0])
             for key in sorted(mapping, key=str.encode):
