@@ -31,7 +31,6 @@ def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
     return moved, padding, torch.where(padding, 0, source)
 
 
-
 class PrefixLM:
     """Mixin: the decoder-only layout, teacher forcing, scoring and cached decoding."""
 
