@@ -148,6 +148,18 @@ def test_inference_writes_sorted_outputs_and_an_efficiency_report(workdir, capsy
     assert report["tokens_per_s"] > 0 and report["attention"] == "mtla"
     assert "utterances_per_s" in capsys.readouterr().out
 
+    low = workdir / "decode_bf16"
+    inference_main([
+        "--train_config", str(model_dir / "config.yaml"),
+        "--model_file", str(model_dir / "2epoch.pth"),
+        "--data_path_and_name_and_type", f"{workdir}/data/train/wav.scp,speech,sound",
+        "--output_dir", str(low), "--batch_size", "5", "--beam_size", "2",
+        "--maxlenratio", "-5", "--dtype", "bfloat16",
+    ])
+    lines = (low / "1best_recog" / "text").read_text().splitlines()
+    assert [line.split(maxsplit=1)[0] for line in lines] == keys
+    assert json.loads((low / "efficiency.json").read_text())["dtype"] == "bfloat16"
+
 
 def bad_data(workdir, name, fs=16000):
     directory = workdir / "bad" / name
