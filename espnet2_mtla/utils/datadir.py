@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 # files with one line per utterance; wav.scp is keyed by recording when segments exists
-UTTERANCE_FILES = ("text", "utt2spk", "utt2dur", "utt2num_frames", "feats.scp", "segments",
+UTTERANCE_FILES = ("text", "utt2spk", "utt2dur", "utt2num_frames", "utt2num_samples", "feats.scp",
+                   "segments",
                    "prompt", "src_text", "utt2lang")
 
 

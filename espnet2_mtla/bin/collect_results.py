@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Collect a sweep's scores and efficiency reports into RESULTS.md and a plot.
+
+    python -m espnet2_mtla.bin.collect_results --out RESULTS.md exp/mtla_mha exp/mtla_mtla_s2
+
+Each experiment directory holds ``decode_<test set>/`` with ``score_*/result.txt`` and
+``efficiency.json`` (written by mtla.sh stages 8-9) and a model file for the parameter
+count. One row per experiment and test set: quality, decoding time, peak GPU memory,
+KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
+seconds per experiment.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+
+def parameter_count(exp: Path):
+    for name in ("valid.acc.ave.pth", "valid.loss.ave.pth", "latest.pth"):
+        path = exp / name
+        if path.exists():
+            state = torch.load(path, map_location="cpu")
+            return sum(v.numel() for v in state.values() if hasattr(v, "numel"))
+    return None
+
+
+def rows(experiments):
+    for exp in map(Path, experiments):
+        params = parameter_count(exp)
+        for decode in sorted(exp.glob("decode_*")):
+            report = json.loads((decode / "efficiency.json").read_text())
+            scores = {}
+            for result in sorted(decode.glob("score_*/result.txt")):
+                scores[result.parent.name[len("score_"):]] = result.read_text().splitlines()[0]
+            yield dict(experiment=exp.name, test_set=decode.name[len("decode_"):],
+                       quality="; ".join(scores.values()) or "n/a",
+                       decode_s=report["decode_wall_time_s"],
+                       peak_gpu_MB=(report["peak_gpu_memory_bytes"] / 1e6
+                                    if isinstance(report["peak_gpu_memory_bytes"], (int, float))
+                                    else "n/a"),
+                       kv_cache_MB=report["peak_kv_cache_bytes"] / 1e6,
+                       params_M=params / 1e6 if params else "n/a")
+
+
+def fmt(value):
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="RESULTS.md")
+    parser.add_argument("experiments", nargs="+")
+    args = parser.parse_args(argv)
+    table = list(rows(args.experiments))
+    if not table:
+        print("collect_results: no decode_*/efficiency.json found", file=sys.stderr)
+        return 1
+    header = list(table[0])
+    lines = ["# Results", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(row[k]) for k in header) + " |" for row in table]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return 0
+    labels = [f"{row['experiment']}\n{row['test_set']}" for row in table]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].bar(labels, [row["kv_cache_MB"] for row in table])
+    axes[0].set(ylabel="peak KV cache (MB)")
+    axes[1].bar(labels, [row["decode_s"] for row in table])
+    axes[1].set(ylabel="decoding time (s)")
+    for axis in axes:
+        axis.tick_params(axis="x", labelsize=7, rotation=45)
+    fig.tight_layout()
+    fig.savefig(str(Path(args.out).with_suffix(".png")), dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

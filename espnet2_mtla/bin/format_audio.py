@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Write a data directory's audio as flac or wav files at one sample rate (mtla.sh stage 3).
+
+    python -m espnet2_mtla.bin.format_audio --fs 16000 --audio_format flac data/train dump/raw/train
+
+Reads ``wav.scp`` (and ``segments`` if present: each segment becomes one file), resamples
+to ``--fs``, keeps the first channel, writes ``<out>/data/<key>.<format>``, a new
+``wav.scp``, ``utt2num_samples``, and copies the other per-utterance files. An unreadable
+recording is reported by key and skipped (then ``fix_data_dir`` drops its utterances);
+already written files are kept, so an interrupted run resumes.
+"""
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional
+
+from espnet2_mtla.utils.datadir import fix_data_dir, read_map, write_map
+
+COPIED = ("text", "utt2spk", "prompt", "src_text", "utt2lang")
+
+
+def load(path: str, fs: int) -> np.ndarray:
+    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    audio = audio[:, 0]
+    if rate != fs:
+        audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, fs).numpy()
+    return audio
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fs", type=int, default=16000)
+    parser.add_argument("--audio_format", default="flac", choices=["flac", "wav"])
+    parser.add_argument("source")
+    parser.add_argument("target")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    source, target = Path(args.source), Path(args.target)
+    (target / "data").mkdir(parents=True, exist_ok=True)
+    recordings = read_map(source / "wav.scp")[0]
+    if (source / "segments").exists():
+        segments = {key: value.split() for key, value in read_map(source / "segments")[0].items()}
+    else:
+        segments = {key: [key, None, None] for key in recordings}
+    wav_scp, num_samples, failed = {}, {}, []
+    cache = {}
+    for index, (key, (recording, start, end)) in enumerate(sorted(segments.items())):
+        path = target / "data" / f"{key}.{args.audio_format}"
+        if path.exists():  # resumed run
+            wav_scp[key], num_samples[key] = str(path.resolve()), str(soundfile.info(path).frames)
+            continue
+        try:
+            if recording not in cache:
+                cache = {recording: load(recordings[recording], args.fs)}  # one at a time
+            audio = cache[recording]
+            if start is not None:
+                audio = audio[int(float(start) * args.fs): int(float(end) * args.fs)]
+            if len(audio) == 0:
+                raise ValueError("no samples")
+        except Exception as error:
+            failed.append(key)
+            logging.warning(f"utterance {key}: cannot read {recordings.get(recording)}: {error}")
+            continue
+        partial = path.with_suffix(".partial")
+        soundfile.write(partial, audio, args.fs, format=args.audio_format.upper())
+        partial.rename(path)
+        wav_scp[key], num_samples[key] = str(path.resolve()), str(len(audio))
+        if (index + 1) % 500 == 0:
+            logging.info(f"{source}: {index + 1}/{len(segments)} utterances written")
+    write_map(target / "wav.scp", wav_scp)
+    write_map(target / "utt2num_samples", num_samples)
+    for name in COPIED:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+    for line in fix_data_dir(target):
+        logging.info(line)
+    if failed:
+        logging.warning(f"{len(failed)} utterances skipped: {' '.join(failed[:10])}")
+    if not wav_scp:
+        logging.error(f"{source}: no utterance could be read")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

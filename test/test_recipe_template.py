@@ -1,0 +1,101 @@
+"""The stage template end to end on a tiny generated data set (CPU, a couple of minutes):
+--task asr with two attention variants in a sweep, then a re-run of finished stages."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_task_cli import CONFIG
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+DATA_SH = f"""#!/usr/bin/env bash
+# Generated data: distinct tone chords with fixed transcripts (test/speech_fixtures.py).
+set -euo pipefail
+python - <<'PY'
+import sys
+sys.path.insert(0, "{HERE}")
+from pathlib import Path
+import speech_fixtures as f
+keys = sorted(f.TRANSCRIPTS)
+f.write_data_dir(Path("data/train"), keys)
+f.write_data_dir(Path("data/dev"), keys[:3])
+f.write_data_dir(Path("data/test"), keys[1:])
+PY
+"""
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A repository-shaped folder: egs2/mini/asr1 next to the real utils/, conf/, tools/."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("utils", "conf", "tools"):
+        (repo / name).symlink_to(ROOT / name)
+    (repo / "egs2").mkdir()
+    (repo / "egs2" / "TEMPLATE").symlink_to(ROOT / "egs2" / "TEMPLATE")
+    recipe = repo / "egs2" / "mini" / "asr1"
+    (recipe / "local").mkdir(parents=True)
+    (recipe / "conf").mkdir()
+    for name in ("mtla.sh", "path.sh", "cmd.sh", "db.sh"):
+        (recipe / name).symlink_to(f"../../TEMPLATE/mtla1/{name}")
+    (recipe / "utils").symlink_to("../../../utils")
+    (recipe / "local" / "data.sh").write_text(DATA_SH)
+    (recipe / "local" / "data.sh").chmod(0o755)
+    config = {k: v for k, v in CONFIG.items() if not k.startswith("attention")}
+    config.update(max_epoch=2, use_tensorboard=False)
+    (recipe / "conf" / "train.yaml").write_text(yaml.safe_dump(config))
+    (recipe / "run.sh").write_text(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        "./mtla.sh --task asr --train_set train --valid_set dev --test_sets test "
+        "--train_config conf/train.yaml --attn_confs 'mha mtla_s2' --inference_nj 2 "
+        "--inference_args '--beam_size 2 --maxlenratio -5' \"$@\"\n")
+    (recipe / "run.sh").chmod(0o755)
+    return recipe
+
+
+def run(recipe, *args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(["bash", "run.sh", *args], cwd=recipe, env=env,
+                          capture_output=True, text=True, timeout=1500)
+
+
+def test_template_runs_end_to_end_with_a_sweep(recipe):
+    done = run(recipe)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for variant in ("mha", "mtla_s2"):
+        decode = recipe / "exp" / f"mtla_{variant}" / "decode_test"
+        lines = (decode / "1best_recog" / "text").read_text().splitlines()
+        assert [line.split()[0] for line in lines] == ["utt2", "utt3", "utt4", "utt5"]
+        assert (decode / "score_wer" / "result.txt").read_text().startswith("WER ")
+        assert (decode / "score_cer" / "result.txt").exists()
+        assert (decode / "logdir" / "decode.2.log").exists()  # split over 2 jobs
+    results = (recipe / "RESULTS.md").read_text()
+    assert "mtla_mha" in results and "mtla_mtla_s2" in results and "kv_cache_MB" in results
+    assert (recipe / "RESULTS.png").exists()
+    # the sweep's cache sizes follow the formulas: per token and layer MHA 2 * d_model = 64
+    # numbers here (d_model 32), MTLA s=2 (r + d_r) / 2 = 144 (the paper's latent sizes)
+    rows = {line.split("|")[1].strip(): line.split("|") for line in results.splitlines()
+            if line.startswith("| mtla_")}
+    header = [cell.strip() for cell in results.splitlines()[2].split("|")]
+    cache = header.index("kv_cache_MB")
+    ratio = float(rows["mtla_mtla_s2"][cache]) / float(rows["mtla_mha"][cache])
+    assert 1.8 < ratio < 2.6, ratio
+
+
+def test_rerunning_finished_stages_is_harmless(recipe):
+    before = (recipe / "RESULTS.md").read_text()
+    again = run(recipe, "--stage", "3", "--stop_stage", "5")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "done already" in again.stderr
+    again = run(recipe, "--stage", "9", "--stop_stage", "10")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (recipe / "RESULTS.md").read_text().splitlines()[:2] == before.splitlines()[:2]
+
+
+def test_bad_option_is_a_clear_error(recipe):
+    bad = run(recipe, "--stage", "1", "--stop_stage", "1", "--nbest", "3")
+    assert bad.returncode != 0 and "unknown option --nbest" in bad.stderr
