@@ -108,6 +108,13 @@ class LatentCache:
             return 0
         return (num_tokens + 2 * self.down_rate - 2) // self.down_rate
 
+    def _reserve(self, new_tokens: int):
+        """Count ``new_tokens`` more steps and grow the entries to hold them."""
+        self.num_tokens += new_tokens
+        needed = self._entries_bound(self.num_tokens)
+        if needed > self.capacity:  # the old dummy slot becomes an entry, written before use
+            self.entries = _grown(self.entries, needed + 1)
+
     @property
     def max_entries(self) -> int:
         """Host-side bound on num_entries.max() (exact but for a chunk-misaligned start,
@@ -151,10 +158,7 @@ class LatentCache:
         entry_index = (first_new_chunk - self.first_chunk)[:, None] + offsets  # (B, nC)
         newest = torch.where(chunk_valid, entry_index + 1, 0).amax(dim=1)
         self.num_entries = torch.maximum(self.num_entries, newest)
-        self.num_tokens += positions.shape[1]
-        needed = self._entries_bound(self.num_tokens)
-        if needed > self.capacity:  # the old dummy slot becomes an entry, written before use
-            self.entries = _grown(self.entries, needed + 1)
+        self._reserve(positions.shape[1])
         slot = torch.where(chunk_valid, entry_index, self.capacity)  # dummy slot if invalid
         width = chunk_entries.shape[-1]
         self.entries.scatter_(1, slot[..., None].expand(-1, -1, width), chunk_entries)
@@ -164,10 +168,7 @@ class LatentCache:
         """Merge one token per row (no padding): latent w c (B, r), rope key (B, d_r),
         positions (B,). A token that starts a chunk opens a new entry, any other is
         added to its chunk's entry, whose rope key it overwrites."""
-        self.num_tokens += 1
-        needed = self._entries_bound(self.num_tokens)
-        if needed > self.capacity:
-            self.entries = _grown(self.entries, needed + 1)
+        self._reserve(1)
         kernel = latent_update_kernel(self.entries, self.kv_lora_rank, rope.shape[-1])
         if kernel is not None:
             kernel(self, latent, rope, positions)

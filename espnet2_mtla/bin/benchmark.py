@@ -52,6 +52,7 @@ VARIANTS = {  # name: (attention type, attention_conf)
     "mtla_s4": ("mtla", {**LATENT, "down_rate": 4}),
 }
 TINY_LATENT = dict(kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=16, v_head_dim=16)
+LATENT_OF = {False: LATENT, True: TINY_LATENT}  # by --tiny
 
 
 # --- timing -----------------------------------------------------------------------------
@@ -362,7 +363,6 @@ def restore(cache, saved):
 
 
 def bench_decode(args, device, dtype, copy_bandwidth):
-    rows = []
     variants = ["mha_paper"] + list(args.variants)
     if args.reference:
         variants.append("reference_mtla_s2")
@@ -392,21 +392,18 @@ def bench_decode(args, device, dtype, copy_bandwidth):
                                                    lambda: restore(cache, saved), device,
                                                    repeats=args.repeats)
                 cache_bytes = batch * length * per_token
-                rows.append(dict(variant=variant, dtype=str(dtype)[6:], batch=batch,
-                                 cache_len=length, cache_MB=cache_bytes / 1e6,
-                                 us_per_step=seconds * 1e6, graph_us_per_step=replay * 1e6,
-                                 graph_GB_per_s=cache_bytes / replay / 1e9,
-                                 graph_of_copy_bw=cache_bytes / replay / copy_bandwidth))
+                print_row("decode", dict(variant=variant, dtype=str(dtype)[6:], batch=batch,
+                                         cache_len=length, cache_MB=cache_bytes / 1e6,
+                                         us_per_step=seconds * 1e6, graph_us_per_step=replay * 1e6,
+                                         graph_GB_per_s=cache_bytes / replay / 1e9,
+                                         graph_of_copy_bw=cache_bytes / replay / copy_bandwidth))
                 del cache, saved
-                print_row("decode", rows[-1])
-    return rows
 
 
 def bench_kernel(args, device, dtype, copy_bandwidth):
     """The latent decode kernel alone (no projections), over tile and launch settings."""
     from espnet2_mtla.kernels.latent_decode import latent_attention_decode
 
-    rows = []
     rank, rope = LATENT_OF[args.tiny]["kv_lora_rank"], LATENT_OF[args.tiny]["qk_rope_head_dim"]
     for batch in args.batches:
         for entries_count in args.kernel_entries:
@@ -427,17 +424,14 @@ def bench_kernel(args, device, dtype, copy_bandwidth):
                 seconds = graph_replay_time(run, lambda: None, device, args.repeats)
                 if math.isnan(seconds):
                     seconds = median_time(run, device, repeats=args.repeats)
-                rows.append(dict(batch=batch, entries=entries_count, block_n=block_n,
-                                 num_warps=warps, num_stages=stages, us=seconds * 1e6,
-                                 GB_per_s=cache_bytes / seconds / 1e9,
-                                 of_copy_bw=cache_bytes / seconds / copy_bandwidth))
-                print_row("kernel", rows[-1])
+                print_row("kernel", dict(batch=batch, entries=entries_count, block_n=block_n,
+                                         num_warps=warps, num_stages=stages, us=seconds * 1e6,
+                                         GB_per_s=cache_bytes / seconds / 1e9,
+                                         of_copy_bw=cache_bytes / seconds / copy_bandwidth))
             del entries
-    return rows
 
 
 def bench_beam(args, device, dtype):
-    rows = []
     size = dict(d_model=args.d_model, heads=args.heads, ffn=args.ffn,
                 encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers)
     runs = [(variant, dtype) for variant in ["mha_paper"] + list(args.variants)]
@@ -476,18 +470,16 @@ def bench_beam(args, device, dtype):
                     results, stats = search.search(batch)
                     synchronize(device)
                 seconds = time.perf_counter() - begin
-                rows.append(dict(variant=variant, dtype=str(dtype)[6:], kernels=kernels, beam=beam,
-                                 utterances=args.utterances, output_len=args.output_len,
-                                 seconds=seconds, peak_memory_MB=peak_memory(device) / 1e6,
-                                 peak_cache_MB=stats.peak_cache_bytes / 1e6))
-                print_row("beam", rows[-1])
+                print_row("beam", dict(variant=variant, dtype=str(dtype)[6:], kernels=kernels,
+                                       beam=beam,
+                                       utterances=args.utterances, output_len=args.output_len,
+                                       seconds=seconds, peak_memory_MB=peak_memory(device) / 1e6,
+                                       peak_cache_MB=stats.peak_cache_bytes / 1e6))
                 del model, search
     set_kernels_enabled(True)
-    return rows
 
 
 def bench_train(args, device, dtype):
-    rows = []
     for variant in args.variants:
         attention, conf = VARIANTS[variant]
         for length in args.train_lengths:
@@ -509,14 +501,10 @@ def bench_train(args, device, dtype):
                 memory = peak_memory(device)
             except torch.OutOfMemoryError:
                 seconds = memory = float("nan")
-            rows.append(dict(variant=variant, tokens=length, ms_per_step=seconds * 1e3,
-                             peak_memory_MB=memory / 1e6))
-            print_row("train", rows[-1])
+            print_row("train", dict(variant=variant, tokens=length, ms_per_step=seconds * 1e3,
+                                    peak_memory_MB=memory / 1e6))
             del model
-    return rows
 
-
-LATENT_OF = {False: LATENT, True: TINY_LATENT}
 
 
 CSV_DIR = None  # set by main(): rows are appended to <out>/<section>.csv as they come

@@ -65,9 +65,7 @@ def get_parser():
 
 def build_text_converter(train_args):
     """Token ids -> text with the tokenizer the model was trained with."""
-    from espnet2_mtla.compat import import_espnet_preprocessor
-
-    import_espnet_preprocessor()  # build_tokenizer imports the same g2p modules
+    # (imported here, after decoder_only has imported it without nltk downloads)
     from espnet2.text.build_tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer(train_args.token_type, bpemodel=train_args.bpemodel)
