@@ -1,7 +1,1 @@
-#!/usr/bin/env bash
-# Usage: utils/filter_scp.pl [--exclude] <key-list> <scp>   print the lines of <scp> whose key is (not) in <key-list>
-# (espnet2_mtla.utils.datadir; run with the project's Python: . tools/activate_python.sh)
-if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
-    sed -n '2p' "$0" | sed 's/^# //'; exit 0
-fi
-exec "${PYTHON:-python3}" -m espnet2_mtla.utils.datadir filter "$@"
+datadir_tool.sh
