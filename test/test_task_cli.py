@@ -127,14 +127,17 @@ def test_inference_writes_sorted_outputs_and_an_efficiency_report(workdir, capsy
 
     model_dir = workdir / "exp_infer"
     train_cli([*common_args(workdir), "--output_dir", model_dir, "--max_epoch", 2])
+
+    def decode(output, *options):
+        inference_main([
+            "--train_config", str(model_dir / "config.yaml"),
+            "--model_file", str(model_dir / "2epoch.pth"),
+            "--data_path_and_name_and_type", f"{workdir}/data/train/wav.scp,speech,sound",
+            "--output_dir", str(output), "--beam_size", "2", "--maxlenratio", "-5", *options,
+        ])
+
     output = workdir / "decode"
-    inference_main([
-        "--train_config", str(model_dir / "config.yaml"),
-        "--model_file", str(model_dir / "2epoch.pth"),
-        "--data_path_and_name_and_type", f"{workdir}/data/train/wav.scp,speech,sound",
-        "--output_dir", str(output), "--batch_size", "3", "--beam_size", "2",
-        "--nbest", "2", "--maxlenratio", "-5",
-    ])
+    decode(output, "--batch_size", "3", "--nbest", "2")
     keys = sorted(TRANSCRIPTS)
     for rank in (1, 2):
         for name in ("text", "token", "token_int", "score"):
@@ -149,13 +152,7 @@ def test_inference_writes_sorted_outputs_and_an_efficiency_report(workdir, capsy
     assert "utterances_per_s" in capsys.readouterr().out
 
     low = workdir / "decode_bf16"
-    inference_main([
-        "--train_config", str(model_dir / "config.yaml"),
-        "--model_file", str(model_dir / "2epoch.pth"),
-        "--data_path_and_name_and_type", f"{workdir}/data/train/wav.scp,speech,sound",
-        "--output_dir", str(low), "--batch_size", "5", "--beam_size", "2",
-        "--maxlenratio", "-5", "--dtype", "bfloat16",
-    ])
+    decode(low, "--batch_size", "5", "--dtype", "bfloat16")
     lines = (low / "1best_recog" / "text").read_text().splitlines()
     assert [line.split(maxsplit=1)[0] for line in lines] == keys
     assert json.loads((low / "efficiency.json").read_text())["dtype"] == "bfloat16"
