@@ -4,14 +4,15 @@
   phonemes), which calls ``nltk.download`` at import time. There is no network at run
   time here, so that prints errors (or waits on a network that is not there). We import
   it with nltk's downloader switched off for the duration of the import; phoneme
-  tokenizers are not used by this toolkit.
+  tokenizers are not used by this toolkit. ``nltk_downloads_disabled()`` is that switch,
+  for other espnet modules that pull in the same dependencies (``bin.tokenize_text``).
 """
 
 import contextlib
 
 
 @contextlib.contextmanager
-def _nltk_downloads_disabled():
+def nltk_downloads_disabled():
     try:
         import nltk
     except ImportError:
@@ -27,6 +28,6 @@ def _nltk_downloads_disabled():
 
 def import_espnet_preprocessor():
     """espnet2.train.preprocessor, imported without nltk download attempts."""
-    with _nltk_downloads_disabled():
+    with nltk_downloads_disabled():
         import espnet2.train.preprocessor as preprocessor
     return preprocessor

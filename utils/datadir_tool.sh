@@ -4,7 +4,7 @@
 # Python environment: . tools/activate_python.sh, or set PYTHON).
 case "$(basename "$0")" in
     validate_data_dir.sh) command=validate
-        usage="<data-dir>   report problems (sorted files, consistent keys, empty transcripts); exit 1 if any" ;;
+        usage="[--no-wav] <data-dir>   report problems (sorted files, consistent keys, empty transcripts); exit 1 if any" ;;
     fix_data_dir.sh) command=fix
         usage="<data-dir>   sort files, keep utterances present in every file, regenerate spk2utt, report what was dropped (originals in <dir>/.backup)" ;;
     copy_data_dir.sh) command=copy

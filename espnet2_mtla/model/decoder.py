@@ -75,6 +75,8 @@ class DecoderOnlyStack(nn.Module):
         self.d_model = d_model
         self.prefix_mode = prefix_mode
         self.embed = nn.Embedding(vocab_size, d_model)
+        # rows of norm ~1: with the tied output layer, initial logits are O(1), not O(d)
+        nn.init.normal_(self.embed.weight, std=d_model ** -0.5)
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, num_heads, ffn_dim, dropout, attention, attention_conf or {})
             for _ in range(num_layers)

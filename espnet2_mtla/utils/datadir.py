@@ -107,7 +107,7 @@ def validate_data_dir(directory, require=("wav.scp", "text", "utt2spk")) -> List
         if extra:
             problems.append(f"{directory}/{name}: {len(extra)} utterances not in utt2spk,"
                             f" e.g. {sorted(extra)[0]}")
-    recordings = set(maps["wav.scp"])
+    recordings = set(maps.get("wav.scp", utts))
     if "segments" in maps:
         used = {value.split()[0] for value in maps["segments"].values()}
         if used - recordings:
@@ -322,7 +322,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("validate", help="report problems; exit 1 if any").add_argument("dir")
+    validate = sub.add_parser("validate", help="report problems; exit 1 if any")
+    validate.add_argument("--no-wav", action="store_true",
+                          help="a text-only directory (src_text instead of audio)")
+    validate.add_argument("dir")
     sub.add_parser("fix", help="repair in place and report").add_argument("dir")
     split = sub.add_parser("split", help="split a scp into N parts")
     split.add_argument("scp")
@@ -355,7 +358,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
-            problems = validate_data_dir(args.dir)
+            require = ("text", "utt2spk") if args.no_wav else ("wav.scp", "text", "utt2spk")
+            problems = validate_data_dir(args.dir, require)
             for problem in problems:
                 print(problem, file=sys.stderr)
             if problems:

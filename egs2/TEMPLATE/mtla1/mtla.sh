@@ -33,6 +33,7 @@ train_config=""               # the base training config; attention fragments ar
 attn_confs="mtla_s2"          # names of conf/attention/<name>.yaml in the top-level conf/
 conf_dir=../../../conf
 ngpu=0; nj=4; inference_nj=4; gpu_inference=false
+cpu_threads=$(nproc)          # torch threads of CPU training (--ngpu 0); path.sh sets 1
 inference_args="--beam_size 5"
 inference_model=valid.acc.ave.pth
 expdir=exp; dumpdir=dump; tag=mtla
@@ -73,7 +74,11 @@ if run_stage 1; then
     log "stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086
     local/data.sh ${local_data_opts}
-    for set in ${train_set} ${valid_set} ${test_sets}; do utils/validate_data_dir.sh "data/${set}"; done
+    validate_opts=""; [ "${task}" = summ ] && validate_opts="--no-wav"  # text input only
+    for set in ${train_set} ${valid_set} ${test_sets}; do
+        # shellcheck disable=SC2086
+        utils/validate_data_dir.sh ${validate_opts} "data/${set}"
+    done
 fi
 
 if run_stage 3; then
@@ -112,11 +117,20 @@ fi
 if run_stage 5; then
     log "stage 5: token list ${token_list}"
     mkdir -p "$(dirname "${token_list}")"
+    # the text the tokens are learnt from: targets, and for summarisation the documents too
+    token_text=$(dirname "${token_list}")/train_text
+    cat "${dumpdir}/raw/${train_set}/text" > "${token_text}"
+    [ "${task}" = summ ] && cat "${dumpdir}/raw/${train_set}/src_text" >> "${token_text}"
+    symbols=${task_tokens}
+    if [ "${task}" = slu ] && [ "${token_type}" = bpe ]; then  # each intent: one token
+        symbols+=" $(cut -d ' ' -f 2 "${dumpdir}/raw/${train_set}/text" | sort -u | tr '\n' ' ')"
+    fi
     extra=""
-    for symbol in ${task_tokens}; do extra+=" --add_symbol ${symbol}:-1"; done
+    for symbol in ${symbols}; do extra+=" --add_symbol ${symbol}:-1"; done
     if [ "${token_type}" = bpe ]; then
-        cut -f 2- -d " " "${dumpdir}/raw/${train_set}/text" > "$(dirname "${bpemodel}")/train.txt"
-        python - "$(dirname "${bpemodel}")/train.txt" "${bpemodel%.model}" "${nbpe}" "${task_tokens}" <<'PY'
+        mkdir -p "$(dirname "${bpemodel}")"
+        cut -f 2- -d " " "${token_text}" > "$(dirname "${bpemodel}")/train.txt"
+        python - "$(dirname "${bpemodel}")/train.txt" "${bpemodel%.model}" "${nbpe}" "${symbols}" <<'PY'
 import sys
 import sentencepiece
 text, prefix, size, symbols = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
@@ -125,8 +139,8 @@ sentencepiece.SentencePieceTrainer.train(input=text, model_prefix=prefix, vocab_
 PY
     fi
     # shellcheck disable=SC2086
-    python -m espnet2.bin.tokenize_text --token_type "${token_type}" --field 2- \
-        --input "${dumpdir}/raw/${train_set}/text" --output "${token_list}" \
+    python -m espnet2_mtla.bin.tokenize_text --token_type "${token_type}" --field 2- \
+        --input "${token_text}" --output "${token_list}" \
         $( [ "${token_type}" = bpe ] && echo "--bpemodel ${bpemodel}" ) \
         --write_vocabulary true --add_symbol "<blank>:0" --add_symbol "<unk>:1" \
         ${extra} --add_symbol "<sos/eos>:-1"
@@ -153,7 +167,8 @@ if run_stage 7; then
         python -m espnet2_mtla.bin.merge_config "${train_config}" "${fragment}" -o "${exp}/train.yaml"
         log "stage 7: training ${exp} (log: ${exp}/train.log)"
         # shellcheck disable=SC2046,SC2086
-        ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+        threads=1; [ "${ngpu}" -eq 0 ] && threads=${cpu_threads}
+        OMP_NUM_THREADS=${threads} ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
             python -m espnet2_mtla.bin.train --config "${exp}/train.yaml" ${token_opts} \
             $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
             --train_shape_file "${expdir}/stats/train/$(shape_of)" \

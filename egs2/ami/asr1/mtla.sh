@@ -1,0 +1,1 @@
+../../TEMPLATE/mtla1/mtla.sh

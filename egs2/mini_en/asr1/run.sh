@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# mini_en: English ASR on synthetic speech (espeak-ng) of Debian package descriptions.
+# Runs offline on CPU; `make demo` at the top of the repository runs it. Options after
+# ./run.sh go to mtla.sh (e.g. --stage 7 --attn_confs "mha mtla_s2").
+set -euo pipefail
+./mtla.sh --task asr --train_set train --valid_set dev --test_sets test \
+    --train_config conf/train.yaml --conf_dir conf --attn_confs "mha mla mtla_s2" \
+    --token_type char --nj 2 --inference_nj 2 \
+    --inference_args "--beam_size 5 --batch_size 20" "$@"

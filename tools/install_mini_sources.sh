@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# What the offline mini recipes (egs2/mini_*) read, from Debian's package registry:
+# the espeak-ng synthesiser, gettext's tools, and the English package descriptions
+# (Translation-en) under /var/lib/apt/lists. Needs root (or sudo) for apt-get; does
+# nothing that is there already.
+set -euo pipefail
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+need=()
+command -v espeak-ng > /dev/null || need+=(espeak-ng)
+command -v msgunfmt > /dev/null || need+=(gettext)
+have_translations() {
+    compgen -G "/var/lib/apt/lists/*_main_i18n_Translation-en*" > /dev/null
+}
+if [ ${#need[@]} -gt 0 ] || ! have_translations; then
+    echo "install_mini_sources.sh: apt-get update (with English descriptions)" >&2
+    ${sudo} apt-get update -qq -o Acquire::Languages=en
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "install_mini_sources.sh: apt-get install ${need[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq "${need[@]}" > /dev/null
+fi
+have_translations || { echo "install_mini_sources.sh: no Translation-en index after apt-get update" >&2; exit 1; }
