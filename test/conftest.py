@@ -54,3 +54,17 @@ def padded_batch(lengths, total_len, side, seed=0, dtype=torch.float32):
 @pytest.fixture(params=sorted(TYPE_CONFS))
 def attention_name(request):
     return request.param
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (skipped by default)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

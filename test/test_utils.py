@@ -104,6 +104,46 @@ def test_run_pl_array_jobs_and_failure_names_the_log(tmp_path):
     assert "Ended (code 3)" in (tmp_path / "log" / "job.2.log").read_text()
 
 
+FAKE_SBATCH = """#!/usr/bin/env bash
+# stands in for Slurm's sbatch on a machine without Slurm: records its arguments, then runs
+# the array tasks of the script (the last argument) one after the other
+echo "$@" > "$SBATCH_RECORD"
+range=$(printf '%s\\n' "$@" | sed -n 's/^--array=\\([0-9]*-[0-9]*\\).*/\\1/p')
+code=0
+for task in $(seq "${range%-*}" "${range#*-}"); do
+    SLURM_ARRAY_TASK_ID=$task bash "${@: -1}" || code=1
+done
+exit $code
+"""
+
+
+def test_slurm_pl_submits_an_array_job_and_names_failed_logs(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    (tmp_path / "slurm.conf").write_text("--partition=gpu  # site option\n")
+    env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "SBATCH_RECORD": str(tmp_path / "sbatch_args")}
+    log = tmp_path / "log" / "decode.JOB.log"
+    ok = subprocess.run([UTILS / "slurm.pl", "--gpu", "1", "--mem", "8G", "--config",
+                         tmp_path / "slurm.conf", "JOB=1:3", log, "echo", "task JOB"],
+                        env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    args = (tmp_path / "sbatch_args").read_text().split()
+    assert "--array=1-3" in args and "--gres=gpu:1" in args and "--mem=8G" in args
+    assert "--partition=gpu" in args and "--wait" in args
+    for job in (1, 2, 3):
+        text = (tmp_path / "log" / f"decode.{job}.log").read_text()
+        assert f"task {job}" in text and "Ended (code 0)" in text
+    bad = subprocess.run([UTILS / "slurm.pl", "JOB=1:2", log,
+                          "if [ JOB = 2 ]; then exit 4; fi"],
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "1 / 2 failed" in bad.stderr
+    assert "decode.2.log" in bad.stderr
+    assert "Ended (code 4)" in (tmp_path / "log" / "decode.2.log").read_text()
+
+
 def test_parse_options(tmp_path):
     script = tmp_path / "script.sh"
     script.write_text(
@@ -169,3 +209,43 @@ def test_subset_and_utt2dur(tmp_path):
     (d / "u5.wav").write_bytes(b"broken")
     with pytest.raises(ValueError, match="u5"):
         get_utt2dur(d)
+
+
+def test_speed_perturbation_renames_keys_and_changes_duration(tmp_path):
+    import numpy as np
+    import soundfile
+
+    from espnet2_mtla.bin.format_audio import main as format_audio
+
+    src = tmp_path / "src"
+    src.mkdir()
+    fs = 16000
+    t = np.arange(fs) / fs  # 1 s of 440 Hz
+    soundfile.write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), fs)
+    write(src / "wav.scp", f"rec1 {tmp_path / 'a.wav'}\n")
+    write(src / "segments", "utt1 rec1 0.00 0.50\nutt2 rec1 0.50 1.00\n")
+    write(src / "text", "utt1 first half\nutt2 second half\n")
+    write(src / "utt2spk", "utt1 s1\nutt2 s1\n")
+    done = subprocess.run([UTILS / "perturb_data_dir_speed.sh", "0.9", src, tmp_path / "sp"],
+                          env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    sp = tmp_path / "sp"
+    assert read_map(sp / "text")[0] == {"sp0.9-utt1": "first half", "sp0.9-utt2": "second half"}
+    assert read_map(sp / "utt2spk")[0] == {"sp0.9-utt1": "sp0.9-s1", "sp0.9-utt2": "sp0.9-s1"}
+    assert read_map(sp / "segments")[0]["sp0.9-utt2"] == "sp0.9-rec1 0.556 1.111"
+    assert read_map(sp / "wav.scp")[0]["sp0.9-rec1"].endswith("|")
+    assert validate_data_dir(sp) == []
+    # the pipe plays the audio at 0.9x: 1/0.9 as long, the tone at 0.9 x 440 Hz
+    env_before = dict(os.environ)
+    os.environ["PYTHONPATH"] = ENV["PYTHONPATH"]
+    try:
+        assert format_audio(["--fs", "16000", "--audio_format", "wav", str(sp),
+                             str(tmp_path / "out")]) in (0, None)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    samples = read_map(tmp_path / "out" / "utt2num_samples")[0]
+    assert samples == {"sp0.9-utt1": "8896", "sp0.9-utt2": "8880"}
+    audio, _ = soundfile.read(read_map(tmp_path / "out" / "wav.scp")[0]["sp0.9-utt1"])
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * fs / len(audio) - 396) < 3

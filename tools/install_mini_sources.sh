@@ -11,12 +11,18 @@ command -v msgunfmt > /dev/null || need+=(gettext)
 have_translations() {
     compgen -G "/var/lib/apt/lists/*_main_i18n_Translation-en*" > /dev/null
 }
+give_up() {
+    echo "install_mini_sources.sh: $*" >&2
+    ${optional} && exit 0
+    exit 1
+}
 if [ ${#need[@]} -gt 0 ] || ! have_translations; then
     echo "install_mini_sources.sh: apt-get update (with English descriptions)" >&2
-    ${sudo} apt-get update -qq -o Acquire::Languages=en
+    ${sudo} apt-get update -qq -o Acquire::Languages=en || give_up "apt-get update failed"
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "install_mini_sources.sh: apt-get install ${need[*]}" >&2
-    DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq "${need[@]}" > /dev/null
+    DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq "${need[@]}" > /dev/null \
+        || give_up "apt-get install ${need[*]} failed"
 fi
-have_translations || { echo "install_mini_sources.sh: no Translation-en index after apt-get update" >&2; exit 1; }
+have_translations || give_up "no Translation-en index after apt-get update"

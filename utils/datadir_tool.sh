@@ -13,6 +13,8 @@ case "$(basename "$0")" in
         usage="<dest-dir> <src-dir1> <src-dir2> ...   (a key in two sources is an error)" ;;
     subset_data_dir.sh) command=subset
         usage="(--first N | --last N | --utt-list F | --num N) <src-dir> <dest-dir>" ;;
+    perturb_data_dir_speed.sh) command=speed
+        usage="<factor> <src-dir> <dest-dir>   copy with audio <factor> times as fast (keys prefixed sp<factor>-)" ;;
     get_utt2dur.sh) command=utt2dur
         usage="<data-dir>   write utt2dur in seconds (from segments or the audio headers)" ;;
     split_scp.pl) command=split

@@ -5,14 +5,16 @@
 
 Reads ``wav.scp`` (and ``segments`` if present: each segment becomes one file), resamples
 to ``--fs``, keeps the first channel, writes ``<out>/data/<key>.<format>``, a new
-``wav.scp``, ``utt2num_samples``, and copies the other per-utterance files. An unreadable
+``wav.scp`` (entries are paths or Kaldi pipes ``cmd |``), ``utt2num_samples``, and copies the other per-utterance files. An unreadable
 recording is reported by key and skipped (then ``fix_data_dir`` drops its utterances);
 already written files are kept, so an interrupted run resumes.
 """
 
 import argparse
+import io
 import logging
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,8 +28,16 @@ from espnet2_mtla.utils.datadir import fix_data_dir, read_map, write_map
 COPIED = ("text", "utt2spk", "prompt", "src_text", "utt2lang")
 
 
-def load(path: str, fs: int) -> np.ndarray:
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+def load(entry: str, fs: int) -> np.ndarray:
+    """The first channel of a wav.scp entry at ``fs``: a file path, or a Kaldi pipe
+    (a command ending in ``|`` that writes audio to stdout)."""
+    if entry.rstrip().endswith("|"):
+        done = subprocess.run(entry.rstrip()[:-1], shell=True, capture_output=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"command failed ({done.returncode}): "
+                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        entry = io.BytesIO(done.stdout)
+    audio, rate = soundfile.read(entry, dtype="float32", always_2d=True)
     audio = audio[:, 0]
     if rate != fs:
         audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, fs).numpy()

@@ -10,6 +10,7 @@ The shell wrappers in the top-level ``utils/`` call ``main``.
 """
 
 import argparse
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -215,6 +216,37 @@ def copy_data_dir(source, target, utt_prefix="", utt_suffix="", spk_prefix="", s
     _write_dir(target, renamed)
 
 
+SPEED_COMMAND = "python -m espnet2_mtla.bin.speed_perturb --factor {factor}"
+
+
+def perturb_data_dir_speed(source, target, factor: float) -> List[str]:
+    """A copy of a data directory whose audio plays ``factor`` times as fast (Kaldi's
+    speed perturbation): utterances, speakers and recordings get the prefix
+    ``sp<factor>-``; wav.scp entries become pipes through espnet2_mtla.bin.speed_perturb;
+    segment times and utt2dur are divided by the factor; utt2num_samples is dropped (it
+    no longer holds)."""
+    source, target = Path(source), Path(target)
+    prefix = f"sp{factor:g}-"
+    copy_data_dir(source, target, utt_prefix=prefix, spk_prefix=prefix)
+    maps = _per_utterance_maps(target)
+    command = SPEED_COMMAND.format(factor=f"{factor:g}")
+    for key, entry in maps["wav.scp"].items():
+        entry = entry.strip()
+        if entry.endswith("|"):
+            maps["wav.scp"][key] = f"{entry[:-1].strip()} | {command} - |"
+        else:
+            maps["wav.scp"][key] = f"{command} {shlex.quote(entry)} |"
+    for key, value in maps.get("segments", {}).items():
+        recording, start, end = value.split()
+        maps["segments"][key] = f"{recording} {float(start) / factor:.3f} {float(end) / factor:.3f}"
+    for key, value in maps.get("utt2dur", {}).items():
+        maps["utt2dur"][key] = f"{float(value) / factor:.3f}"
+    maps.pop("utt2num_samples", None)
+    (target / "utt2num_samples").unlink(missing_ok=True)
+    _write_dir(target, maps)
+    return [f"{target}: {len(maps['utt2spk'])} utterances at speed {factor:g}"]
+
+
 def combine_data(target, sources) -> List[str]:
     """Union of data directories; a key present in two sources is an error naming both."""
     combined: Dict[str, Dict[str, str]] = {}
@@ -355,6 +387,10 @@ def main(argv=None):
     subset.add_argument("source")
     subset.add_argument("target")
     sub.add_parser("utt2dur", help="write utt2dur").add_argument("dir")
+    speed = sub.add_parser("speed", help="a speed-perturbed copy")
+    speed.add_argument("factor", type=float)
+    speed.add_argument("source")
+    speed.add_argument("target")
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
@@ -389,6 +425,9 @@ def main(argv=None):
                             args.utt_list)
         elif args.command == "utt2dur":
             for line in get_utt2dur(args.dir):
+                print(line, file=sys.stderr)
+        elif args.command == "speed":
+            for line in perturb_data_dir_speed(args.source, args.target, args.factor):
                 print(line, file=sys.stderr)
         elif args.command == "spk2utt_to_utt2spk":
             mapping = spk2utt_to_utt2spk(read_map(args.file)[0])

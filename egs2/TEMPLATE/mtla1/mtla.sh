@@ -5,7 +5,7 @@
 # (--stage N --stop_stage N) and re-run without harm: finished work is marked .done.
 #
 #  1. data preparation          local/data.sh -> data/<set>
-#  2. speed perturbation        (not implemented yet: --speed_perturb_factors must be empty)
+#  2. speed perturbation        --speed_perturb_factors "0.9 1.0 1.1" -> data/<train_set>_sp
 #  3. audio formatting          flac/wav at --fs, segments cut -> dump/raw/org/<set>
 #  4. length filtering          --min_wav_duration/--max_wav_duration (train, valid sets)
 #  5. token list                char, or sentencepiece BPE with --nbpe
@@ -49,7 +49,6 @@ for name in train_set valid_set test_sets train_config; do
 done
 case "${task}" in asr|st|slu|summ) ;; *) log "--task must be asr, st, slu or summ"; exit 1;; esac
 [ "${feats_type}" = raw ] || { log "--feats_type ${feats_type}: only raw is implemented"; exit 1; }
-[ -z "${speed_perturb_factors}" ] || { log "--speed_perturb_factors: not implemented yet"; exit 1; }
 [ "${skip_data_prep}" = false ] || { [ "${stage}" -ge 6 ] || stage=6; }
 if [ "${skip_train}" = true ]; then skip_train_stages="5 6 7"; else skip_train_stages=""; fi
 if [ "${skip_eval}" = true ]; then skip_eval_stages="8 9 10"; else skip_eval_stages=""; fi
@@ -79,6 +78,34 @@ if run_stage 1; then
         # shellcheck disable=SC2086
         utils/validate_data_dir.sh ${validate_opts} "data/${set}"
     done
+fi
+
+if [ -n "${speed_perturb_factors}" ]; then
+    original_train_set=${train_set}
+    train_set=${train_set}_sp  # later stages train on the perturbed copies
+fi
+
+if [ -n "${speed_perturb_factors}" ] && run_stage 2; then
+    if [ -f "data/${train_set}/.done" ]; then
+        log "stage 2: data/${train_set} done already"
+    else
+        log "stage 2: speed perturbation of data/${original_train_set} by ${speed_perturb_factors}"
+        parts=()
+        for factor in ${speed_perturb_factors}; do
+            part=data/${original_train_set}_sp${factor}
+            rm -rf "${part}"
+            if [ "$(awk -v f="${factor}" 'BEGIN { print (f == 1.0) }')" = 1 ]; then
+                utils/copy_data_dir.sh "data/${original_train_set}" "${part}"
+            else
+                utils/perturb_data_dir_speed.sh "${factor}" "data/${original_train_set}" "${part}"
+            fi
+            parts+=("${part}")
+        done
+        rm -rf "data/${train_set}"
+        utils/combine_data.sh "data/${train_set}" "${parts[@]}"
+        rm -rf "${parts[@]}"
+        touch "data/${train_set}/.done"
+    fi
 fi
 
 if run_stage 3; then

@@ -1,0 +1,1 @@
+datadir_tool.sh
