@@ -3,11 +3,13 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from espnet2_mtla.utils.datadir import read_map
 from test_task_cli import CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,7 @@ def recipe(tmp_path_factory):
         "#!/usr/bin/env bash\nset -euo pipefail\n"
         "./mtla.sh --task asr --train_set train --valid_set dev --test_sets test "
         "--train_config conf/train.yaml --attn_confs 'mha mtla_s2' --inference_nj 2 "
+        "--speed_perturb_factors '0.9 1.0 1.1' "
         "--inference_args '--beam_size 2 --maxlenratio -5' \"$@\"\n")
     (recipe / "run.sh").chmod(0o755)
     return recipe
@@ -84,6 +87,31 @@ def test_template_runs_end_to_end_with_a_sweep(recipe):
     cache = header.index("kv_cache_MB")
     ratio = float(rows["mtla_mtla_s2"][cache]) / float(rows["mtla_mha"][cache])
     assert 1.8 < ratio < 2.6, ratio
+    # stage 2 tripled the training set with speed-perturbed copies
+    train_keys = read_map(recipe / "dump" / "raw" / "train_sp" / "text")[0]
+    assert len(train_keys) == 15 and "sp0.9-utt1" in train_keys and "utt1" in train_keys
+
+
+def test_packed_model_decodes_alone_like_the_experiment(recipe, tmp_path):
+    import tarfile
+
+    archive = recipe / "exp" / "packed" / "mtla_mtla_s2.tar.gz"
+    with tarfile.open(archive) as packed:
+        packed.extractall(tmp_path)
+    unpacked = tmp_path / "mtla_mtla_s2"
+    assert {"config.yaml", "model.pth", "tokens.txt", "README.md", "meta.yaml"} <= {
+        p.name for p in unpacked.iterdir()}
+    assert "python -m espnet2_mtla.bin.inference" in (unpacked / "README.md").read_text()
+    wav_scp = recipe / "dump" / "raw" / "test" / "wav.scp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "espnet2_mtla.bin.inference", "--train_config", "config.yaml",
+         "--model_file", "model.pth", "--data_path_and_name_and_type",
+         f"{wav_scp},speech,sound", "--output_dir", "decode", "--beam_size", "2",
+         "--maxlenratio", "-5"], cwd=unpacked, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = (recipe / "exp" / "mtla_mtla_s2" / "decode_test" / "1best_recog" / "text")
+    assert (unpacked / "decode" / "1best_recog" / "text").read_text() == expected.read_text()
 
 
 def test_rerunning_finished_stages_is_harmless(recipe):

@@ -14,12 +14,16 @@
 #  8. decoding                  --inference_nj jobs through $decode_cmd, merged
 #  9. scoring                   --task asr|st|slu|summ -> decode_<set>/score_*/result.txt
 # 10. results                   RESULTS.md (+ RESULTS.png) comparing the variants
+# 11. packing                   exp/packed/<tag>_<variant>.tar.gz: config, weights, tokens, README
+#
+# Checkpoint averaging is espnet's: training keeps the --keep_nbest_models best epochs by
+# best_model_criterion and averages them into valid.acc.ave.pth (--inference_model).
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (mtla.sh:${BASH_LINENO[0]}) $*" >&2; }
 
 # --- options (change with --name value) -------------------------------------------------
-stage=1; stop_stage=10
+stage=1; stop_stage=11
 skip_data_prep=false; skip_train=false; skip_eval=false
 local_data_opts=""
 task=asr                      # asr | st | slu | summ: inputs and scoring
@@ -248,5 +252,13 @@ if run_stage 10; then
     # shellcheck disable=SC2046
     python -m espnet2_mtla.bin.collect_results --out RESULTS.md \
         $(for variant in ${attn_confs}; do exp_of "${variant}"; done)
+fi
+if run_stage 11; then
+    for variant in ${attn_confs}; do
+        exp=$(exp_of "${variant}")
+        log "stage 11: packing ${exp} -> ${expdir}/packed/$(basename "${exp}").tar.gz"
+        python -m espnet2_mtla.bin.pack_model --exp_dir "${exp}" --model_file "${inference_model}" \
+            --out "${expdir}/packed/$(basename "${exp}").tar.gz"
+    done
 fi
 log "finished stages ${stage}..${stop_stage}"

@@ -5,5 +5,5 @@
 set -euo pipefail
 ./mtla.sh --task asr --train_set train --valid_set dev --test_sets test \
     --train_config conf/train.yaml --conf_dir conf --attn_confs "mha mla mtla_s2" \
-    --token_type char --nj 2 --inference_nj 2 \
+    --token_type bpe --nbpe 300 --nj 2 --inference_nj 2 \
     --inference_args "--beam_size 5 --batch_size 20" "$@"
