@@ -1,0 +1,22 @@
+"""MTLA (and MLA, down_rate 1) causal LMs for Hugging Face Transformers.
+
+    import espnet2_mtla.hf  # registers model_type "llama-mtla" with the Auto classes
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained("path/to/llama-mtla")
+    model.generate(input_ids, attention_mask=mask, num_beams=4)  # compressed cache
+
+The attention is espnet2_mtla's own module; ``generate()`` keeps each layer's cache as a
+temporally compressed latent cache (``MTLACache``), on by default.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from espnet2_mtla.hf.cache import MTLACache
+from espnet2_mtla.hf.configuration import LlamaMTLAConfig
+from espnet2_mtla.hf.modeling import LlamaMTLAForCausalLM, LlamaMTLAModel
+
+AutoConfig.register(LlamaMTLAConfig.model_type, LlamaMTLAConfig, exist_ok=True)
+AutoModel.register(LlamaMTLAConfig, LlamaMTLAModel, exist_ok=True)
+AutoModelForCausalLM.register(LlamaMTLAConfig, LlamaMTLAForCausalLM, exist_ok=True)
+
+__all__ = ["LlamaMTLAConfig", "LlamaMTLAModel", "LlamaMTLAForCausalLM", "MTLACache"]

@@ -1,0 +1,29 @@
+"""``LlamaMTLAConfig``: a Llama config plus the latent-attention sizes."""
+
+from transformers import LlamaConfig
+
+
+class LlamaMTLAConfig(LlamaConfig):
+    """Llama with MTLA self-attention. Build one from a Llama config with
+    ``LlamaMTLAConfig(**llama_config.to_dict(), down_rate=2)``. ``down_rate`` 1 is MLA.
+    ``recompute_prompt_attn`` is kept for compatibility with the reference package's
+    configs; it does not change the outputs here."""
+
+    model_type = "llama-mtla"
+
+    def __init__(self, kv_lora_rank=256, q_lora_rank=0, qk_nope_head_dim=64,
+                 qk_rope_head_dim=32, v_head_dim=64, down_rate=2, recompute_prompt_attn=True,
+                 **kwargs):
+        kwargs.pop("model_type", None)
+        self.kv_lora_rank = kv_lora_rank
+        self.q_lora_rank = q_lora_rank
+        self.qk_nope_head_dim = qk_nope_head_dim
+        self.qk_rope_head_dim = qk_rope_head_dim
+        self.v_head_dim = v_head_dim
+        self.down_rate = down_rate
+        self.recompute_prompt_attn = recompute_prompt_attn
+        super().__init__(**kwargs)
+        if down_rate < 1:
+            raise ValueError(f"down_rate must be >= 1, got {down_rate}")
+        if kv_lora_rank % 4:
+            raise ValueError(f"kv_lora_rank must be divisible by 4, got {kv_lora_rank}")

@@ -1,0 +1,172 @@
+"""``LlamaMTLAModel`` / ``LlamaMTLAForCausalLM``: Llama's decoder (RMSNorm, SwiGLU MLP)
+with espnet2_mtla's MTLA self-attention (MLA when ``down_rate`` is 1).
+
+Positions and padding come from ``attention_mask`` (B, past + new; 0 at padding, left
+or right): each row's tokens are numbered from 0 over its real tokens, so a left-padded
+batch gives each row the outputs it has alone. Rotary embeddings and the causal,
+stride-aware masking happen inside the attention module; Transformers' mask utilities
+are not used."""
+
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
+
+from espnet2_mtla.attention import build_attention
+from espnet2_mtla.hf.cache import MTLACache
+from espnet2_mtla.hf.configuration import LlamaMTLAConfig
+
+
+def latent_attention(config: LlamaMTLAConfig) -> nn.Module:
+    sizes = dict(kv_lora_rank=config.kv_lora_rank, q_lora_rank=config.q_lora_rank,
+                 qk_nope_head_dim=config.qk_nope_head_dim,
+                 qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
+                 dropout=config.attention_dropout, bias=config.attention_bias)
+    if config.down_rate == 1:
+        return build_attention("mla", config.hidden_size, config.num_attention_heads, **sizes)
+    return build_attention("mtla", config.hidden_size, config.num_attention_heads,
+                           down_rate=config.down_rate, **sizes)
+
+
+class LlamaMTLADecoderLayer(nn.Module):
+    def __init__(self, config: LlamaMTLAConfig):
+        super().__init__()
+        self.self_attn = latent_attention(config)
+        self.mlp = LlamaMLP(config)
+        self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, hidden, positions, padding, cache):
+        """hidden (B, T, D); positions (B, T); padding (B, T) bool or None."""
+        attended = self.self_attn(self.input_layernorm(hidden), key_padding_mask=padding,
+                                  position=positions, cache=cache)
+        hidden = hidden + attended
+        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+
+
+class LlamaMTLAPreTrainedModel(PreTrainedModel):
+    config_class = LlamaMTLAConfig
+    config: LlamaMTLAConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["LlamaMTLADecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+
+
+class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
+    def __init__(self, config: LlamaMTLAConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size,
+                                         config.pad_token_id)
+        self.layers = nn.ModuleList(LlamaMTLADecoderLayer(config)
+                                    for _ in range(config.num_hidden_layers))
+        self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None,
+                past_key_values: Optional[MTLACache] = None, inputs_embeds=None,
+                use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = hidden.shape[:2]
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if past_key_values is not None and not isinstance(past_key_values, MTLACache):
+            raise TypeError(f"past_key_values must be an MTLACache (the compressed latent "
+                            f"cache), got {type(past_key_values).__name__}")
+        if use_cache and past_key_values is None:
+            past_key_values = MTLACache(self.config.num_hidden_layers)
+        positions, padding = self._positions_and_padding(
+            attention_mask, position_ids, past_key_values, batch, length, hidden.device)
+        for layer, cache_layer in zip(self.layers, past_key_values.layers
+                                      if past_key_values is not None else [None] * len(self.layers)):
+            cache = None
+            if cache_layer is not None:
+                if cache_layer.latent is None:
+                    cache_layer.latent = layer.self_attn.make_cache(batch, hidden.device,
+                                                                    hidden.dtype)
+                cache = cache_layer.latent
+            hidden = layer(hidden, positions, padding, cache)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden),
+                                       past_key_values=past_key_values if use_cache else None)
+
+    @staticmethod
+    def _positions_and_padding(attention_mask, position_ids, cache, batch, length, device):
+        """Positions (B, T) and padding (B, T) of the new tokens (padding None: none)."""
+        if attention_mask is None:
+            real = torch.ones(batch, length, dtype=torch.bool, device=device)
+        else:
+            if attention_mask.dim() != 2 or attention_mask.shape[0] != batch \
+                    or attention_mask.shape[1] < length:
+                raise ValueError(f"attention_mask must be (batch, past + new) = ({batch}, "
+                                 f">= {length}) of 0/1, got {tuple(attention_mask.shape)}")
+            real = attention_mask[:, -length:].to(device=device, dtype=torch.bool)
+        if position_ids is None:
+            latent = cache.layers[0].latent if cache is not None else None
+            past = (latent.next_position if latent is not None
+                    else torch.zeros(batch, dtype=torch.long, device=device))
+            position_ids = (past[:, None] + real.long().cumsum(-1) - 1).clamp(min=0)
+        padding = None if bool(real.all()) else ~real
+        return position_ids.to(device), padding
+
+
+class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: LlamaMTLAConfig):
+        super().__init__(config)
+        self.model = LlamaMTLAModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None,
+                past_key_values=None, inputs_embeds=None, labels=None, use_cache=None,
+                logits_to_keep=0, **kwargs) -> CausalLMOutputWithPast:
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                             position_ids=position_ids, past_key_values=past_key_values,
+                             inputs_embeds=inputs_embeds, use_cache=use_cache)
+        hidden = outputs.last_hidden_state
+        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        elif not isinstance(logits_to_keep, int):
+            hidden = hidden[:, logits_to_keep]
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels,
+                                      vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(loss=loss, logits=logits,
+                                      past_key_values=outputs.past_key_values)
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        """generate() gets the compressed latent cache unless told not to cache."""
+        if generation_config.cache_implementation not in (None, "dynamic"):
+            raise ValueError(f"cache_implementation={generation_config.cache_implementation!r}"
+                             " is not supported: MTLA models use their own MTLACache")
+        if model_kwargs.get("past_key_values") is None and generation_config.use_cache:
+            model_kwargs["past_key_values"] = MTLACache(self.config.num_hidden_layers)
+            return
+        return super()._prepare_cache_for_generation(generation_config, model_kwargs,
+                                                     *args, **kwargs)

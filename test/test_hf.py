@@ -1,0 +1,129 @@
+"""Hugging Face Transformers integration: LlamaMTLA models load through the Auto classes
+and generate() with the compressed latent cache gives the tokens of full recomputation."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCache, LlamaConfig
+
+import espnet2_mtla.hf as hf
+
+LLAMA = LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=4, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2)
+LATENT = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8)
+
+
+def tiny_model(down_rate, seed=0, **extra):
+    config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **LATENT, down_rate=down_rate, **extra)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # non-trivial norms and merge biases
+        for name, param in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+    return model
+
+
+def left_padded_prompts():
+    """Three prompts of lengths 7, 4 and 1, left-padded with id 0."""
+    rows = [[5, 9, 11, 3, 17, 23, 8], [12, 4, 30, 7], [44]]
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def test_config_registers_and_builds_from_a_llama_config():
+    config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), down_rate=3)
+    assert config.model_type == "llama-mtla" and config.down_rate == 3
+    assert config.hidden_size == 64 and config.kv_lora_rank == 256
+    assert isinstance(AutoConfig.for_model("llama-mtla"), hf.LlamaMTLAConfig)
+    assert isinstance(AutoModel.from_config(config), hf.LlamaMTLAModel)
+    with pytest.raises(ValueError, match="down_rate"):
+        hf.LlamaMTLAConfig(**LLAMA.to_dict(), down_rate=0)
+
+
+@pytest.mark.parametrize("down_rate", [1, 2, 3])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generate_with_compressed_cache_equals_full_recomputation(down_rate, num_beams):
+    model = tiny_model(down_rate)
+    ids, mask = left_padded_prompts()
+    common = dict(attention_mask=mask, max_new_tokens=9, do_sample=False, num_beams=num_beams,
+                  eos_token_id=None, pad_token_id=0)
+    cached = model.generate(ids, **common, return_dict_in_generate=True)
+    assert isinstance(cached.past_key_values, hf.MTLACache)  # the default, not switched off
+    uncached = model.generate(ids, **common, use_cache=False)
+    assert torch.equal(cached.sequences, uncached)
+    # each row alone (no padding) generates the same continuation
+    for row in range(ids.shape[0]):
+        real = ids[row][mask[row].bool()][None]
+        alone = model.generate(real, **{**common, "attention_mask": torch.ones_like(real)})
+        assert torch.equal(alone[0, real.shape[1]:], uncached[row, ids.shape[1]:])
+
+
+@pytest.mark.parametrize("down_rate", [1, 2, 4])
+def test_logits_of_one_forward_equal_step_by_step_through_the_cache(down_rate):
+    model = tiny_model(down_rate, seed=1)
+    ids, mask = left_padded_prompts()
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask, use_cache=False).logits
+        cache = hf.MTLACache(LLAMA.num_hidden_layers)
+        steps = [model(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], past_key_values=cache,
+                       use_cache=True).logits for t in range(ids.shape[1])]
+    stepped = torch.cat(steps, dim=1)
+    real = mask.bool()
+    torch.testing.assert_close(stepped[real], full[real], rtol=0, atol=1e-4)
+
+
+def test_save_and_load_round_trip_gives_identical_logits(tmp_path):
+    model = tiny_model(2, seed=2)
+    ids, mask = left_padded_prompts()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, hf.LlamaMTLAForCausalLM) and loaded.config.down_rate == 2
+    with torch.no_grad():
+        assert torch.equal(model(ids, attention_mask=mask).logits,
+                           loaded(ids, attention_mask=mask).logits)
+
+
+def test_reference_package_state_dict_loads():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = pytest.importorskip("mtla.mtla_hf.modeling_mtla")
+        from mtla.mtla_hf.configuration_mtla import LlamaMTLAConfig as ReferenceConfig
+    config = ReferenceConfig(**LLAMA.to_dict(), **LATENT, down_rate=2)
+    torch.manual_seed(3)
+    theirs = reference.LlamaMTLAForCausalLM(config).state_dict()
+    ours = tiny_model(2)
+    missing, unexpected = ours.load_state_dict(theirs, strict=True)
+    assert not missing and not unexpected
+    for name, tensor in ours.state_dict().items():
+        assert torch.equal(tensor, theirs[name]), name
+
+
+@pytest.mark.parametrize("down_rate", [1, 2, 3])
+def test_cache_bytes_follow_the_formula(down_rate):
+    model = tiny_model(down_rate)
+    batch, prompt_len, new, beams = 2, 5, 8, 2
+    ids = torch.randint(3, 60, (batch, prompt_len))
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                         min_new_tokens=new, num_beams=beams, do_sample=False,
+                         eos_token_id=None, pad_token_id=0, return_dict_in_generate=True)
+    steps = prompt_len + new - 1  # the last token is never fed back
+    width = LATENT["kv_lora_rank"] + LATENT["qk_rope_head_dim"]
+    expected = (math.ceil(steps / down_rate) * width * LLAMA.num_hidden_layers
+                * batch * beams * 4)
+    assert out.past_key_values.nbytes() == expected
+    assert out.past_key_values.get_seq_length() == steps
+
+
+def test_a_key_value_cache_is_refused_with_a_clear_error():
+    model = tiny_model(2)
+    ids, mask = left_padded_prompts()
+    with pytest.raises(TypeError, match="MTLACache"):
+        model(ids, attention_mask=mask, past_key_values=DynamicCache())
+    with pytest.raises(ValueError, match="attention_mask"):
+        model(ids, attention_mask=mask[:, :3])
