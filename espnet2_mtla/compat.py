@@ -6,6 +6,11 @@
   it with nltk's downloader switched off for the duration of the import; phoneme
   tokenizers are not used by this toolkit. ``nltk_downloads_disabled()`` is that switch,
   for other espnet modules that pull in the same dependencies (``bin.tokenize_text``).
+- ``import_s3prl_nn()``: s3prl 0.4.18 calls ``torchaudio.set_audio_backend("sox_io")`` at
+  import (s3prl.dataio), which torchaudio >= 2.9 removed; the pinned torchaudio 2.8 still
+  has it (deprecated). Where it is missing, a no-op stands in during the import (the
+  backend choice is ignored by torchaudio 2.9+ anyway); s3prl's sox-effect data loading
+  is not used by this toolkit.
 """
 
 import contextlib
@@ -31,3 +36,18 @@ def import_espnet_preprocessor():
     with nltk_downloads_disabled():
         import espnet2.train.preprocessor as preprocessor
     return preprocessor
+
+
+def import_s3prl_nn():
+    """``s3prl.nn`` (S3PRLUpstream, Featurizer), importable with any torchaudio."""
+    import torchaudio
+
+    added = not hasattr(torchaudio, "set_audio_backend")
+    if added:
+        torchaudio.set_audio_backend = lambda backend: None
+    try:
+        import s3prl.nn as s3prl_nn
+    finally:
+        if added:
+            del torchaudio.set_audio_backend
+    return s3prl_nn

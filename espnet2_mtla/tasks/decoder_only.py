@@ -30,7 +30,6 @@ from espnet2.asr.encoder.linear_encoder import LinearEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.default import DefaultFrontend
-from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.asr.specaug.specaug import SpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
@@ -45,12 +44,13 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool, str_or_none
 
 from espnet2_mtla.attention.choices import attention_choices
+from espnet2_mtla.frontend.s3prl import OfflineS3prlFrontend
 from espnet2_mtla.model.decoder import DecoderOnlyStack
 from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
 
 frontend_choices = ClassChoices(
     "frontend",
-    classes=dict(default=DefaultFrontend, s3prl=S3prlFrontend),
+    classes=dict(default=DefaultFrontend, s3prl=OfflineS3prlFrontend),
     type_check=AbsFrontend,
     default="default",
 )

@@ -1,0 +1,1 @@
+"""Frontends: espnet's S3PRL frontend made offline-safe (``frontend: s3prl``)."""
