@@ -28,7 +28,9 @@ install_requires = [
 
 extras_require = {
     # the reference package is a numerical oracle in the tests only
-    "test": ["pytest>=8", "hypothesis>=6.100", "mtla==0.3.2"],
+    # nbclient + ipykernel execute the notebook demo in the tests
+    "test": ["pytest>=8", "hypothesis>=6.100", "mtla==0.3.2", "nbclient==0.10.2",
+             "nbformat==5.11.1", "ipykernel==7.4.0"],
     "triton": ["triton==3.4.0"],  # the release torch 2.8.0 is built against
     "transformers": ["transformers==5.23.0"],
 }

@@ -23,15 +23,44 @@ def test_merge_is_deep_and_later_files_win():
     assert merged == {"a": {"x": 1, "y": 3}, "b": [2]}
 
 
-@pytest.mark.parametrize("frontend", sorted(p.name for p in (CONF / "frontend").glob("*.yaml")))
-@pytest.mark.parametrize("attention", sorted(p.name for p in (CONF / "attention").glob("*.yaml")))
-def test_fragments_build_a_model(attention, frontend, tmp_path):
+FRONTENDS = sorted(p.name for p in (CONF / "frontend").glob("*.yaml"))
+SSL_FRONTENDS = [name for name in FRONTENDS if "path_or_url" in (CONF / "frontend" / name).read_text()]
+ATTENTIONS = sorted(p.name for p in (CONF / "attention").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def ssl_checkpoints(tmp_path_factory):
+    """Small random checkpoints standing in for the fragments' placeholder paths."""
+    from espnet2_mtla.bin.make_ssl_checkpoint import main as make_checkpoint
+
+    root = tmp_path_factory.mktemp("ckpt")
+    for name in SSL_FRONTENDS:
+        model = name.removesuffix(".yaml")
+        assert make_checkpoint(["--model", model, "--out", str(root / f"{model}.pt")]) == 0
+    return root
+
+
+def fragment_with_checkpoint(frontend, checkpoints, tmp_path):
+    config = yaml.safe_load((CONF / "frontend" / frontend).read_text())
+    if frontend in SSL_FRONTENDS:
+        config["frontend_conf"]["frontend_conf"]["path_or_url"] = str(
+            checkpoints / frontend.replace(".yaml", ".pt"))
+    path = tmp_path / f"frontend_{frontend}"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("attention, frontend", [
+    *[(a, f) for a in ATTENTIONS for f in FRONTENDS if f not in SSL_FRONTENDS],
+    *[("mtla_s2.yaml", f) for f in SSL_FRONTENDS]])
+def test_fragments_build_a_model(attention, frontend, tmp_path, ssl_checkpoints):
     from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
 
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(BASE))
     merged_path = tmp_path / "config.yaml"
-    merge_main([str(base), str(CONF / "attention" / attention), str(CONF / "frontend" / frontend),
+    merge_main([str(base), str(CONF / "attention" / attention),
+                str(fragment_with_checkpoint(frontend, ssl_checkpoints, tmp_path)),
                 "-o", str(merged_path)])
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(token_list()) + "\n")
@@ -49,3 +78,20 @@ def test_fragments_build_a_model(attention, frontend, tmp_path):
         assert layer_attention.num_kv_heads == fragment["attention_conf"]["num_kv_heads"]
     loss, stats, _ = model(**speech_batch(KEYS_ORDER[:2]))
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("frontend", SSL_FRONTENDS)
+def test_ssl_fragment_placeholder_path_is_a_clear_error(frontend, tmp_path):
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(BASE))
+    merged_path = tmp_path / "config.yaml"
+    merge_main([str(base), str(CONF / "attention" / "mha.yaml"), str(CONF / "frontend" / frontend),
+                "-o", str(merged_path)])
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(token_list()) + "\n")
+    args = DecoderOnlyTask.get_parser().parse_args(
+        ["--config", str(merged_path), "--token_list", str(tokens)])
+    with pytest.raises(ValueError, match="/path/to/.*missing or unreadable"):
+        DecoderOnlyTask.build_model(args)

@@ -124,6 +124,27 @@ def test_rerunning_finished_stages_is_harmless(recipe):
     assert (recipe / "RESULTS.md").read_text().splitlines()[:2] == before.splitlines()[:2]
 
 
+def test_stored_ssl_features_through_the_stages(recipe):
+    """--feats_type ssl: a local random HuBERT run once (stage 4), then statistics,
+    training and decoding read the ark features (no frontend in the model)."""
+    from espnet2_mtla.bin.make_ssl_checkpoint import main as make_checkpoint
+
+    assert make_checkpoint(["--model", "hubert", "--out", str(recipe / "hubert.pt")]) == 0
+    fragment = yaml.safe_load((ROOT / "conf" / "frontend" / "hubert.yaml").read_text())
+    fragment["frontend_conf"]["frontend_conf"]["path_or_url"] = str(recipe / "hubert.pt")
+    (recipe / "conf" / "hubert.yaml").write_text(yaml.safe_dump(fragment))
+    done = run(recipe, "--stage", "4", "--stop_stage", "9", "--feats_type", "ssl",
+               "--ssl_conf", "conf/hubert.yaml", "--attn_confs", "mtla_s2",
+               "--expdir", "exp_ssl")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (recipe / "dump" / "ssl" / "test" / "feats.scp").exists()
+    config = yaml.safe_load((recipe / "exp_ssl" / "mtla_mtla_s2" / "config.yaml").read_text())
+    assert config["frontend"] is None and config["input_size"] == 64
+    decode = recipe / "exp_ssl" / "mtla_mtla_s2" / "decode_test"
+    assert len((decode / "1best_recog" / "text").read_text().splitlines()) == 4
+    assert (decode / "score_wer" / "result.txt").exists()
+
+
 def test_bad_option_is_a_clear_error(recipe):
     bad = run(recipe, "--stage", "1", "--stop_stage", "1", "--nbest", "3")
     assert bad.returncode != 0 and "unknown option --nbest" in bad.stderr

@@ -33,7 +33,6 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
 from espnet2.asr.specaug.specaug import SpecAug
 from espnet2.layers.abs_normalize import AbsNormalize
-from espnet2.layers.global_mvn import GlobalMVN
 from espnet2.layers.utterance_mvn import UtteranceMVN
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
@@ -44,13 +43,18 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool, str_or_none
 
 from espnet2_mtla.attention.choices import attention_choices
+from espnet2_mtla.features.global_cmvn import GlobalCMVN
+from espnet2_mtla.features.zip_features import register_espnet_loader
+from espnet2_mtla.frontend.kaldi_fbank import KaldiFbankFrontend
 from espnet2_mtla.frontend.s3prl import OfflineS3prlFrontend
 from espnet2_mtla.model.decoder import DecoderOnlyStack
 from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
 
+register_espnet_loader()  # data type zip_npy: fbank80.zip features
 frontend_choices = ClassChoices(
     "frontend",
-    classes=dict(default=DefaultFrontend, s3prl=OfflineS3prlFrontend),
+    classes=dict(default=DefaultFrontend, s3prl=OfflineS3prlFrontend,
+                 kaldi_fbank=KaldiFbankFrontend),
     type_check=AbsFrontend,
     default="default",
 )
@@ -59,7 +63,7 @@ specaug_choices = ClassChoices(
 )
 normalize_choices = ClassChoices(
     "normalize",
-    classes=dict(global_mvn=GlobalMVN, utterance_mvn=UtteranceMVN),
+    classes=dict(global_mvn=GlobalCMVN, utterance_mvn=UtteranceMVN),
     type_check=AbsNormalize,
     default="utterance_mvn",
     optional=True,

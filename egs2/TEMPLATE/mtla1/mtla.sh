@@ -29,7 +29,8 @@ local_data_opts=""
 task=asr                      # asr | st | slu | summ: inputs and scoring
 train_set=""; valid_set=""; test_sets=""
 fs=16000; audio_format=flac   # flac | wav
-feats_type=raw                # raw (fbank, ssl: later issues)
+feats_type=raw                # raw (audio, features online) | ssl (S3PRL features stored as ark)
+ssl_conf=""                   # --feats_type ssl: the frontend fragment, e.g. ../../../conf/frontend/hubert.yaml
 speed_perturb_factors=""
 min_wav_duration=0.1; max_wav_duration=30
 token_type=char; nbpe=500; task_tokens=""   # task_tokens: extra symbols, e.g. "<asr> <st>"
@@ -52,7 +53,11 @@ for name in train_set valid_set test_sets train_config; do
     [ -n "${!name}" ] || { log "--${name} is required\n${help_message}"; exit 1; }
 done
 case "${task}" in asr|st|slu|summ) ;; *) log "--task must be asr, st, slu or summ"; exit 1;; esac
-[ "${feats_type}" = raw ] || { log "--feats_type ${feats_type}: only raw is implemented"; exit 1; }
+case "${feats_type}" in
+    raw) ;;
+    ssl) [ -f "${ssl_conf}" ] || { log "--feats_type ssl needs --ssl_conf <frontend yaml> (got '${ssl_conf}')"; exit 1; } ;;
+    *) log "--feats_type must be raw or ssl, got ${feats_type}"; exit 1 ;;
+esac
 [ "${skip_data_prep}" = false ] || { [ "${stage}" -ge 6 ] || stage=6; }
 if [ "${skip_train}" = true ]; then skip_train_stages="5 6 7"; else skip_train_stages=""; fi
 if [ "${skip_eval}" = true ]; then skip_eval_stages="8 9 10"; else skip_eval_stages=""; fi
@@ -65,11 +70,22 @@ token_list=data/token_list/${token_type}/tokens.txt
 bpemodel=data/token_list/bpe/bpe.model
 token_opts="--token_type ${token_type} --token_list ${token_list}"
 [ "${token_type}" = bpe ] && token_opts+=" --bpemodel ${bpemodel}"
-# the data a model reads: audio, and the text (input source for summarisation)
+# the data a model reads: audio (or stored SSL features), and the text (the input source
+# for summarisation)
+dump_of() {  # dump_of <set>: the folder a model reads for this set
+    if [ "${feats_type}" = ssl ]; then echo "${dumpdir}/ssl/$1"; else echo "${dumpdir}/raw/$1"; fi
+}
+input_of() {  # input_of <set>: path,name,type of the model input
+    if [ "${task}" = summ ]; then echo "$(dump_of "$1")/src_text,src_text,text"
+    elif [ "${feats_type}" = ssl ]; then echo "$(dump_of "$1")/feats.scp,speech,kaldi_ark"
+    else echo "$(dump_of "$1")/wav.scp,speech,sound"; fi
+}
 data_opts() {  # data_opts <mode> <set>
-    local input="$dumpdir/raw/$2/wav.scp,speech,sound"
-    [ "${task}" = summ ] && input="$dumpdir/raw/$2/src_text,src_text,text"
-    echo "--$1_data_path_and_name_and_type ${input} --$1_data_path_and_name_and_type $dumpdir/raw/$2/text,text,text"
+    echo "--$1_data_path_and_name_and_type $(input_of "$2") --$1_data_path_and_name_and_type $(dump_of "$2")/text,text,text"
+}
+feature_opts() {  # stored features: the model has no frontend, only their dimension
+    [ "${feats_type}" = ssl ] && echo "--input_size $(cat "$(dump_of "${train_set}")/feats_dim")"
+    return 0
 }
 shape_of() { [ "${task}" = summ ] && echo src_text_shape || echo speech_shape; }
 
@@ -145,6 +161,14 @@ if run_stage 4; then
     done
 fi
 
+if [ "${feats_type}" = ssl ] && run_stage 4; then
+    for set in ${train_set} ${valid_set} ${test_sets}; do
+        log "stage 4: SSL features of ${dumpdir}/raw/${set} -> $(dump_of "${set}") (${ssl_conf})"
+        python -m espnet2_mtla.bin.extract_ssl_feats --frontend_config "${ssl_conf}" \
+            --data_dir "${dumpdir}/raw/${set}" --out_dir "$(dump_of "${set}")" --fs "${fs}"
+    done
+fi
+
 if run_stage 5; then
     log "stage 5: token list ${token_list}"
     mkdir -p "$(dirname "${token_list}")"
@@ -183,8 +207,8 @@ if run_stage 6; then
     ${train_cmd} "${expdir}/stats/logdir/stats.log" \
         python -m espnet2_mtla.bin.train --collect_stats true --config "${train_config}" \
         ${token_opts} $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
-        --train_shape_file "${dumpdir}/raw/${train_set}/text" \
-        --valid_shape_file "${dumpdir}/raw/${valid_set}/text" --output_dir "${expdir}/stats"
+        $(feature_opts) --train_shape_file "$(dump_of "${train_set}")/text" \
+        --valid_shape_file "$(dump_of "${valid_set}")/text" --output_dir "${expdir}/stats"
 fi
 
 exp_of() { echo "${expdir}/${tag}_$1"; }
@@ -201,7 +225,7 @@ if run_stage 7; then
         threads=1; [ "${ngpu}" -eq 0 ] && threads=${cpu_threads}
         OMP_NUM_THREADS=${threads} ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
             python -m espnet2_mtla.bin.train --config "${exp}/train.yaml" ${token_opts} \
-            $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
+            $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") $(feature_opts) \
             --train_shape_file "${expdir}/stats/train/$(shape_of)" \
             --valid_shape_file "${expdir}/stats/valid/$(shape_of)" \
             --resume true --ngpu "${ngpu}" --output_dir "${exp}"
@@ -215,11 +239,10 @@ if run_stage 8; then
             decode=${exp}/decode_${set}
             logdir=${decode}/logdir
             mkdir -p "${logdir}"
-            input="${dumpdir}/raw/${set}/wav.scp,speech,sound"
-            [ "${task}" = summ ] && input="${dumpdir}/raw/${set}/src_text,src_text,text"
-            count=$(wc -l < "${dumpdir}/raw/${set}/text")
+            input=$(input_of "${set}")
+            count=$(wc -l < "$(dump_of "${set}")/text")
             jobs=$(( inference_nj < count ? inference_nj : count ))
-            utils/split_scp.pl "${dumpdir}/raw/${set}/text" \
+            utils/split_scp.pl "$(dump_of "${set}")/text" \
                 $(for j in $(seq "${jobs}"); do echo "${logdir}/keys.${j}"; done)
             gpu_opts=""
             [ "${gpu_inference}" = true ] && gpu_opts="--gpu 1"

@@ -1,0 +1,1 @@
+"""Offline feature archives: fairseq S2T style fbank80.zip + TSV manifests."""
