@@ -145,6 +145,20 @@ def test_stored_ssl_features_through_the_stages(recipe):
     assert (decode / "score_wer" / "result.txt").exists()
 
 
+def test_fbank_zip_archives_through_the_stages(recipe):
+    """--feats_type fbank_zip: fbank80.zip + gcmvn.npz (stage 4), then training and
+    decoding read the archive (zip_npy) with global CMVN."""
+    done = run(recipe, "--stage", "4", "--stop_stage", "9", "--feats_type", "fbank_zip",
+               "--attn_confs", "mha", "--expdir", "exp_zip")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (recipe / "dump" / "fbank_zip" / "train_sp" / "gcmvn.npz").exists()
+    config = yaml.safe_load((recipe / "exp_zip" / "mtla_mha" / "config.yaml").read_text())
+    assert config["input_size"] == 80 and config["normalize"] == "global_mvn"
+    assert config["normalize_conf"]["stats_file"].endswith("train_sp/gcmvn.npz")
+    decode = recipe / "exp_zip" / "mtla_mha" / "decode_test"
+    assert len((decode / "1best_recog" / "text").read_text().splitlines()) == 4
+
+
 def test_bad_option_is_a_clear_error(recipe):
     bad = run(recipe, "--stage", "1", "--stop_stage", "1", "--nbest", "3")
     assert bad.returncode != 0 and "unknown option --nbest" in bad.stderr

@@ -7,7 +7,9 @@
 #  1. data preparation          local/data.sh -> data/<set>
 #  2. speed perturbation        --speed_perturb_factors "0.9 1.0 1.1" -> data/<train_set>_sp
 #  3. audio formatting          flac/wav at --fs, segments cut -> dump/raw/org/<set>
-#  4. length filtering          --min_wav_duration/--max_wav_duration (train, valid sets)
+#  4. length filtering          --min_wav_duration/--max_wav_duration (train, valid sets);
+#                               with --feats_type ssl|fbank_zip, features stored once
+#                               (dump/ssl: S3PRL ark; dump/fbank_zip: fbank80.zip + gcmvn.npz)
 #  5. token list                char, or sentencepiece BPE with --nbpe
 #  6. statistics                espnet's collect_stats (shape files, feature statistics)
 #  7. training                  one model per --attn_confs variant (conf/attention/<v>.yaml)
@@ -30,6 +32,7 @@ task=asr                      # asr | st | slu | summ: inputs and scoring
 train_set=""; valid_set=""; test_sets=""
 fs=16000; audio_format=flac   # flac | wav
 feats_type=raw                # raw (audio, features online) | ssl (S3PRL features stored as ark)
+                              # | fbank_zip (80-dim Kaldi Fbank in fbank80.zip + gcmvn.npz, fairseq style)
 ssl_conf=""                   # --feats_type ssl: the frontend fragment, e.g. ../../../conf/frontend/hubert.yaml
 speed_perturb_factors=""
 min_wav_duration=0.1; max_wav_duration=30
@@ -56,7 +59,8 @@ case "${task}" in asr|st|slu|summ) ;; *) log "--task must be asr, st, slu or sum
 case "${feats_type}" in
     raw) ;;
     ssl) [ -f "${ssl_conf}" ] || { log "--feats_type ssl needs --ssl_conf <frontend yaml> (got '${ssl_conf}')"; exit 1; } ;;
-    *) log "--feats_type must be raw or ssl, got ${feats_type}"; exit 1 ;;
+    fbank_zip) ;;
+    *) log "--feats_type must be raw, ssl or fbank_zip, got ${feats_type}"; exit 1 ;;
 esac
 [ "${skip_data_prep}" = false ] || { [ "${stage}" -ge 6 ] || stage=6; }
 if [ "${skip_train}" = true ]; then skip_train_stages="5 6 7"; else skip_train_stages=""; fi
@@ -73,18 +77,26 @@ token_opts="--token_type ${token_type} --token_list ${token_list}"
 # the data a model reads: audio (or stored SSL features), and the text (the input source
 # for summarisation)
 dump_of() {  # dump_of <set>: the folder a model reads for this set
-    if [ "${feats_type}" = ssl ]; then echo "${dumpdir}/ssl/$1"; else echo "${dumpdir}/raw/$1"; fi
+    case "${feats_type}" in
+        raw) echo "${dumpdir}/raw/$1" ;;
+        *) echo "${dumpdir}/${feats_type}/$1" ;;
+    esac
 }
 input_of() {  # input_of <set>: path,name,type of the model input
     if [ "${task}" = summ ]; then echo "$(dump_of "$1")/src_text,src_text,text"
     elif [ "${feats_type}" = ssl ]; then echo "$(dump_of "$1")/feats.scp,speech,kaldi_ark"
+    elif [ "${feats_type}" = fbank_zip ]; then echo "$(dump_of "$1")/feats.scp,speech,zip_npy"
     else echo "$(dump_of "$1")/wav.scp,speech,sound"; fi
 }
 data_opts() {  # data_opts <mode> <set>
     echo "--$1_data_path_and_name_and_type $(input_of "$2") --$1_data_path_and_name_and_type $(dump_of "$2")/text,text,text"
 }
 feature_opts() {  # stored features: the model has no frontend, only their dimension
-    [ "${feats_type}" = ssl ] && echo "--input_size $(cat "$(dump_of "${train_set}")/feats_dim")"
+    [ "${feats_type}" = raw ] && return 0
+    echo "--input_size $(cat "$(dump_of "${train_set}")/feats_dim")"
+    # fairseq-style archives come with the training set's global CMVN
+    [ "${feats_type}" = fbank_zip ] && echo "--normalize global_mvn" \
+        "--normalize_conf stats_file=$(dump_of "${train_set}")/gcmvn.npz"
     return 0
 }
 shape_of() { [ "${task}" = summ ] && echo src_text_shape || echo speech_shape; }
@@ -166,6 +178,16 @@ if [ "${feats_type}" = ssl ] && run_stage 4; then
         log "stage 4: SSL features of ${dumpdir}/raw/${set} -> $(dump_of "${set}") (${ssl_conf})"
         python -m espnet2_mtla.bin.extract_ssl_feats --frontend_config "${ssl_conf}" \
             --data_dir "${dumpdir}/raw/${set}" --out_dir "$(dump_of "${set}")" --fs "${fs}"
+    done
+fi
+
+if [ "${feats_type}" = fbank_zip ] && run_stage 4; then
+    for set in ${train_set} ${valid_set} ${test_sets}; do
+        gcmvn=""; [ "${set}" = "${train_set}" ] && gcmvn="--gcmvn"
+        log "stage 4: Fbank archive of ${dumpdir}/raw/${set} -> $(dump_of "${set}")/fbank80.zip"
+        # shellcheck disable=SC2086
+        python -m espnet2_mtla.bin.write_fbank_zip --data_dir "${dumpdir}/raw/${set}" \
+            --out_dir "$(dump_of "${set}")" --fs "${fs}" ${gcmvn}
     done
 fi
 

@@ -4,6 +4,7 @@
 # ./run.sh go to mtla.sh (e.g. --stage 7 --attn_confs "mha mtla_s2").
 set -euo pipefail
 ./mtla.sh --task asr --train_set train --valid_set dev --test_sets test \
+    --local_data_opts "--num_train 2000 --num_dev 150 --num_test 200" \
     --train_config conf/train.yaml --conf_dir conf --attn_confs "mha mla mtla_s2" \
     --token_type bpe --nbpe 300 --nj 2 --inference_nj 2 \
     --inference_args "--beam_size 5 --batch_size 20" "$@"
