@@ -166,7 +166,9 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel, PrefixLM):
         return force_gatherable((loss, stats, batch_size), loss.device)
 
     def collect_feats(self, text=None, text_lengths=None, **batch) -> Dict[str, torch.Tensor]:
-        if self.input_type != "speech" or self.frontend is None:
+        if self.input_type != "speech":
+            return {}  # text input: no features to take statistics of
+        if self.frontend is None:
             return {"feats": batch["speech"], "feats_lengths": batch["speech_lengths"]}
         feats, feats_lengths = self.frontend(batch["speech"], batch["speech_lengths"])
         return {"feats": feats, "feats_lengths": feats_lengths}

@@ -198,12 +198,14 @@ if run_stage 5; then
     token_text=$(dirname "${token_list}")/train_text
     cat "${dumpdir}/raw/${train_set}/text" > "${token_text}"
     [ "${task}" = summ ] && cat "${dumpdir}/raw/${train_set}/src_text" >> "${token_text}"
+    # task tokens join the list as extra symbols; sentencepiece also keeps them whole, and
+    # for slu every intent label too (those occur in the text, so they enter the list there)
     symbols=${task_tokens}
-    if [ "${task}" = slu ] && [ "${token_type}" = bpe ]; then  # each intent: one token
+    if [ "${task}" = slu ] && [ "${token_type}" = bpe ]; then
         symbols+=" $(cut -d ' ' -f 2 "${dumpdir}/raw/${train_set}/text" | sort -u | tr '\n' ' ')"
     fi
     extra=""
-    for symbol in ${symbols}; do extra+=" --add_symbol ${symbol}:-1"; done
+    for symbol in ${task_tokens}; do extra+=" --add_symbol ${symbol}:-1"; done
     if [ "${token_type}" = bpe ]; then
         mkdir -p "$(dirname "${bpemodel}")"
         cut -f 2- -d " " "${token_text}" > "$(dirname "${bpemodel}")/train.txt"
