@@ -249,3 +249,32 @@ def test_speed_perturbation_renames_keys_and_changes_duration(tmp_path):
     audio, _ = soundfile.read(read_map(tmp_path / "out" / "wav.scp")[0]["sp0.9-utt1"])
     spectrum = np.abs(np.fft.rfft(audio))
     assert abs(np.argmax(spectrum) * fs / len(audio) - 396) < 3
+
+
+def test_audio_formatted_into_an_ark_reads_back_through_espnet(tmp_path):
+    import numpy as np
+    import soundfile
+    from espnet2.train.dataset import ESPnetDataset
+
+    from espnet2_mtla.bin.format_audio import load, main as format_audio
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    originals = {}
+    for key in ("a1", "a2"):
+        audio = (0.3 * rng.standard_normal(8000)).clip(-1, 1)
+        soundfile.write(tmp_path / f"{key}.flac", audio, 16000)
+        originals[key] = soundfile.read(tmp_path / f"{key}.flac", dtype="float32")[0]
+    write(src / "wav.scp", "".join(f"{k} {tmp_path / k}.flac\n" for k in originals))
+    write(src / "text", "a1 one\na2 two\n")
+    write(src / "utt2spk", "a1 s\na2 s\n")
+    assert format_audio(["--audio_format", "ark", str(src), str(tmp_path / "out")]) in (0, None)
+    wav_scp = read_map(tmp_path / "out" / "wav.scp")[0]
+    assert all(".ark:" in value for value in wav_scp.values())
+    assert read_map(tmp_path / "out" / "utt2num_samples")[0] == {"a1": "8000", "a2": "8000"}
+    dataset = ESPnetDataset([(str(tmp_path / "out" / "wav.scp"), "speech", "kaldi_ark")])
+    for key, original in originals.items():
+        speech = dataset[key][1]["speech"]
+        assert np.abs(speech - original).max() < 1e-4  # 16-bit samples, as floats
+        assert np.abs(load(wav_scp[key], 16000) - original).max() < 1e-4

@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
-"""Write a data directory's audio as flac or wav files at one sample rate (mtla.sh stage 3).
+"""Write a data directory's audio as flac or wav files, or one Kaldi ark, at one sample
+rate (mtla.sh stage 3).
 
     python -m espnet2_mtla.bin.format_audio --fs 16000 --audio_format flac data/train dump/raw/train
 
-Reads ``wav.scp`` (and ``segments`` if present: each segment becomes one file), resamples
-to ``--fs``, keeps the first channel, writes ``<out>/data/<key>.<format>``, a new
-``wav.scp`` (entries are paths or Kaldi pipes ``cmd |``), ``utt2num_samples``, and copies the other per-utterance files. An unreadable
-recording is reported by key and skipped (then ``fix_data_dir`` drops its utterances);
-already written files are kept, so an interrupted run resumes.
+Reads ``wav.scp`` (entries: paths, Kaldi pipes ``cmd |`` or ``x.ark:offset``; with
+``segments`` each segment becomes one utterance), resamples to ``--fs``, keeps the first
+channel, writes ``<out>/data/<key>.<format>`` (or ``<out>/data/audio.ark`` of 16-bit wav
+with ``--audio_format ark``), a new ``wav.scp``, ``utt2num_samples``, and copies the
+other per-utterance files. An unreadable recording is reported by key and skipped (then
+``fix_data_dir`` drops its utterances); already written files are kept, so an
+interrupted run resumes (an ark is rewritten whole).
 """
 
 import argparse
 import io
 import logging
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import kaldiio
 import numpy as np
 import soundfile
 import torch
@@ -28,9 +33,21 @@ from espnet2_mtla.utils.datadir import fix_data_dir, read_map, write_map
 COPIED = ("text", "utt2spk", "prompt", "src_text", "utt2lang")
 
 
+ARK_ENTRY = re.compile(r".+\.ark:\d+$")
+
+
 def load(entry: str, fs: int) -> np.ndarray:
-    """The first channel of a wav.scp entry at ``fs``: a file path, or a Kaldi pipe
-    (a command ending in ``|`` that writes audio to stdout)."""
+    """The first channel of a wav.scp entry at ``fs``: a file path, a Kaldi pipe (a
+    command ending in ``|`` that writes audio to stdout), or ``audio.ark:<offset>``."""
+    if ARK_ENTRY.match(entry.strip()):
+        rate, samples = kaldiio.load_mat(entry.strip())
+        audio = samples.astype(np.float32)
+        if samples.dtype == np.int16:
+            audio /= 32768.0
+        audio = audio.reshape(len(audio), -1)[:, 0]
+        if rate != fs:
+            audio = torchaudio.functional.resample(torch.from_numpy(audio), rate, fs).numpy()
+        return audio
     if entry.rstrip().endswith("|"):
         done = subprocess.run(entry.rstrip()[:-1], shell=True, capture_output=True)
         if done.returncode != 0:
@@ -48,7 +65,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fs", type=int, default=16000)
-    parser.add_argument("--audio_format", default="flac", choices=["flac", "wav"])
+    parser.add_argument("--audio_format", default="flac", choices=["flac", "wav", "ark"],
+                        help="ark: one Kaldi archive of 16-bit wav (read with kaldi_ark)")
     parser.add_argument("source")
     parser.add_argument("target")
     args = parser.parse_args(argv)
@@ -61,10 +79,15 @@ def main(argv=None):
     else:
         segments = {key: [key, None, None] for key in recordings}
     wav_scp, num_samples, failed = {}, {}, []
+    ark_writer = None
+    if args.audio_format == "ark":  # one archive, rewritten whole (no per-file resume)
+        ark_writer = kaldiio.WriteHelper(
+            f"ark,scp:{(target / 'data' / 'audio.ark').resolve()},{target / 'data' / 'audio.scp'}",
+            write_function="soundfile")
     cache = {}
     for index, (key, (recording, start, end)) in enumerate(sorted(segments.items())):
         path = target / "data" / f"{key}.{args.audio_format}"
-        if path.exists():  # resumed run
+        if ark_writer is None and path.exists():  # resumed run
             wav_scp[key], num_samples[key] = str(path.resolve()), str(soundfile.info(path).frames)
             continue
         try:
@@ -79,12 +102,20 @@ def main(argv=None):
             failed.append(key)
             logging.warning(f"utterance {key}: cannot read {recordings.get(recording)}: {error}")
             continue
-        partial = path.with_suffix(".partial")
-        soundfile.write(partial, audio, args.fs, format=args.audio_format.upper())
-        partial.rename(path)
-        wav_scp[key], num_samples[key] = str(path.resolve()), str(len(audio))
+        if ark_writer is not None:
+            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+            ark_writer(key, (args.fs, pcm))
+            num_samples[key] = str(len(audio))
+        else:
+            partial = path.with_suffix(".partial")
+            soundfile.write(partial, audio, args.fs, format=args.audio_format.upper())
+            partial.rename(path)
+            wav_scp[key], num_samples[key] = str(path.resolve()), str(len(audio))
         if (index + 1) % 500 == 0:
             logging.info(f"{source}: {index + 1}/{len(segments)} utterances written")
+    if ark_writer is not None:
+        ark_writer.close()
+        wav_scp = read_map(target / "data" / "audio.scp")[0]
     write_map(target / "wav.scp", wav_scp)
     write_map(target / "utt2num_samples", num_samples)
     for name in COPIED:

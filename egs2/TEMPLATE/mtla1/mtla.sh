@@ -30,7 +30,7 @@ skip_data_prep=false; skip_train=false; skip_eval=false
 local_data_opts=""
 task=asr                      # asr | st | slu | summ: inputs and scoring
 train_set=""; valid_set=""; test_sets=""
-fs=16000; audio_format=flac   # flac | wav
+fs=16000; audio_format=flac   # flac | wav | ark (one Kaldi archive per set, read as kaldi_ark)
 feats_type=raw                # raw (audio, features online) | ssl (S3PRL features stored as ark)
                               # | fbank_zip (80-dim Kaldi Fbank in fbank80.zip + gcmvn.npz, fairseq style)
 ssl_conf=""                   # --feats_type ssl: the frontend fragment, e.g. ../../../conf/frontend/hubert.yaml
@@ -86,6 +86,7 @@ input_of() {  # input_of <set>: path,name,type of the model input
     if [ "${task}" = summ ]; then echo "$(dump_of "$1")/src_text,src_text,text"
     elif [ "${feats_type}" = ssl ]; then echo "$(dump_of "$1")/feats.scp,speech,kaldi_ark"
     elif [ "${feats_type}" = fbank_zip ]; then echo "$(dump_of "$1")/feats.scp,speech,zip_npy"
+    elif [ "${audio_format}" = ark ]; then echo "$(dump_of "$1")/wav.scp,speech,kaldi_ark"
     else echo "$(dump_of "$1")/wav.scp,speech,sound"; fi
 }
 data_opts() {  # data_opts <mode> <set>
