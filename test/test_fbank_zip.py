@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from espnet2_mtla.bin.fairseq_manifest import main as manifest
-from espnet2_mtla.bin.write_fbank_zip import main as write_fbank_zip
+from espnet2_mtla.bin.write_fbank import main as write_fbank
 from espnet2_mtla.features.global_cmvn import GlobalCMVN
 from espnet2_mtla.features.zip_features import (ZipFeatureReader, ZipFeatureWriter,
                                                 member_locations, read_feature)
@@ -27,7 +27,7 @@ def archive(tmp_path_factory):
         f"{k} spk{k[-1]}\n" for k in sorted(TRANSCRIPTS)))
     (root / "data" / "spk2utt").write_text("".join(
         f"spk{k[-1]} {k}\n" for k in sorted(TRANSCRIPTS)))
-    assert write_fbank_zip(["--data_dir", str(root / "data"), "--out_dir", str(root / "feats"),
+    assert write_fbank(["--data_dir", str(root / "data"), "--out_dir", str(root / "feats"),
                             "--gcmvn"]) == 0
     return root
 
@@ -70,7 +70,7 @@ def test_writer_resumes_and_lists_every_utterance(archive, caplog):
     assert sorted(listing) == sorted(TRANSCRIPTS)
     assert all(v.startswith("fbank80.zip:") for v in listing.values())
     before = (archive / "feats" / "fbank80.zip").stat().st_size
-    assert write_fbank_zip(["--data_dir", str(archive / "data"),
+    assert write_fbank(["--data_dir", str(archive / "data"),
                             "--out_dir", str(archive / "feats")]) == 0
     assert (archive / "feats" / "fbank80.zip").stat().st_size == before  # nothing rewritten
     frames = read_map(archive / "feats" / "utt2num_frames")[0]
@@ -185,3 +185,17 @@ def test_bad_offsets_members_and_missing_statistics_are_named(archive, tmp_path)
     (tmp_path / "bad.tsv").write_text("id\taudio\nx\tf.zip:1:2\n")
     assert manifest(["import", "--tsv", str(tmp_path / "bad.tsv"), "--out",
                      str(tmp_path / "o")]) == 1
+
+
+def test_fbank_ark_holds_the_same_features_as_the_zip(archive, tmp_path):
+    import kaldiio
+
+    assert write_fbank(["--data_dir", str(archive / "data"), "--out_dir", str(tmp_path / "ark"),
+                        "--archive", "ark", "--gcmvn"]) == 0
+    zipped = ZipFeatureReader(archive / "feats" / "feats.scp")
+    stored = kaldiio.load_scp(str(tmp_path / "ark" / "feats.scp"))
+    assert sorted(stored) == sorted(zipped)
+    for key in zipped:
+        assert np.array_equal(stored[key], zipped[key])
+    np.testing.assert_array_equal(np.load(tmp_path / "ark" / "gcmvn.npz")["mean"],
+                                  np.load(archive / "feats" / "gcmvn.npz")["mean"])

@@ -8,8 +8,9 @@
 #  2. speed perturbation        --speed_perturb_factors "0.9 1.0 1.1" -> data/<train_set>_sp
 #  3. audio formatting          flac/wav at --fs, segments cut -> dump/raw/org/<set>
 #  4. length filtering          --min_wav_duration/--max_wav_duration (train, valid sets);
-#                               with --feats_type ssl|fbank_zip, features stored once
-#                               (dump/ssl: S3PRL ark; dump/fbank_zip: fbank80.zip + gcmvn.npz)
+#                               with --feats_type ssl|fbank|fbank_zip, features stored once
+#                               (dump/ssl: S3PRL ark; dump/fbank: Fbank ark + gcmvn.npz;
+#                               dump/fbank_zip: fbank80.zip + gcmvn.npz)
 #  5. token list                char, or sentencepiece BPE with --nbpe
 #  6. statistics                espnet's collect_stats (shape files, feature statistics)
 #  7. training                  one model per --attn_confs variant (conf/attention/<v>.yaml)
@@ -32,7 +33,8 @@ task=asr                      # asr | st | slu | summ: inputs and scoring
 train_set=""; valid_set=""; test_sets=""
 fs=16000; audio_format=flac   # flac | wav | ark (one Kaldi archive per set, read as kaldi_ark)
 feats_type=raw                # raw (audio, features online) | ssl (S3PRL features stored as ark)
-                              # | fbank_zip (80-dim Kaldi Fbank in fbank80.zip + gcmvn.npz, fairseq style)
+                              # | fbank (80-dim Kaldi Fbank stored as ark, + gcmvn.npz)
+                              # | fbank_zip (the same in fbank80.zip, fairseq style)
 ssl_conf=""                   # --feats_type ssl: the frontend fragment, e.g. ../../../conf/frontend/hubert.yaml
 speed_perturb_factors=""
 min_wav_duration=0.1; max_wav_duration=30
@@ -59,8 +61,8 @@ case "${task}" in asr|st|slu|summ) ;; *) log "--task must be asr, st, slu or sum
 case "${feats_type}" in
     raw) ;;
     ssl) [ -f "${ssl_conf}" ] || { log "--feats_type ssl needs --ssl_conf <frontend yaml> (got '${ssl_conf}')"; exit 1; } ;;
-    fbank_zip) ;;
-    *) log "--feats_type must be raw, ssl or fbank_zip, got ${feats_type}"; exit 1 ;;
+    fbank|fbank_zip) ;;
+    *) log "--feats_type must be raw, ssl, fbank or fbank_zip, got ${feats_type}"; exit 1 ;;
 esac
 [ "${skip_data_prep}" = false ] || { [ "${stage}" -ge 6 ] || stage=6; }
 if [ "${skip_train}" = true ]; then skip_train_stages="5 6 7"; else skip_train_stages=""; fi
@@ -84,7 +86,8 @@ dump_of() {  # dump_of <set>: the folder a model reads for this set
 }
 input_of() {  # input_of <set>: path,name,type of the model input
     if [ "${task}" = summ ]; then echo "$(dump_of "$1")/src_text,src_text,text"
-    elif [ "${feats_type}" = ssl ]; then echo "$(dump_of "$1")/feats.scp,speech,kaldi_ark"
+    elif [ "${feats_type}" = ssl ] || [ "${feats_type}" = fbank ]; then
+        echo "$(dump_of "$1")/feats.scp,speech,kaldi_ark"
     elif [ "${feats_type}" = fbank_zip ]; then echo "$(dump_of "$1")/feats.scp,speech,zip_npy"
     elif [ "${audio_format}" = ark ]; then echo "$(dump_of "$1")/wav.scp,speech,kaldi_ark"
     else echo "$(dump_of "$1")/wav.scp,speech,sound"; fi
@@ -95,8 +98,8 @@ data_opts() {  # data_opts <mode> <set>
 feature_opts() {  # stored features: the model has no frontend, only their dimension
     [ "${feats_type}" = raw ] && return 0
     echo "--input_size $(cat "$(dump_of "${train_set}")/feats_dim")"
-    # fairseq-style archives come with the training set's global CMVN
-    [ "${feats_type}" = fbank_zip ] && echo "--normalize global_mvn" \
+    # stored Fbank comes with the training set's global CMVN (fairseq style)
+    [ "${feats_type}" = fbank ] || [ "${feats_type}" = fbank_zip ] && echo "--normalize global_mvn" \
         "--normalize_conf stats_file=$(dump_of "${train_set}")/gcmvn.npz"
     return 0
 }
@@ -182,13 +185,14 @@ if [ "${feats_type}" = ssl ] && run_stage 4; then
     done
 fi
 
-if [ "${feats_type}" = fbank_zip ] && run_stage 4; then
+if { [ "${feats_type}" = fbank ] || [ "${feats_type}" = fbank_zip ]; } && run_stage 4; then
+    archive=zip; [ "${feats_type}" = fbank ] && archive=ark
     for set in ${train_set} ${valid_set} ${test_sets}; do
         gcmvn=""; [ "${set}" = "${train_set}" ] && gcmvn="--gcmvn"
-        log "stage 4: Fbank archive of ${dumpdir}/raw/${set} -> $(dump_of "${set}")/fbank80.zip"
+        log "stage 4: Fbank (${archive}) of ${dumpdir}/raw/${set} -> $(dump_of "${set}")"
         # shellcheck disable=SC2086
-        python -m espnet2_mtla.bin.write_fbank_zip --data_dir "${dumpdir}/raw/${set}" \
-            --out_dir "$(dump_of "${set}")" --fs "${fs}" ${gcmvn}
+        python -m espnet2_mtla.bin.write_fbank --data_dir "${dumpdir}/raw/${set}" \
+            --out_dir "$(dump_of "${set}")" --fs "${fs}" --archive "${archive}" ${gcmvn}
     done
 fi
 
