@@ -12,7 +12,10 @@ seconds per experiment.
 
 import argparse
 import json
+import os
+import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -25,6 +28,21 @@ def parameter_count(exp: Path):
             state = torch.load(path, map_location="cpu")
             return sum(v.numel() for v in state.values() if hasattr(v, "numel"))
     return None
+
+
+def machine() -> str:
+    """CPU model and count, GPU if any, Python and torch versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu} x {os.cpu_count()} cores, {gpu}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
 
 
 def rows(experiments):
@@ -42,7 +60,8 @@ def rows(experiments):
                                     if isinstance(report["peak_gpu_memory_bytes"], (int, float))
                                     else "n/a"),
                        kv_cache_MB=report["peak_kv_cache_bytes"] / 1e6,
-                       params_M=params / 1e6 if params else "n/a")
+                       params_M=params / 1e6 if params else "n/a",
+                       device=report.get("device", "n/a"))
 
 
 def fmt(value):
@@ -63,6 +82,8 @@ def main(argv=None):
     lines = ["# Results", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(row[k]) for k in header) + " |" for row in table]
+    lines += ["", f"Collected on {machine()}, {time.strftime('%Y-%m-%d')} (the device column "
+              "says where each test set was decoded)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
