@@ -16,6 +16,13 @@ LLAMA = LlamaConfig(vocab_size=61, hidden_size=64, intermediate_size=128, num_hi
 LATENT = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8)
 
 
+@pytest.fixture(autouse=True)
+def our_auto_classes():
+    """The reference oracle (imported by other tests) registers its own classes under
+    "llama-mtla"; each test starts with ours registered, as after importing espnet2_mtla.hf."""
+    hf.register()
+
+
 def tiny_model(down_rate, seed=0, **extra):
     config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **LATENT, down_rate=down_rate, **extra)
     torch.manual_seed(seed)
@@ -87,6 +94,16 @@ def test_save_and_load_round_trip_gives_identical_logits(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(ids, attention_mask=mask).logits,
                            loaded(ids, attention_mask=mask).logits)
+
+
+def test_register_restores_our_classes_after_the_reference_registers_its_own():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = pytest.importorskip("mtla.mtla_hf.configuration_mtla")
+    AutoConfig.register("llama-mtla", reference.LlamaMTLAConfig, exist_ok=True)  # as its import does
+    assert AutoConfig.for_model("llama-mtla").__class__ is reference.LlamaMTLAConfig
+    hf.register()
+    assert AutoConfig.for_model("llama-mtla").__class__ is hf.LlamaMTLAConfig
 
 
 def test_reference_package_state_dict_loads():

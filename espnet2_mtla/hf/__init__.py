@@ -15,8 +15,17 @@ from espnet2_mtla.hf.cache import MTLACache
 from espnet2_mtla.hf.configuration import LlamaMTLAConfig
 from espnet2_mtla.hf.modeling import LlamaMTLAForCausalLM, LlamaMTLAModel
 
-AutoConfig.register(LlamaMTLAConfig.model_type, LlamaMTLAConfig, exist_ok=True)
-AutoModel.register(LlamaMTLAConfig, LlamaMTLAModel, exist_ok=True)
-AutoModelForCausalLM.register(LlamaMTLAConfig, LlamaMTLAForCausalLM, exist_ok=True)
 
-__all__ = ["LlamaMTLAConfig", "LlamaMTLAModel", "LlamaMTLAForCausalLM", "MTLACache"]
+
+def register():
+    """Map model_type "llama-mtla" to these classes in the Auto classes. Done on import;
+    call it again after importing the reference ``mtla`` package's Transformers module,
+    which registers its own classes under the same model type."""
+    AutoConfig.register(LlamaMTLAConfig.model_type, LlamaMTLAConfig, exist_ok=True)
+    AutoModel.register(LlamaMTLAConfig, LlamaMTLAModel, exist_ok=True)
+    AutoModelForCausalLM.register(LlamaMTLAConfig, LlamaMTLAForCausalLM, exist_ok=True)
+
+
+register()
+
+__all__ = ["LlamaMTLAConfig", "LlamaMTLAModel", "LlamaMTLAForCausalLM", "MTLACache", "register"]
