@@ -199,3 +199,24 @@ def test_fbank_ark_holds_the_same_features_as_the_zip(archive, tmp_path):
         assert np.array_equal(stored[key], zipped[key])
     np.testing.assert_array_equal(np.load(tmp_path / "ark" / "gcmvn.npz")["mean"],
                                   np.load(archive / "feats" / "gcmvn.npz")["mean"])
+
+
+def test_unreadable_utterance_is_reported_by_key_and_never_written(archive, tmp_path, caplog):
+    import logging
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(archive / "data", data)
+    (tmp_path / "broken.flac").write_bytes(b"not audio at all")
+    lines = (data / "wav.scp").read_text().splitlines()
+    lines[1] = f"{lines[1].split()[0]} {tmp_path / 'broken.flac'}"
+    (data / "wav.scp").write_text("\n".join(lines) + "\n")
+    broken_key = lines[1].split()[0]
+    with caplog.at_level(logging.WARNING):
+        assert write_fbank(["--data_dir", str(data), "--out_dir", str(tmp_path / "out")]) == 0
+    assert f"utterance {broken_key}" in caplog.text
+    listing = read_map(tmp_path / "out" / "feats.scp")[0]
+    assert broken_key not in listing and len(listing) == len(lines) - 1
+    with zipfile.ZipFile(tmp_path / "out" / "fbank80.zip") as z:
+        assert f"{broken_key}.npy" not in z.namelist()
+    assert broken_key not in read_map(tmp_path / "out" / "text")[0]
