@@ -29,10 +29,7 @@ import yaml
 from tqdm import tqdm
 
 from espnet2_mtla.bin.format_audio import load
-from espnet2_mtla.utils.datadir import read_map, utt2spk_to_spk2utt, write_map
-
-COPIED = ("text", "utt2spk", "prompt", "src_text", "text.en")
-
+from espnet2_mtla.utils.datadir import copy_utterance_files, read_map, write_map
 
 def frontend_from_config(path: str):
     from espnet2_mtla.frontend.s3prl import OfflineS3prlFrontend
@@ -113,13 +110,7 @@ def main(argv=None):
                             len(recordings), failed[0])
         write_map(args.out_dir / "utt2num_frames", frames)
         (args.out_dir / "feats_dim").write_text(f"{feature_dim}\n")
-        for name in COPIED:
-            if (args.data_dir / name).exists():
-                entries = read_map(args.data_dir / name, allow_empty_values=True)[0]
-                write_map(args.out_dir / name, {k: v for k, v in entries.items() if k in frames})
-        if (args.out_dir / "utt2spk").exists():
-            write_map(args.out_dir / "spk2utt",
-                      utt2spk_to_spk2utt(read_map(args.out_dir / "utt2spk")[0]))
+        copy_utterance_files(args.data_dir, args.out_dir, frames)
         done_mark.touch()
     if args.write_model is not None:
         if model is None:

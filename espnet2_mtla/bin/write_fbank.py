@@ -27,10 +27,7 @@ from tqdm import tqdm
 from espnet2_mtla.bin.format_audio import load
 from espnet2_mtla.features.zip_features import ZipFeatureWriter, member_locations, read_feature
 from espnet2_mtla.frontend.kaldi_fbank import kaldi_fbank
-from espnet2_mtla.utils.datadir import read_map, utt2spk_to_spk2utt, write_map
-
-COPIED = ("text", "utt2spk", "prompt", "src_text", "text.en")
-
+from espnet2_mtla.utils.datadir import copy_utterance_files, read_map, write_map
 
 def features(args, recordings, keys, destination: str):
     """(key, matrix) of each readable utterance; unreadable ones are reported and left out."""
@@ -107,13 +104,7 @@ def main(argv=None):
             count += matrix.shape[0]
     write_map(args.out_dir / "utt2num_frames", frames)
     (args.out_dir / "feats_dim").write_text(f"{args.num_mel_bins}\n")
-    for name in COPIED:
-        if (args.data_dir / name).exists():
-            entries = read_map(args.data_dir / name, allow_empty_values=True)[0]
-            write_map(args.out_dir / name, {k: v for k, v in entries.items() if k in listing})
-    if (args.out_dir / "utt2spk").exists():
-        write_map(args.out_dir / "spk2utt",
-                  utt2spk_to_spk2utt(read_map(args.out_dir / "utt2spk")[0]))
+    copy_utterance_files(args.data_dir, args.out_dir, listing)
     if args.gcmvn:
         mean = sums / count
         std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-20))

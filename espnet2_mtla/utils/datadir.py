@@ -247,6 +247,21 @@ def perturb_data_dir_speed(source, target, factor: float) -> List[str]:
     return [f"{target}: {len(maps['utt2spk'])} utterances at speed {factor:g}"]
 
 
+UTTERANCE_TEXT_FILES = ("text", "utt2spk", "prompt", "src_text", "text.en")
+
+
+def copy_utterance_files(source, target, keys, names=UTTERANCE_TEXT_FILES):
+    """Copy the per-utterance files ``names`` present in ``source`` to ``target``, keeping
+    only ``keys`` (e.g. the utterances whose features were stored), and spk2utt to match."""
+    source, target = Path(source), Path(target)
+    for name in names:
+        if (source / name).exists():
+            entries = read_map(source / name, allow_empty_values=True)[0]
+            write_map(target / name, {k: v for k, v in entries.items() if k in keys})
+    if (target / "utt2spk").exists():
+        write_map(target / "spk2utt", utt2spk_to_spk2utt(read_map(target / "utt2spk")[0]))
+
+
 def combine_data(target, sources) -> List[str]:
     """Union of data directories; a key present in two sources is an error naming both."""
     combined: Dict[str, Dict[str, str]] = {}
