@@ -103,6 +103,24 @@ def test_alone_equals_in_batch_and_cached_scores_equal_full_recompute(partly_tra
         assert normalized == sorted(normalized, reverse=True)
 
 
+def test_static_caches_with_riding_rows_give_the_same_search(partly_trained):
+    """cuda_graphs=True on the CPU: static caches, done utterances ride along in the
+    batch until at most half are alive (no capture off CUDA): same n-best lists."""
+    model = partly_trained
+    batch = speech_batch(KEYS)
+    eager = BatchBeamSearch(model, beam_size=3, nbest=3, maxlenratio=-MAX_TOKENS,
+                            cuda_graphs=False)
+    static = BatchBeamSearch(model, beam_size=3, nbest=3, maxlenratio=-MAX_TOKENS,
+                             cuda_graphs=True)
+    expected, _ = eager.search(batch)
+    got, _ = static.search(batch)
+    assert len({len(h[0].tokens) for h in expected}) > 1  # utterances finish at different steps
+    for row in range(len(KEYS)):
+        assert [h.tokens for h in got[row]] == [h.tokens for h in expected[row]]
+        for a, b in zip(got[row], expected[row]):
+            assert abs(a.score - b.score) < 1e-4
+
+
 def test_length_limits_are_respected():
     model = tiny_model("mtla", "memory", seed=2)
     batch = speech_batch(KEYS[:2])

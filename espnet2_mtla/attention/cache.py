@@ -6,11 +6,55 @@ Both grow in place (capacity doubles, so appending is amortised O(1) rather than
 concatenation per step), reorder along the batch axis for beam search with one gather,
 and report their live size with ``nbytes()``. They only store; the attention types
 decide what goes in.
+
+Static mode (``set_static(True)``, for CUDA graphs): no tensor is replaced any more and
+no shape depends on a host-side counter. Single decoding steps write at device-side
+indices, reads span the whole capacity (slots not yet written are masked or skipped by
+the decode kernel), and a reorder that keeps the batch size gathers in place. One
+decoding step can then be captured once and replayed; the host counter ``num_tokens``
+is kept by whoever replays (see ``espnet2_mtla.inference.cuda_graph``).
 """
 
 import torch
 
 from espnet2_mtla.kernels import latent_update_kernel
+
+
+def _reorder_rows(cache, names, batch_index):
+    """Gather rows ``batch_index`` of the named tensors.
+
+    In static mode, when the batch size is kept, no tensor is created: each large buffer
+    (``cache.swapped``) is gathered into the spare of its name, which then takes its
+    place while the old buffer becomes the spare (one read and one write, as an
+    out-of-place gather); small tensors are gathered in place. ``cache.spares`` may be
+    one dict shared by the caches of all layers: the spare then passes from layer to
+    layer, so a whole model needs one spare buffer per name, not one per layer.
+    """
+    in_place = cache.static and len(batch_index) == cache.batch_size
+    for name in names:
+        current = getattr(cache, name)
+        if not in_place:
+            setattr(cache, name, current.index_select(0, batch_index))
+        elif name in cache.swapped:
+            spare = cache.spares.get(name)
+            if spare is None or spare.shape != current.shape or spare.dtype != current.dtype:
+                spare = torch.empty_like(current)
+            torch.index_select(current, 0, batch_index, out=spare)
+            cache.spares[name] = current
+            setattr(cache, name, spare)
+        else:
+            current.copy_(current.index_select(0, batch_index))
+    cache.batch_size = len(batch_index)
+
+
+def swap_spares(cache):
+    """Host side of a replayed static reorder: the buffers and the spares move exactly
+    as the captured reorder moved them (call for every cache, in reorder order)."""
+    for name in cache.swapped:
+        if name in cache.spares:
+            spare = cache.spares[name]
+            cache.spares[name] = getattr(cache, name)
+            setattr(cache, name, spare)
 
 
 def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
@@ -39,9 +83,25 @@ class KVCache:
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.num_tokens = 0  # time steps held (padded steps included)
         self.has_padding = False  # host flag: was any padding mask appended
+        self.static = False
+        self.write_index = None  # static mode: (1,) device copy of num_tokens
+        self.swapped, self.spares = ("keys", "values", "padding"), {}  # static reorders
+
+    def set_static(self, static: bool = True, spares=None):
+        """Enter (or leave) static mode; the capacity must then hold every later step.
+        spares: a dict of spare buffers to share with other caches (see _reorder_rows)."""
+        self.static = static
+        self.spares = {} if spares is None else spares
+        self.write_index = torch.tensor([self.num_tokens], device=self.keys.device)
 
     def append(self, keys, values, padding, positions):
-        """Add Tn steps; returns keys, values (B, T, n_kv, d_h) and padding (B, T) so far."""
+        """Add Tn steps; returns keys, values (B, T, n_kv, d_h) and padding (B, T) so far.
+
+        In static mode (one step, no padding) the whole capacity is returned, with the
+        slots not written yet marked as padding.
+        """
+        if self.static:
+            return self._append_static(keys, values, padding, positions)
         start, count = self.num_tokens, keys.shape[1]
         self.keys = _grown(self.keys, start + count)
         self.values = _grown(self.values, start + count)
@@ -60,11 +120,24 @@ class KVCache:
         padding = self.padding[:, :end] if self.has_padding else None
         return self.keys[:, :end], self.values[:, :end], padding
 
+    def _append_static(self, keys, values, padding, positions):
+        if keys.shape[1] != 1 or padding is not None:
+            raise ValueError("a static KVCache takes single decoding steps without padding")
+        self.num_tokens += 1
+        if self.num_tokens > self.keys.shape[1]:
+            raise RuntimeError(f"static KVCache is full ({self.keys.shape[1]} steps)")
+        self.keys.index_copy_(1, self.write_index, keys)
+        self.values.index_copy_(1, self.write_index, values)
+        self.padding.index_fill_(1, self.write_index, False)
+        self.write_index += 1
+        _advance_positions(self, positions, None)
+        slots = torch.arange(self.keys.shape[1], device=self.keys.device)
+        unwritten = slots >= self.write_index  # (capacity,)
+        return self.keys, self.values, self.padding | unwritten
+
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        for name in ("keys", "values", "padding", "next_position"):
-            setattr(self, name, getattr(self, name).index_select(0, batch_index))
-        self.batch_size = len(batch_index)
+        _reorder_rows(self, ("keys", "values", "padding", "next_position"), batch_index)
 
     def nbytes(self) -> int:
         """Bytes of keys and values held: 2 * B * T * n_kv * d_h * itemsize."""
@@ -101,6 +174,14 @@ class LatentCache:
         self.first_chunk = torch.full((batch_size,), -1, dtype=torch.long, device=device)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.num_tokens = 0  # time steps appended (padded steps included)
+        self.static = False
+        self.swapped, self.spares = ("entries",), {}  # static reorders
+
+    def set_static(self, static: bool = True, spares=None):
+        """Enter (or leave) static mode; the capacity must then hold every later step.
+        spares: a dict of spare buffers to share with other caches (see _reorder_rows)."""
+        self.static = static
+        self.spares = {} if spares is None else spares
 
     def _entries_bound(self, num_tokens: int) -> int:
         """Most entries a row can hold after ``num_tokens`` steps (a row may start mid-chunk)."""
@@ -112,6 +193,8 @@ class LatentCache:
         """Count ``new_tokens`` more steps and grow the entries to hold them."""
         self.num_tokens += new_tokens
         needed = self._entries_bound(self.num_tokens)
+        if needed > self.capacity and self.static:
+            raise RuntimeError(f"static LatentCache is full ({self.capacity} entries)")
         if needed > self.capacity:  # the old dummy slot becomes an entry, written before use
             self.entries = _grown(self.entries, needed + 1)
 
@@ -120,6 +203,11 @@ class LatentCache:
         """Host-side bound on num_entries.max() (exact but for a chunk-misaligned start,
         and for rows shorter than the longest): reads use it without a device sync."""
         return min(self._entries_bound(self.num_tokens), self.capacity)
+
+    @property
+    def read_entries(self) -> int:
+        """Entries a read spans: ``max_entries``, or the whole capacity in static mode."""
+        return self.capacity if self.static else self.max_entries
 
     @property
     def capacity(self) -> int:
@@ -137,10 +225,10 @@ class LatentCache:
     def held(self):
         """Entries (B, N, r + d_r), zero where not valid, and their validity (B, N).
 
-        N is the host-side bound ``max_entries``; slots past a row's own entries may never
-        have been written (after a reorder), hence the zeros.
+        N is ``read_entries``; slots past a row's own entries may never have been written
+        (after a reorder), hence the zeros.
         """
-        count = self.max_entries
+        count = self.read_entries
         valid = torch.arange(count, device=self.entries.device) < self.num_entries[:, None]
         return self.entries[:, :count].masked_fill(~valid[..., None], 0.0), valid
 
@@ -173,22 +261,22 @@ class LatentCache:
         if kernel is not None:
             kernel(self, latent, rope, positions)
             return
+        # every update in place (static mode: a captured graph holds these tensors)
         chunk = torch.div(positions, self.down_rate, rounding_mode="floor")
-        self.first_chunk = torch.where(self.first_chunk < 0, chunk, self.first_chunk)
+        self.first_chunk.copy_(torch.where(self.first_chunk < 0, chunk, self.first_chunk))
         entry = chunk - self.first_chunk  # (B,)
         rows = torch.arange(self.batch_size, device=positions.device)
         continued = (entry < self.num_entries)[:, None]
         old = self.entries[rows, entry, : self.kv_lora_rank]
         merged = torch.where(continued, old + latent, latent)
         self.entries[rows, entry] = torch.cat([merged, rope], dim=-1)
-        self.num_entries = torch.maximum(self.num_entries, entry + 1)
-        self.next_position = positions + 1
+        self.num_entries.copy_(torch.maximum(self.num_entries, entry + 1))
+        self.next_position.copy_(positions + 1)
 
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        for name in ("entries", "num_entries", "first_chunk", "next_position"):
-            setattr(self, name, getattr(self, name).index_select(0, batch_index))
-        self.batch_size = len(batch_index)
+        names = ("entries", "num_entries", "first_chunk", "next_position")
+        _reorder_rows(self, names, batch_index)
 
     def nbytes_bound(self) -> int:
         """``nbytes()`` from the host-side entry bound: no device sync, at most one entry
@@ -208,7 +296,7 @@ class LatentCache:
 def _advance_positions(cache, positions, padding):
     """next_position = 1 + newest real position of each row (unchanged for all-pad rows)."""
     if padding is None:  # positions increase along time: the last one is the newest
-        cache.next_position = positions[:, -1] + 1
+        cache.next_position.copy_(positions[:, -1] + 1)  # in place: see static mode
         return
     positions = positions.masked_fill(padding, -1)
     newest = positions.amax(dim=1)

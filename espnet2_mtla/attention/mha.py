@@ -81,7 +81,9 @@ class MultiHeadAttention(SelfAttention):
         total_len = k.shape[1]
 
         mask, is_causal = None, False
-        if padding is None and attn_bias is None and query_len == 1:
+        if cache is not None and cache.static:
+            mask = ~padding[:, None, None, :]  # (B, 1, 1, capacity): the slots written so far
+        elif padding is None and attn_bias is None and query_len == 1:
             pass  # one query at the end sees every key: no mask
         elif padding is None and attn_bias is None and num_cached == 0 and query_len == key_len:
             is_causal = True

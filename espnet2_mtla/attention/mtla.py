@@ -22,8 +22,10 @@ Training (parallel) and prefill
     Key column j holds the partial chunk state after position j. Query i sees column j
     iff j == i, or p_j < p_i and (p_j + 1) % s == 0 (the stride-aware causal mask): the
     finished chunks plus its own partial chunk, exactly what the cache holds when
-    decoding reaches i. Attention runs per head over expanded keys through PyTorch's
-    scaled_dot_product_attention (no (B, H, T, T) score tensor in this file).
+    decoding reaches i. Attention runs per head over expanded keys. Training on CUDA
+    (gradients on, no cache, no attention dropout) uses FlexAttention with the stride-aware mask as a
+    mask_mod: memory linear in T (no (B, Tq, Tk) mask, no score tensor). Elsewhere
+    PyTorch's scaled_dot_product_attention takes the mask as a (B, 1, Tq, Tk) tensor.
 
 Decoding (one step)
     Merge w_i c_i into the cache (a new entry when i starts a chunk, else added to the
@@ -53,7 +55,53 @@ from espnet2_mtla.attention.base import (
 )
 from espnet2_mtla.attention.cache import LatentCache
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
-from espnet2_mtla.kernels import latent_decode_kernel
+from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
+
+FLEX_BLOCK = 128  # FlexAttention's tile: the block mask has (T / 128)^2 entries
+_compiled_flex = None  # torch.compile(flex_attention), built on first use
+
+
+def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, compiled=True):
+    """Attention under the stride-aware causal mask through FlexAttention.
+
+    q, k (B, H, T, d_qk); v (B, H, T, d_v); positions (B, T); padding (B, T) or None,
+    on the left or the right of each row, whose real tokens carry consecutive positions
+    (as ``_merge_chunks`` checks). Query i sees key j iff j == i, or p_j < p_i and
+    (p_j + 1) % s == 0 and j is real. With consecutive positions p_j = j + offset_b, so
+    the mask needs only two numbers per row, not a lookup per key: real query i sees
+    j == i, or j < i, (j + offset_b + 1) % s == 0 and j >= first_real_b (right padding
+    lies after every real query). Every visible key has j <= i, so the block mask lists,
+    for query tile m, key tiles 0..m; the mask_mod decides inside them.
+    ``compiled``: fused Triton kernels (memory linear in T); False runs FlexAttention's
+    eager reference (it materialises the scores: for tests on the CPU).
+    """
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+    batch, length = positions.shape
+    if padding is None:
+        first_real = torch.zeros(batch, dtype=torch.long, device=positions.device)
+    else:
+        first_real = (~padding).long().argmax(dim=1)  # (B,) index of the first real token
+    offset = positions.gather(1, first_real[:, None])[:, 0] - first_real  # (B,) p_j - j
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        finished_chunk = (kv_idx + offset[b] + 1) % down_rate == 0
+        earlier = (kv_idx < q_idx) & finished_chunk & (kv_idx >= first_real[b])
+        return (q_idx == kv_idx) | earlier
+
+    tiles = (length + FLEX_BLOCK - 1) // FLEX_BLOCK
+    tile = torch.arange(tiles, device=q.device, dtype=torch.int32)
+    kv_num_blocks = (tile + 1).expand(batch, 1, tiles).contiguous()  # (B, 1, tiles)
+    kv_indices = tile.expand(batch, 1, tiles, tiles).contiguous()  # (B, 1, tiles, tiles)
+    block_mask = BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=FLEX_BLOCK,
+                                          mask_mod=mask_mod, seq_lengths=(length, length))
+    attend = flex_attention
+    if compiled:
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(flex_attention)
+        attend = _compiled_flex
+    return attend(q, k, v, block_mask=block_mask, scale=scale)
 
 
 def sinusoidal_embedding(index: torch.Tensor, dim: int) -> torch.Tensor:
@@ -198,9 +246,20 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             return self._decode_step(q_nope, q_pe, cache)
 
         # keys: cached entries still visible, then one column per new token
+        no_cache_read = query_len == key_len and (cache is None or cache.max_entries == 0)
         if (self.down_rate == 1 and key_padding_mask is None and attn_bias is None
-                and query_len == key_len and (cache is None or cache.max_entries == 0)):
+                and no_cache_read):
             visible = None  # the stride-aware mask is plain causal: no mask tensor needed
+        elif (no_cache_read and attn_bias is None and query.is_cuda and kernels_enabled()
+                and torch.is_grad_enabled() and not (self.training and self.dropout > 0)):
+            # training on CUDA: the stride-aware mask as FlexAttention's mask_mod, O(T)
+            # memory (FlexAttention has no attention dropout; inference keeps SDPA, which
+            # needs no compilation per new shape)
+            if cache is not None:
+                cache.write(first_chunk, chunk_entries, chunk_valid, positions,
+                            key_padding_mask)
+            return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
+                                        key_padding_mask)
         else:
             visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
         key_latent, key_rope = columns, k_pe
@@ -240,11 +299,15 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         num_chunks = (length + 2 * s - 2) // s
         num_slots = num_chunks * s
         local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
-        # (one token always fits: skip the check, and its device sync, when decoding)
-        if length > 1 and bool(((local < 0) | (local >= num_slots))[real].any()):
-            raise ValueError(
-                "position: real tokens of a row must carry consecutive increasing positions"
-            )
+        # (one token always fits: no check when decoding). On CUDA the check is
+        # asynchronous: a host sync per layer would stall the launch queue in training.
+        if length > 1:
+            out_of_chunks = ((local < 0) | (local >= num_slots)) & real
+            message = "position: real tokens of a row must carry consecutive increasing positions"
+            if local.is_cuda:
+                torch._assert_async(~out_of_chunks.any(), message)
+            elif bool(out_of_chunks.any()):
+                raise ValueError(message)
         slot = torch.where(real, local, num_slots)  # padding -> a dummy slot
         table = latent.new_zeros(batch, num_slots + 1, rank)
         table.scatter_add_(1, slot[..., None].expand(-1, -1, rank), latent)
@@ -289,29 +352,41 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             return None
         return self.wkv_b.bias.view(self.num_heads, -1)[:, self.qk_nope_head_dim :]
 
-    def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
-        """Per-head attention over keys expanded from latents (training, prefill).
-
-        visible: (B, Tq, Tk) boolean, or None for plain causal attention (Tq == Tk).
-        """
+    def _expand_heads(self, q_nope, q_pe, key_latent, key_rope):
+        """Per-head q, k (B, H, T, d_n + d_r) and v (B, H, Tk, d_v) from the latents."""
         batch, num_keys, _ = key_latent.shape
         heads = self.num_heads
         kv = self.wkv_b(key_latent).view(batch, num_keys, heads, -1)
         k_nope, v = kv.split([self.qk_nope_head_dim, self.v_head_dim], dim=-1)
         k = torch.cat([k_nope, key_rope[:, :, None, :].expand(-1, -1, heads, -1)], dim=-1)
         q = torch.cat([q_nope, q_pe], dim=-1)  # (B, Tq, H, d_n + d_r)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
+        """Per-head attention over keys expanded from latents (prefill; training on CPU).
+
+        visible: (B, Tq, Tk) boolean, or None for plain causal attention (Tq == Tk).
+        """
+        q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
         mask = None if visible is None else visible[:, None]  # (B, 1, Tq, Tk)
         if attn_bias is not None:
             mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
         out = scaled_dot_product_attention(
-            q.transpose(1, 2),  # (B, H, Tq, d_n + d_r)
-            k.transpose(1, 2),  # (B, H, Tk, d_n + d_r)
-            v.transpose(1, 2),  # (B, H, Tk, d_v)
+            q, k, v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=visible is None,
             scale=self.softmax_scale,
         )  # (B, H, Tq, d_v)
+        return self.wo(out.transpose(1, 2).flatten(2))
+
+    def _flex_attention(self, q_nope, q_pe, key_latent, key_rope, positions, padding,
+                        compiled=True):
+        """Attention over expanded keys under the stride-aware mask, O(T) memory."""
+        q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
+        out = stride_aware_flex_attention(
+            q, k, v, positions, padding, self.down_rate, self.softmax_scale, compiled
+        )  # (B, H, T, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 
     def _decode_attention_torch(self, q_full, cache):
@@ -336,7 +411,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if kernel is not None:  # Triton flash-decoding over the whole cache
             out_latent = kernel(
                 q_full[:, :, 0], cache.entries, cache.num_entries, rank,
-                self.softmax_scale, cache.max_entries,
+                self.softmax_scale, cache.read_entries,
             )[:, :, None]  # (B, H, 1, r)
         else:
             out_latent = self._decode_attention_torch(q_full, cache)

@@ -16,7 +16,11 @@ Sections (``--sections``):
   ``mha_paper`` (fairseq-style: cache grown by concatenation, attention as bmm +
   softmax, every cache reordered by index_select each step) and ``mha`` (ours:
   preallocated cache, fused SDPA), plus the reference ``mtla`` package's MTLA.
-- ``train``: one training step (forward + backward) of the decoder stack at T tokens.
+- ``train``: one training step (forward + backward) of the decoder stack at T tokens
+  (MTLA through FlexAttention with the stride-aware mask on CUDA).
+
+Beam search replays each decoding step from CUDA graphs where the caches allow it (ours;
+not the paper-style MHA nor the reference package, whose caches grow by concatenation).
 
 Every row is printed, and written to ``<out>/<section>.csv``; ``--plot`` draws PNGs
 from the CSVs (needs matplotlib; can be run later on another machine).
@@ -279,8 +283,9 @@ class BenchModel(nn.Module, PrefixLM):
 class FixedLengthBeamSearch(BatchBeamSearch):
     """Beam search producing exactly ``output_len`` tokens (random weights never stop)."""
 
-    def __init__(self, model, beam_size, output_len):
-        super().__init__(model, beam_size=beam_size)
+    def __init__(self, model, beam_size, output_len, cuda_graphs=None, encode_batched=True):
+        super().__init__(model, beam_size=beam_size, cuda_graphs=cuda_graphs,
+                         encode_batched=encode_batched)
         self.output_len = output_len
 
     def length_limits(self, prefix_lengths):
@@ -346,7 +351,7 @@ def snapshot(cache):
         return dict(num_tokens=cache.num_tokens, next_position=cache.next_position.clone(),
                     num_entries=cache.num_entries.clone(), first_chunk=cache.first_chunk.clone())
     if isinstance(cache, KVCache):
-        return dict(num_tokens=cache.num_tokens, next_position=cache.next_position)
+        return dict(num_tokens=cache.num_tokens, next_position=cache.next_position.clone())
     if isinstance(cache, PaperStyleCache):
         return dict(keys=cache.keys, values=cache.values, next_position=cache.next_position)
     return dict(state={k: dict(v) for k, v in cache.state.items()},
@@ -447,7 +452,12 @@ def bench_beam(args, device, dtype):
             attention, conf = VARIANTS[variant]
         for beam in args.beams:
             latent = variant.startswith(("mla", "mtla"))
-            for kernels in ([True, False] if latent and args.compare_kernels else [True]):
+            settings = [(True, None)]  # (kernels, cuda_graphs: None = where possible)
+            if latent and args.compare_kernels:
+                settings.append((False, None))
+            if args.compare_graphs and variant in VARIANTS:
+                settings.append((True, False))
+            for kernels, graphs in settings:
                 set_kernels_enabled(kernels)
                 torch.manual_seed(0)
                 try:
@@ -461,7 +471,8 @@ def bench_beam(args, device, dtype):
                     "speech_lengths": torch.full((args.utterances,), args.prefix_len,
                                                  device=device),
                 }
-                search = FixedLengthBeamSearch(model, beam, args.output_len)
+                search = FixedLengthBeamSearch(model, beam, args.output_len, graphs,
+                                               encode_batched=not args.encode_each)
                 with torch.no_grad():
                     search.search({k: v[:1] for k, v in batch.items()})  # warm-up
                     reset_peak(device)
@@ -471,7 +482,7 @@ def bench_beam(args, device, dtype):
                     synchronize(device)
                 seconds = time.perf_counter() - begin
                 print_row("beam", dict(variant=variant, dtype=str(dtype)[6:], kernels=kernels,
-                                       beam=beam,
+                                       cuda_graphs=stats.graph_replays > 0, beam=beam,
                                        utterances=args.utterances, output_len=args.output_len,
                                        seconds=seconds, peak_memory_MB=peak_memory(device) / 1e6,
                                        peak_cache_MB=stats.peak_cache_bytes / 1e6))
@@ -482,29 +493,37 @@ def bench_beam(args, device, dtype):
 def bench_train(args, device, dtype):
     for variant in args.variants:
         attention, conf = VARIANTS[variant]
-        for length in args.train_lengths:
-            torch.manual_seed(0)
-            model = DecoderOnlyStack(args.vocab, args.d_model, args.heads, args.decoder_layers,
-                                     args.ffn, 0.0, attention, conf).to(device, dtype)
-            tokens = torch.randint(0, args.vocab, (1, length), device=device)
-            positions = torch.arange(length, device=device)[None]
+        # MTLA's own training path (FlexAttention) and, to compare, the dense-mask SDPA one
+        kernel_settings = [True, False] if variant.startswith("mtla") and args.compare_kernels else [True]
+        for kernels in kernel_settings:
+            set_kernels_enabled(kernels)
+            for length in args.train_lengths:
+                torch.manual_seed(0)
+                model = DecoderOnlyStack(args.vocab, args.d_model, args.heads,
+                                         args.decoder_layers, args.ffn, 0.0, attention,
+                                         conf).to(device, dtype)
+                tokens = torch.randint(0, args.vocab, (1, length), device=device)
+                positions = torch.arange(length, device=device)[None]
 
-            def step():
-                hidden = model(model.embed(tokens), positions, None)
-                loss = F.cross_entropy(model.logits(hidden).flatten(0, 1).float(),
-                                       tokens.flatten())
-                loss.backward()
+                def step():
+                    hidden = model(model.embed(tokens), positions, None)
+                    loss = F.cross_entropy(model.logits(hidden).flatten(0, 1).float(),
+                                           tokens.flatten())
+                    loss.backward()
 
-            try:
-                reset_peak(device)
-                seconds = median_time(step, device, repeats=args.repeats // 4 + 1, warmup=1)
-                memory = peak_memory(device)
-            except torch.OutOfMemoryError:
-                seconds = memory = float("nan")
-            print_row("train", dict(variant=variant, tokens=length, ms_per_step=seconds * 1e3,
-                                    peak_memory_MB=memory / 1e6))
-            del model
-
+                try:
+                    step()  # compile (FlexAttention) outside the measurement
+                    reset_peak(device)
+                    seconds = median_time(step, device, repeats=args.repeats // 4 + 1,
+                                          warmup=1)
+                    memory = peak_memory(device)
+                except torch.OutOfMemoryError:
+                    seconds = memory = float("nan")
+                print_row("train", dict(variant=variant, kernels=kernels, tokens=length,
+                                        ms_per_step=seconds * 1e3,
+                                        peak_memory_MB=memory / 1e6))
+                del model
+    set_kernels_enabled(True)
 
 
 CSV_DIR = None  # set by main(): rows are appended to <out>/<section>.csv as they come
@@ -552,7 +571,10 @@ def plot(out: Path):
         fig.savefig(out / "decode.png", dpi=120)
     beam = out / "beam.csv"
     if beam.exists():
-        rows = [r for r in csv.DictReader(open(beam)) if r["kernels"] == "True"]
+        first = {}  # per (variant, dtype, beam): the first row (kernels and graphs on)
+        for r in csv.DictReader(open(beam)):
+            first.setdefault((r["variant"], r["dtype"], r["beam"]), r)
+        rows = list(first.values())
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for beam_size in sorted({r["beam"] for r in rows}):
             chosen = [r for r in rows if r["beam"] == beam_size]
@@ -581,7 +603,13 @@ def get_parser():
                         help="also run the reference mtla package's MTLA (if installed)")
     parser.add_argument("--plot", action="store_true", help="only draw PNGs from <out>/*.csv")
     parser.add_argument("--compare_kernels", action="store_true",
-                        help="beam: also run MLA/MTLA with the Triton kernels off")
+                        help="beam: also run MLA/MTLA with the Triton kernels off; train: "
+                        "also run MTLA on the dense-mask SDPA path")
+    parser.add_argument("--encode_each", action="store_true",
+                        help="beam: encode the prefixes one utterance at a time (as the "
+                        "inference CLI does) instead of in one batch")
+    parser.add_argument("--compare_graphs", action="store_true",
+                        help="beam: also run our variants without CUDA graphs")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
     parser.add_argument("--max_cache_gb", type=float, default=20.0)

@@ -58,6 +58,8 @@ def get_parser():
     parser.add_argument("--minlenratio", type=float, default=0.0)
     parser.add_argument("--length_penalty", type=float, default=1.0,
                         help="Finished scores are divided by length ** length_penalty")
+    parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
+                        help="Replay each decoding step from a CUDA graph (auto: on GPU)")
     parser.add_argument("--log_level", default="INFO",
                         choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"])
     return parser
@@ -115,6 +117,7 @@ def inference(args):
         minlenratio=args.minlenratio,
         length_penalty=args.length_penalty,
         nbest=args.nbest,
+        cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
     )
 
     output_dir = Path(args.output_dir)

@@ -7,13 +7,19 @@ the best K others continue; the caches are reordered by their back-pointers with
 gather per layer. An utterance is done once it has K finished hypotheses or reaches its
 maximum length, and its rows leave the batch. Each utterance's prefix is encoded on its
 own, so decoding it alone or in any batch gives the same result.
+
+On CUDA the step (reorder + decoder) is replayed from a CUDA graph (``cuda_graphs``;
+see cuda_graph.py). A captured step has a fixed batch size, so there the rows of done
+utterances stay in the batch (fed eos, ignored) until at most half the rows are alive;
+then the batch shrinks and the step is captured again.
 """
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
+from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, supports_cuda_graphs
 
 
 @dataclass
@@ -28,6 +34,7 @@ class SearchStats:
     generated_tokens: int = 0  # tokens of the returned best hypotheses (eos included)
     steps: int = 0
     peak_cache_bytes: int = 0  # largest total KV-cache size over all layers (host bound)
+    graph_replays: int = 0  # steps replayed from a CUDA graph
 
 
 def _stack_left_padded(parts: List[torch.Tensor], total: int) -> torch.Tensor:
@@ -68,7 +75,13 @@ class BatchBeamSearch:
         minlenratio: float = 0.0,
         length_penalty: float = 1.0,
         nbest: int = 1,
+        cuda_graphs: Optional[bool] = None,
+        encode_batched: bool = False,
     ):
+        """cuda_graphs: replay the decoding step from a CUDA graph; None: wherever the
+        caches allow it (a CUDA device and this package's caches).
+        encode_batched: encode all prefixes in one call (faster; results then depend on
+        the batch at rounding level) instead of one utterance at a time."""
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if nbest < 1 or nbest > beam_size:
@@ -79,6 +92,8 @@ class BatchBeamSearch:
         self.minlenratio = minlenratio
         self.length_penalty = length_penalty
         self.nbest = nbest
+        self.cuda_graphs = cuda_graphs
+        self.encode_batched = encode_batched
 
     def length_limits(self, prefix_lengths: torch.Tensor):
         """Max and min output lengths (tokens before eos) from the prefix lengths.
@@ -99,7 +114,10 @@ class BatchBeamSearch:
     def search(self, batch: Dict[str, torch.Tensor]):
         model, beam = self.model, self.beam_size
         eos = model.eos
-        prefix_out = encode_each(model, batch)
+        if self.encode_batched:
+            prefix_out = model.encode_prefix(batch)
+        else:
+            prefix_out = encode_each(model, batch)
         max_lens, min_lens = self.length_limits(prefix_out[3])
         caches, log_probs = model.start_decoding(
             prefix_out, model.prompts(batch), max_new_tokens=max(max_lens) + 1
@@ -111,22 +129,27 @@ class BatchBeamSearch:
         for cache in caches:
             cache.reorder(rows)
         log_probs = log_probs[rows]
+        graphs = self.cuda_graphs
+        if graphs is None:
+            graphs = supports_cuda_graphs(caches)
+        step_fn = GraphedDecodeStep(model, caches) if graphs else DecodeStep(model, caches)
         stats = SearchStats(peak_cache_bytes=sum(cache.nbytes_bound() for cache in caches))
         min_len_of = torch.tensor(min_lens, device=device)  # per utterance
         max_len_of = torch.tensor(max_lens, device=device)
         scores = torch.full((num_utts, beam), float("-inf"), device=device)
         scores[:, 0] = 0.0  # at the first step only one beam is alive
         history = torch.zeros(num_utts * beam, 0, dtype=torch.long, device=device)
-        active = list(range(num_utts))  # utterance of each group of K rows
+        batch_utts = list(range(num_utts))  # utterance of each group of K rows
+        alive = [True] * num_utts  # per group: False once its utterance is done
         finished: List[List[Hypothesis]] = [[] for _ in range(num_utts)]
+        is_eos = torch.arange(vocab, device=device) == eos  # (V,)
         step = 0
-        while active:
-            groups = len(active)
+        utt_index = torch.arange(num_utts, device=device)  # batch_utts on the device
+        while True:
+            groups = len(batch_utts)
             candidates = log_probs.view(groups, beam, vocab)
-            active_index = torch.tensor(active, device=device)
-            is_eos = torch.arange(vocab, device=device) == eos  # (V,)
-            too_short = (step < min_len_of[active_index])[:, None, None] & is_eos
-            too_long = (step >= max_len_of[active_index])[:, None, None] & ~is_eos  # force eos
+            too_short = (step < min_len_of[utt_index])[:, None, None] & is_eos
+            too_long = (step >= max_len_of[utt_index])[:, None, None] & ~is_eos  # force eos
             candidates = candidates.masked_fill(too_short | too_long, float("-inf"))
             candidates = candidates + scores[:, :, None]
             top_scores, top_index = candidates.view(groups, -1).topk(2 * beam, dim=1)
@@ -136,8 +159,8 @@ class BatchBeamSearch:
             # finish hypotheses ending in eos among the best K candidates
             ends = (top_token[:, :beam] == eos) & torch.isfinite(top_scores[:, :beam])
             for group, slot in ends.nonzero().tolist():
-                utt = active[group]
-                if len(finished[utt]) >= beam:
+                utt = batch_utts[group]
+                if not alive[group] or len(finished[utt]) >= beam:
                     continue
                 source_row = group * beam + int(top_beam[group, slot])
                 tokens = history[source_row].tolist()
@@ -154,25 +177,42 @@ class BatchBeamSearch:
             next_token = top_token.gather(1, keep)
 
             step += 1
-            still = [
-                group
-                for group, utt in enumerate(active)
-                if len(finished[utt]) < beam and step <= max_lens[utt]
-            ]
             stats.steps = step
+            for group, utt in enumerate(batch_utts):
+                alive[group] = alive[group] and (
+                    len(finished[utt]) < beam and step <= max_lens[utt]
+                )
+            still = [group for group in range(groups) if alive[group]]
             if not still:
                 break
-            kept = torch.tensor(still, device=device)
-            source = (kept[:, None] * beam + next_beam[kept]).flatten()  # back-pointers
-            for cache in caches:
-                cache.reorder(source)
-            tokens = next_token[kept].flatten()
+            if len(still) == groups or (graphs and len(still) > groups // 2):
+                kept = list(range(groups))  # (a graph's batch: done groups ride along)
+                kept_index = torch.arange(groups, device=device)
+            else:  # the batch shrinks (host-to-device copies only then)
+                kept = still
+                kept_index = torch.tensor(kept, device=device)
+                utt_index = utt_index[kept_index]
+                next_beam = next_beam[kept_index]
+                next_token = next_token[kept_index]
+                next_scores = next_scores[kept_index]
+            if len(still) < len(kept):  # rows of done groups: keep their own rows, feed eos
+                dead = torch.tensor([not alive[group] for group in kept], device=device)
+                own = torch.arange(beam, device=device).expand(len(kept), -1)
+                next_beam = torch.where(dead[:, None], own, next_beam)
+                next_token = next_token.masked_fill(dead[:, None], eos)
+                next_scores = next_scores.masked_fill(dead[:, None], float("-inf"))
+            source = (kept_index[:, None] * beam + next_beam).flatten()  # back-pointers
+            tokens = next_token.flatten()
             history = torch.cat([history[source], tokens[:, None]], dim=1)
-            scores = next_scores[kept]
-            active = [active[group] for group in still]
-            log_probs = model.decode_step(tokens, caches)
+            scores = next_scores
+            batch_utts = [batch_utts[group] for group in kept]
+            alive = [alive[group] for group in kept]
+            log_probs = step_fn(source, tokens)
             cache_bytes = sum(cache.nbytes_bound() for cache in caches)  # no device sync
             stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
+        if graphs:
+            stats.graph_replays = step_fn.replays
+            step_fn.close()
 
         results = []
         for utt in range(num_utts):

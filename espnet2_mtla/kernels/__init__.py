@@ -1,5 +1,5 @@
-"""GPU kernels (Triton), used automatically on CUDA; the PyTorch paths are the fallback
-and the oracle. ``ESPNET2_MTLA_KERNELS=0`` (or ``set_kernels_enabled(False)``) turns
+"""GPU kernels (Triton, and FlexAttention compiled to Triton for MTLA training), used
+automatically on CUDA; the PyTorch paths are the fallback and the oracle. ``ESPNET2_MTLA_KERNELS=0`` (or ``set_kernels_enabled(False)``) turns
 them off, e.g. to compare both in a benchmark.
 """
 
@@ -11,6 +11,11 @@ _enabled = os.environ.get("ESPNET2_MTLA_KERNELS", "1") != "0"
 def set_kernels_enabled(enabled: bool):
     global _enabled
     _enabled = bool(enabled)
+
+
+def kernels_enabled() -> bool:
+    """Whether GPU kernels (Triton, compiled FlexAttention) may be used at all."""
+    return _enabled
 
 
 def latent_decode_kernel(query, rank: int):

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Where the time of one benchmark beam search goes (GPU kernels vs host), on CUDA.
+
+    PYTHONPATH=. python bench/profile_beam.py --variant mtla_s2 --beam 10 \
+        --utterances 128 --output_len 200
+
+Runs the benchmark's beam-search configuration once to warm up, then once under
+torch.profiler, and prints the wall time, the summed GPU kernel time and the kernels
+that take most of it. GPU time far below wall time means the host bounds the search.
+"""
+
+import argparse
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from espnet2_mtla.bin.benchmark import VARIANTS, BenchModel, FixedLengthBeamSearch
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variant", default="mtla_s2", choices=list(VARIANTS) + ["mha_paper"])
+    parser.add_argument("--beam", type=int, default=10)
+    parser.add_argument("--utterances", type=int, default=128)
+    parser.add_argument("--prefix_len", type=int, default=300)
+    parser.add_argument("--output_len", type=int, default=200)
+    parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"])
+    parser.add_argument("--rows", type=int, default=15)
+    args = parser.parse_args()
+    size = dict(d_model=512, heads=8, ffn=2048, encoder_layers=12, decoder_layers=9)
+    attention, conf = ("mha_paper", {}) if args.variant == "mha_paper" else VARIANTS[args.variant]
+    torch.manual_seed(0)
+    model = BenchModel(attention, conf, size, 10000).cuda().to(torch.bfloat16).eval()
+    batch = {
+        "speech": torch.randn(args.utterances, args.prefix_len, 80, device="cuda",
+                              dtype=torch.bfloat16),
+        "speech_lengths": torch.full((args.utterances,), args.prefix_len, device="cuda"),
+    }
+    graphs = {"auto": None, "true": True, "false": False}[args.cuda_graphs]
+    search = FixedLengthBeamSearch(model, args.beam, args.output_len, graphs)
+    with torch.no_grad():
+        search.search(batch)  # warm-up
+        torch.cuda.synchronize()
+        begin = time.perf_counter()
+        search.search(batch)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - begin
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            _, stats = search.search(batch)
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    gpu_us = sum(event.self_device_time_total for event in events)
+    print(f"{args.variant} beam {args.beam}: wall {wall:.3f} s (unprofiled), "
+          f"GPU kernels {gpu_us / 1e6:.3f} s, steps {stats.steps}, "
+          f"graph replays {stats.graph_replays}")
+    print(events.table(sort_by="self_device_time_total", row_limit=args.rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""One beam-search step (cache reorder + decoder step) replayed from a CUDA graph.
+
+A decoding step of the paper-sized model is hundreds of small kernel launches; with a
+batch of a few hundred hypotheses the GPU finishes them faster than Python issues them,
+so the step is bound by the host, not by the cache reads that MTLA shrinks. Capturing
+the step once and replaying it removes that overhead for every attention type alike.
+
+The caches are put in static mode (``espnet2_mtla.attention.cache``): fixed shapes, in
+place updates, reads over the whole preallocated capacity, and reorders that gather
+each large buffer into a spare that takes its place. All layers share one spare per
+buffer name, which passes from layer to layer (memory: one layer's cache more, not
+twice the cache), so the buffers rotate: after L + 1 steps of an L-layer model every
+buffer is back where it started. One graph is captured per step of that cycle. The
+first step at a batch size runs eagerly (it compiles and warms every kernel at exactly
+these shapes), then the cycle is captured and later steps replay it in turn. A smaller
+batch needs new captures.
+"""
+
+from typing import List
+
+import torch
+
+from espnet2_mtla.attention.cache import swap_spares
+
+
+def supports_cuda_graphs(caches: List) -> bool:
+    """Whether every cache can be used in static mode on a CUDA device."""
+    return bool(caches) and all(
+        hasattr(cache, "set_static") and _device_of(cache).type == "cuda" for cache in caches
+    )
+
+
+def _device_of(cache) -> torch.device:
+    return cache.next_position.device
+
+
+class DecodeStep:
+    """``step(source, tokens)``: reorder the caches by ``source`` (beam back-pointers),
+    feed ``tokens`` (B,), return log-probs (B, V). Eager: every call runs the ops."""
+
+    def __init__(self, model, caches: List):
+        self.model = model
+        self.caches = caches
+
+    def __call__(self, source: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        for cache in self.caches:
+            cache.reorder(source)
+        return self.model.decode_step(tokens, self.caches)
+
+
+class GraphedDecodeStep(DecodeStep):
+    """The same step, captured in a CUDA graph for the current batch size.
+
+    The returned log-probs live in the graph's output buffer: they are overwritten by
+    the next call. A call with another batch size (rows leaving the beam search)
+    reorders eagerly, drops the graph and captures again. Off CUDA nothing is captured:
+    every step runs eagerly on the static caches (how the CPU tests check static mode).
+    """
+
+    def __init__(self, model, caches: List):
+        super().__init__(model, caches)
+        self.spares = {}  # shared by every layer's cache
+        for cache in caches:
+            cache.set_static(True, self.spares)
+        self.graphs = None  # [(graph, log_probs)] over one cycle of the buffers
+        self.batch_size = caches[0].batch_size
+        self.capturable = _device_of(caches[0]).type == "cuda"
+        self.replays = 0
+        self.next_graph = 0
+
+    def __call__(self, source: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if len(source) != self.batch_size:  # rows left: a new shape, new graphs
+            self.graphs = None
+            self.spares.clear()
+            self.batch_size = len(source)
+        if self.graphs is None:
+            log_probs = super().__call__(source, tokens)  # warm-up at these shapes
+            if self.capturable:
+                self._capture(source)
+            return log_probs
+        self.source.copy_(source)
+        self.tokens.copy_(tokens)
+        graph, log_probs = self.graphs[self.next_graph]
+        graph.replay()
+        self.replays += 1
+        self.next_graph = (self.next_graph + 1) % len(self.graphs)
+        for cache in self.caches:  # the host side of what the graph did
+            cache.num_tokens += 1
+            swap_spares(cache)
+        return log_probs
+
+    def _placement(self):
+        """Which storage every buffer and spare occupies now."""
+        places = [id(t) for cache in self.caches for t in
+                  (getattr(cache, name) for name in cache.swapped)]
+        return places + [id(t) for t in self.spares.values()]
+
+    def _capture(self, source, max_graphs=256):
+        self.source, self.tokens = source.clone(), torch.zeros_like(source)
+        host_counts = [cache.num_tokens for cache in self.caches]
+        self.graphs = None  # free the old graphs' memory first
+        for cache in self.caches:  # (none yet after a batch change: that reorder shrank)
+            for name in cache.swapped:
+                if name not in self.spares:
+                    self.spares[name] = torch.empty_like(getattr(cache, name))
+        start = self._placement()
+        graphs, pool = [], None
+        while not graphs or self._placement() != start:
+            if len(graphs) == max_graphs:
+                raise RuntimeError("cache buffers do not return to their places")
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):  # recorded, not run
+                log_probs = super().__call__(self.source, self.tokens)
+            pool = graph.pool()  # never replayed at once: one memory pool for all
+            graphs.append((graph, log_probs))
+        for cache, count in zip(self.caches, host_counts):
+            cache.num_tokens = count  # each capture ran the host side of one step
+        self.graphs = graphs
+        self.next_graph = 0
+
+    def close(self):
+        """Leave static mode (the caches stay valid for eager use)."""
+        self.graphs = None
+        self.spares.clear()
+        for cache in self.caches:
+            cache.set_static(False)

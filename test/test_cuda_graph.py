@@ -1,0 +1,38 @@
+"""Beam search with the decoding step replayed from CUDA graphs (GPU only; the static
+caches it relies on are checked on the CPU in test_model_decoding.py).
+
+Uses the benchmark's random-weight model (no espnet import), small, in fp32: the graph
+replay must give the eager search's hypotheses and scores, while utterances of different
+lengths finish at different steps (done rows ride along, then the batch shrinks).
+"""
+
+import pytest
+import torch
+
+from espnet2_mtla.bin.benchmark import LATENT_OF, VARIANTS, BenchModel
+from espnet2_mtla.inference.beam_search import BatchBeamSearch
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+SIZE = dict(d_model=64, heads=4, ffn=128, encoder_layers=1, decoder_layers=2)
+
+
+@pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
+def test_graph_replay_equals_eager_search(variant):
+    attention, conf = VARIANTS[variant]
+    if "kv_lora_rank" in conf:
+        conf = {**conf, **LATENT_OF[True]}
+    torch.manual_seed(0)
+    model = BenchModel(attention, conf, SIZE, vocab_size=50).cuda().eval()
+    lengths = torch.tensor([12, 7, 20, 3, 15, 9], device="cuda")
+    batch = {"speech": torch.randn(6, 20, 80, device="cuda"), "speech_lengths": lengths}
+    # max output length = prefix length: rows finish at different steps
+    eager, _ = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=False).search(batch)
+    graphed, stats = BatchBeamSearch(model, beam_size=4, nbest=4).search(batch)
+    assert stats.graph_replays > 10  # auto mode used graphs for most steps
+    for got, want in zip(graphed, eager):
+        assert [h.tokens for h in got] == [h.tokens for h in want]
+        for a, b in zip(got, want):
+            assert abs(a.score - b.score) < 1e-3

@@ -1,0 +1,120 @@
+"""MTLA's O(T)-memory training path: FlexAttention with the stride-aware mask.
+
+CPU: FlexAttention's eager reference against scaled_dot_product_attention with the dense
+stride-aware mask (outputs and gradients). GPU: the module's automatic compiled path
+against the PyTorch path (kernels off), and peak memory that grows linearly in T.
+"""
+
+import pytest
+import torch
+
+from espnet2_mtla.attention import build_attention
+from espnet2_mtla.attention.base import scaled_dot_product_attention
+from espnet2_mtla.attention.mtla import stride_aware_flex_attention
+from espnet2_mtla.kernels import set_kernels_enabled
+
+LATENT = dict(kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32)
+
+
+def padded_positions(lengths, total, left):
+    """Positions (B, T) and padding (B, T) of rows padded on the left or the right."""
+    steps = torch.arange(total)
+    lengths = torch.tensor(lengths)
+    if left:
+        shift = (total - lengths)[:, None]
+        padding = steps[None, :] < shift
+        positions = torch.where(padding, 0, steps[None, :] - shift)
+    else:
+        padding = steps[None, :] >= lengths[:, None]
+        positions = steps.expand(len(lengths), total).clone()
+    return positions, padding
+
+
+@pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
+@pytest.mark.parametrize("left", [False, True])
+def test_flex_equals_dense_mask_outputs_and_gradients(down_rate, left):
+    torch.manual_seed(down_rate)
+    batch, heads, total = 3, 2, 150  # two 128-tiles, the second partial
+    positions, padding = padded_positions([150, 97, 131], total, left)
+    positions = positions + torch.tensor([0, 5, 2])[:, None]  # rows start mid-chunk too
+    q = torch.randn(batch, heads, total, 48, requires_grad=True)
+    k = torch.randn(batch, heads, total, 48, requires_grad=True)
+    v = torch.randn(batch, heads, total, 32, requires_grad=True)
+    out = stride_aware_flex_attention(q, k, v, positions, padding, down_rate, 0.2,
+                                      compiled=False)
+    module = build_attention("mtla", 64, 2, down_rate=down_rate, **LATENT)
+    visible = module._stride_aware_mask(positions, total, padding)  # (B, T, T)
+    expected = scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None], scale=0.2)
+    real = ~padding
+    for row in range(batch):
+        assert torch.allclose(out[row][:, real[row]], expected[row][:, real[row]], atol=1e-5)
+    weights = torch.randn_like(out) * real[:, None, :, None]  # loss over real queries only
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (q, k, v))
+    for got, want in zip(grads, expected_grads):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_flex_mask_is_not_plain_causal():
+    """With s = 2 a query must not see an unfinished earlier chunk's column."""
+    positions = torch.arange(6)[None]
+    q = torch.zeros(1, 1, 6, 16)
+    k = torch.zeros(1, 1, 6, 16)
+    v = torch.arange(6.0)[None, None, :, None].expand(1, 1, 6, 16).contiguous()
+    out = stride_aware_flex_attention(q, k, v, positions, None, 2, 1.0, compiled=False)
+    # uniform scores: the output is the mean of the visible columns' values
+    # query 0 sees {0}; 1 sees {1}; 2 sees {1, 2}; 3 sees {1, 3}; 4 sees {1, 3, 4}; 5: {1, 3, 5}
+    expected = torch.tensor([0.0, 1.0, 1.5, 2.0, 8 / 3, 3.0])
+    assert torch.allclose(out[0, 0, :, 0], expected)
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("down_rate", [1, 2, 3])
+def test_module_training_on_cuda_flex_equals_torch_path(down_rate):
+    torch.manual_seed(0)
+    module = build_attention("mtla", 256, 8, down_rate=down_rate, kv_lora_rank=256,
+                             qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64)
+    module = module.to("cuda").train()
+    x = torch.randn(3, 300, 256, device="cuda")
+    positions, padding = padded_positions([300, 211, 129], 300, left=False)
+    positions, padding = positions.cuda(), padding.cuda()
+    results = {}
+    for enabled in (True, False):
+        set_kernels_enabled(enabled)
+        module.zero_grad()
+        xin = x.clone().requires_grad_(True)
+        out = module(xin, position=positions, key_padding_mask=padding)
+        loss = (out * (~padding)[..., None]).square().sum()
+        loss.backward()
+        grads = [xin.grad] + [p.grad.clone() for p in module.parameters()]
+        results[enabled] = (out.masked_fill(padding[..., None], 0).detach(), grads)
+    set_kernels_enabled(True)
+    (out_flex, grads_flex), (out_torch, grads_torch) = results[True], results[False]
+    assert torch.allclose(out_flex, out_torch, atol=1e-4, rtol=1e-4)
+    for got, want in zip(grads_flex, grads_torch):
+        assert ((got - want).norm() / want.norm().clamp(min=1e-12)) < 1e-4
+
+
+@pytest.mark.gpu
+@gpu
+def test_training_memory_grows_linearly_in_length():
+    torch.manual_seed(0)
+    module = build_attention("mtla", 512, 8, down_rate=2, kv_lora_rank=256,
+                             qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64)
+    module = module.to("cuda", torch.bfloat16).train()
+    peaks = {}
+    for length in (2048, 8192):
+        x = torch.randn(1, length, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+        module(x).sum().backward()  # compile outside the measurement
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        module(x).sum().backward()
+        torch.cuda.synchronize()
+        peaks[length] = torch.cuda.max_memory_allocated() - base
+    # 4x the length: linear memory gives ~4x; a (T, T) mask or score tensor would give 16x
+    assert peaks[8192] < 6 * peaks[2048], peaks
