@@ -1,6 +1,7 @@
 """The Kaldi-style utilities in utils/ (data directories, run.pl, parse_options.sh)."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,34 @@ def test_run_pl_array_jobs_and_failure_names_the_log(tmp_path):
     assert bad.returncode != 0
     assert "1 / 3 failed" in bad.stderr and "job.2.log" in bad.stderr
     assert "Ended (code 3)" in (tmp_path / "log" / "job.2.log").read_text()
+
+
+def test_run_pl_gives_each_running_job_its_own_gpus(tmp_path):
+    log = tmp_path / "log" / "job.JOB.log"
+    command = ("echo start $(date +%s.%N) gpus=$CUDA_VISIBLE_DEVICES; sleep 0.4; "
+               "echo end $(date +%s.%N)")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "3,5,6,7"}
+    run = subprocess.run([UTILS / "run.pl", "--gpu", "2", "JOB=1:5", log, command],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    spans = []
+    for job in range(1, 6):
+        lines = (tmp_path / "log" / f"job.{job}.log").read_text().splitlines()
+        start = next(line for line in lines if line.startswith("start")).split()
+        end = next(line for line in lines if line.startswith("end")).split()
+        gpus = start[2].removeprefix("gpus=").split(",")
+        assert len(gpus) == 2 and set(gpus) <= {"3", "5", "6", "7"}
+        spans.append((float(start[1]), float(end[1]), set(gpus)))
+    assert len({frozenset(g) for _, _, g in spans}) == 2  # both pairs were used
+    for i, (start_a, end_a, gpus_a) in enumerate(spans):
+        for start_b, end_b, gpus_b in spans[i + 1:]:
+            if start_a < end_b and start_b < end_a:  # ran at the same time
+                assert not gpus_a & gpus_b
+    if shutil.which("nvidia-smi") is None:  # a machine without GPUs: a clear error
+        no_gpu = subprocess.run([UTILS / "run.pl", "--gpu", "1", "JOB=1:2", log, "true"],
+                                capture_output=True, text=True,
+                                env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        assert no_gpu.returncode != 0 and "GPU(s) found" in no_gpu.stderr
 
 
 FAKE_SBATCH = """#!/usr/bin/env bash
