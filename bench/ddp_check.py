@@ -115,7 +115,8 @@ def main():
     for step in range(start, args.steps):  # the same global batches on any world size
         speech, text = global_batch(step, args.global_batch, args.frames, args.tokens, vocab)
         share = args.global_batch // world
-        speech, text = speech[rank * share:(rank + 1) * share], text[rank * share:(rank + 1) * share]
+        mine = slice(rank * share, (rank + 1) * share)
+        speech, text = speech[mine], text[mine]
         loss = ddp(speech.to(device), text.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP averages the gradients over the processes

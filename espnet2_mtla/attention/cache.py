@@ -73,6 +73,11 @@ def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tenso
 class KVCache:
     """Keys and values (B, T, n_kv, d_h) after RoPE, with the padding mask of each step."""
 
+    # Static mode works, but its reads span the whole capacity through a masked SDPA,
+    # which lost to eager flash decoding in the beam benchmark (MQA/GQA by 2x): beam
+    # search captures CUDA graphs for these caches only when asked to.
+    prefers_cuda_graphs = False
+
     def __init__(self, batch_size, num_kv_heads, head_dim, device=None, dtype=None, capacity=0):
         self.batch_size = batch_size
         self.keys = torch.zeros(
@@ -154,6 +159,8 @@ class LatentCache:
     so rows may start at different positions and hold different numbers of entries
     (``num_entries``); a left-padded batch stays equal to its rows decoded alone.
     """
+
+    prefers_cuda_graphs = True  # the decode kernel skips unwritten entries
 
     def __init__(
         self, batch_size, kv_lora_rank, rope_dim, down_rate, device=None, dtype=None, capacity=0

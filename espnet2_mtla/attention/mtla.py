@@ -23,9 +23,10 @@ Training (parallel) and prefill
     iff j == i, or p_j < p_i and (p_j + 1) % s == 0 (the stride-aware causal mask): the
     finished chunks plus its own partial chunk, exactly what the cache holds when
     decoding reaches i. Attention runs per head over expanded keys. Training on CUDA
-    (gradients on, no cache, no attention dropout) uses FlexAttention with the stride-aware mask as a
-    mask_mod: memory linear in T (no (B, Tq, Tk) mask, no score tensor). Elsewhere
-    PyTorch's scaled_dot_product_attention takes the mask as a (B, 1, Tq, Tk) tensor.
+    (gradients on, no cache, no attention dropout) uses FlexAttention with the
+    stride-aware mask as a mask_mod: memory linear in T (no (B, Tq, Tk) mask, no score
+    tensor). Elsewhere PyTorch's scaled_dot_product_attention takes the mask as a
+    (B, 1, Tq, Tk) tensor.
 
 Decoding (one step)
     Merge w_i c_i into the cache (a new entry when i starts a chunk, else added to the

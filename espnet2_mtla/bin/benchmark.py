@@ -452,11 +452,11 @@ def bench_beam(args, device, dtype):
             attention, conf = VARIANTS[variant]
         for beam in args.beams:
             latent = variant.startswith(("mla", "mtla"))
-            settings = [(True, None)]  # (kernels, cuda_graphs: None = where possible)
+            settings = [(True, None)]  # (kernels, cuda_graphs: None = the default)
+            if args.compare_graphs and variant in VARIANTS:
+                settings = [(True, True), (True, False)]
             if latent and args.compare_kernels:
                 settings.append((False, None))
-            if args.compare_graphs and variant in VARIANTS:
-                settings.append((True, False))
             for kernels, graphs in settings:
                 set_kernels_enabled(kernels)
                 torch.manual_seed(0)
@@ -494,7 +494,9 @@ def bench_train(args, device, dtype):
     for variant in args.variants:
         attention, conf = VARIANTS[variant]
         # MTLA's own training path (FlexAttention) and, to compare, the dense-mask SDPA one
-        kernel_settings = [True, False] if variant.startswith("mtla") and args.compare_kernels else [True]
+        kernel_settings = [True]
+        if variant.startswith("mtla") and args.compare_kernels:
+            kernel_settings.append(False)
         for kernels in kernel_settings:
             set_kernels_enabled(kernels)
             for length in args.train_lengths:
@@ -609,7 +611,7 @@ def get_parser():
                         help="beam: encode the prefixes one utterance at a time (as the "
                         "inference CLI does) instead of in one batch")
     parser.add_argument("--compare_graphs", action="store_true",
-                        help="beam: also run our variants without CUDA graphs")
+                        help="beam: run our variants both with and without CUDA graphs")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
     parser.add_argument("--max_cache_gb", type=float, default=20.0)

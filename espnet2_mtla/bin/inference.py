@@ -59,7 +59,8 @@ def get_parser():
     parser.add_argument("--length_penalty", type=float, default=1.0,
                         help="Finished scores are divided by length ** length_penalty")
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
-                        help="Replay each decoding step from a CUDA graph (auto: on GPU)")
+                        help="Replay each decoding step from CUDA graphs (auto: on GPU "
+                        "for MLA/MTLA, where it pays)")
     parser.add_argument("--log_level", default="INFO",
                         choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"])
     return parser

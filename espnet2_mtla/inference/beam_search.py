@@ -8,10 +8,10 @@ gather per layer. An utterance is done once it has K finished hypotheses or reac
 maximum length, and its rows leave the batch. Each utterance's prefix is encoded on its
 own, so decoding it alone or in any batch gives the same result.
 
-On CUDA the step (reorder + decoder) is replayed from a CUDA graph (``cuda_graphs``;
-see cuda_graph.py). A captured step has a fixed batch size, so there the rows of done
-utterances stay in the batch (fed eos, ignored) until at most half the rows are alive;
-then the batch shrinks and the step is captured again.
+On CUDA with latent caches (MLA, MTLA) the step (reorder + decoder) is replayed from
+CUDA graphs (``cuda_graphs``; see cuda_graph.py). A captured step has a fixed batch
+size, so there the rows of done utterances stay in the batch (fed eos, ignored) until
+at most half the rows are alive; then the batch shrinks and the step is captured again.
 """
 
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, supports_cuda_graphs
+from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
 
 
 @dataclass
@@ -78,8 +78,8 @@ class BatchBeamSearch:
         cuda_graphs: Optional[bool] = None,
         encode_batched: bool = False,
     ):
-        """cuda_graphs: replay the decoding step from a CUDA graph; None: wherever the
-        caches allow it (a CUDA device and this package's caches).
+        """cuda_graphs: replay the decoding step from a CUDA graph; None: on CUDA with
+        latent caches (MLA, MTLA), where it pays; True also for per-token KV caches.
         encode_batched: encode all prefixes in one call (faster; results then depend on
         the batch at rounding level) instead of one utterance at a time."""
         if beam_size < 1:
@@ -131,7 +131,7 @@ class BatchBeamSearch:
         log_probs = log_probs[rows]
         graphs = self.cuda_graphs
         if graphs is None:
-            graphs = supports_cuda_graphs(caches)
+            graphs = prefers_cuda_graphs(caches)
         step_fn = GraphedDecodeStep(model, caches) if graphs else DecodeStep(model, caches)
         stats = SearchStats(peak_cache_bytes=sum(cache.nbytes_bound() for cache in caches))
         min_len_of = torch.tensor(min_lens, device=device)  # per utterance

@@ -30,6 +30,14 @@ def supports_cuda_graphs(caches: List) -> bool:
     )
 
 
+def prefers_cuda_graphs(caches: List) -> bool:
+    """Whether graphs are the default: every cache supports them and gains from them
+    (latent caches; per-token KV caches read their whole capacity in static mode)."""
+    return supports_cuda_graphs(caches) and all(
+        getattr(cache, "prefers_cuda_graphs", False) for cache in caches
+    )
+
+
 def _device_of(cache) -> torch.device:
     return cache.next_position.device
 
