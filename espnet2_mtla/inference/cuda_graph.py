@@ -3,7 +3,8 @@
 A decoding step of the paper-sized model is hundreds of small kernel launches; with a
 batch of a few hundred hypotheses the GPU finishes them faster than Python issues them,
 so the step is bound by the host, not by the cache reads that MTLA shrinks. Capturing
-the step once and replaying it removes that overhead for every attention type alike.
+the step once and replaying it removes that overhead (measured: MTLA s=2 beam search
+3.2x faster on an H100, README).
 
 The caches are put in static mode (``espnet2_mtla.attention.cache``): fixed shapes, in
 place updates, reads over the whole preallocated capacity, and reorders that gather
