@@ -31,10 +31,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from espnet2_mtla.bin.benchmark import LATENT_OF, VARIANTS, BenchModel
-
-PAPER = dict(d_model=512, heads=8, ffn=2048, encoder_layers=12, decoder_layers=9)
-TINY = dict(d_model=64, heads=4, ffn=128, encoder_layers=1, decoder_layers=2)
+from espnet2_mtla.bin.benchmark import (
+    LATENT_OF,
+    PAPER_SIZES,
+    TINY_SIZES,
+    VARIANTS,
+    BenchModel,
+)
 
 
 def global_batch(step, size, frames, tokens, vocab):
@@ -92,11 +95,11 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
-    size = TINY if args.tiny else PAPER
+    size = TINY_SIZES if args.tiny else PAPER_SIZES
+    vocab = size["vocab"]
     attention, conf = VARIANTS[args.variant]
     if "kv_lora_rank" in conf:
         conf = {**conf, **LATENT_OF[args.tiny]}
-    vocab = 50 if args.tiny else 10000
     torch.manual_seed(0)  # the same initial weights on every process
     model = BenchModel(attention, conf, size, vocab).to(device).train()
     ddp = DistributedDataParallel(TeacherForcedLoss(model),

@@ -15,7 +15,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from espnet2_mtla.bin.benchmark import VARIANTS, BenchModel, FixedLengthBeamSearch
+from espnet2_mtla.bin.benchmark import PAPER_SIZES, VARIANTS, BenchModel, FixedLengthBeamSearch
 
 
 def main():
@@ -28,10 +28,10 @@ def main():
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
-    size = dict(d_model=512, heads=8, ffn=2048, encoder_layers=12, decoder_layers=9)
     attention, conf = ("mha_paper", {}) if args.variant == "mha_paper" else VARIANTS[args.variant]
     torch.manual_seed(0)
-    model = BenchModel(attention, conf, size, 10000).cuda().to(torch.bfloat16).eval()
+    model = BenchModel(attention, conf, PAPER_SIZES, PAPER_SIZES["vocab"])
+    model = model.cuda().to(torch.bfloat16).eval()
     batch = {
         "speech": torch.randn(args.utterances, args.prefix_len, 80, device="cuda",
                               dtype=torch.bfloat16),

@@ -9,14 +9,13 @@ lengths finish at different steps (done rows ride along, then the batch shrinks)
 import pytest
 import torch
 
-from espnet2_mtla.bin.benchmark import LATENT_OF, VARIANTS, BenchModel
+from espnet2_mtla.bin.benchmark import LATENT_OF, TINY_SIZES, VARIANTS, BenchModel
 from espnet2_mtla.inference.beam_search import BatchBeamSearch
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
-SIZE = dict(d_model=64, heads=4, ffn=128, encoder_layers=1, decoder_layers=2)
 
 
 @pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
@@ -25,7 +24,7 @@ def test_graph_replay_equals_eager_search(variant):
     if "kv_lora_rank" in conf:
         conf = {**conf, **LATENT_OF[True]}
     torch.manual_seed(0)
-    model = BenchModel(attention, conf, SIZE, vocab_size=50).cuda().eval()
+    model = BenchModel(attention, conf, TINY_SIZES, TINY_SIZES["vocab"]).cuda().eval()
     lengths = torch.tensor([12, 7, 20, 3, 15, 9], device="cuda")
     batch = {"speech": torch.randn(6, 20, 80, device="cuda"), "speech_lengths": lengths}
     # max output length = prefix length: rows finish at different steps

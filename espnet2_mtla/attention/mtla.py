@@ -248,19 +248,15 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
         # keys: cached entries still visible, then one column per new token
         no_cache_read = query_len == key_len and (cache is None or cache.max_entries == 0)
-        if (self.down_rate == 1 and key_padding_mask is None and attn_bias is None
-                and no_cache_read):
-            visible = None  # the stride-aware mask is plain causal: no mask tensor needed
-        elif (no_cache_read and attn_bias is None and query.is_cuda and kernels_enabled()
-                and torch.is_grad_enabled() and not (self.training and self.dropout > 0)):
-            # training on CUDA: the stride-aware mask as FlexAttention's mask_mod, O(T)
-            # memory (FlexAttention has no attention dropout; inference keeps SDPA, which
-            # needs no compilation per new shape)
-            if cache is not None:
-                cache.write(first_chunk, chunk_entries, chunk_valid, positions,
-                            key_padding_mask)
-            return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
-                                        key_padding_mask)
+        # training on CUDA: the stride-aware mask as FlexAttention's mask_mod, O(T) memory
+        # (FlexAttention has no attention dropout; inference keeps SDPA, which needs no
+        # compilation per new shape)
+        use_flex = (no_cache_read and attn_bias is None and query.is_cuda
+                    and kernels_enabled() and torch.is_grad_enabled()
+                    and not (self.training and self.dropout > 0))
+        if use_flex or (self.down_rate == 1 and key_padding_mask is None
+                        and attn_bias is None and no_cache_read):
+            visible = None  # flex masks itself; with s = 1 the mask is plain causal
         else:
             visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
         key_latent, key_rope = columns, k_pe
@@ -277,6 +273,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             visible = torch.cat([valid[:, None, :].expand(-1, query_len, -1), visible], 2)
         if cache is not None:
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
+        if use_flex:
+            return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
+                                        key_padding_mask)
         return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, visible, attn_bias)
 
     def _merge_chunks(self, latent, k_pe, positions, padding, carry):

@@ -57,6 +57,10 @@ VARIANTS = {  # name: (attention type, attention_conf)
 }
 TINY_LATENT = dict(kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=16, v_head_dim=16)
 LATENT_OF = {False: LATENT, True: TINY_LATENT}  # by --tiny
+# the paper's MuST-C model (BenchModel's size keys, plus the vocabulary), and a CPU one
+PAPER_SIZES = dict(d_model=512, heads=8, ffn=2048, encoder_layers=12, decoder_layers=9,
+                   vocab=10000)
+TINY_SIZES = dict(d_model=64, heads=4, ffn=128, encoder_layers=1, decoder_layers=2, vocab=50)
 
 
 # --- timing -----------------------------------------------------------------------------
@@ -640,10 +644,9 @@ def main(argv=None):
     CSV_DIR = out
     for section in args.sections:
         (out / f"{section}.csv").unlink(missing_ok=True)
-    sizes = dict(d_model=512, heads=8, ffn=2048, encoder_layers=12, decoder_layers=9,
-                 vocab=10000)
+    sizes = PAPER_SIZES
     if args.tiny:
-        sizes = dict(d_model=64, heads=4, ffn=128, encoder_layers=1, decoder_layers=2, vocab=50)
+        sizes = TINY_SIZES
         for name, (attention, conf) in VARIANTS.items():
             if "kv_lora_rank" in conf:
                 VARIANTS[name] = (attention, {**conf, **TINY_LATENT})

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from espnet2_mtla.bin.format_audio import load
 from espnet2_mtla.utils.datadir import copy_utterance_files, read_map, write_map
 
+
 def frontend_from_config(path: str):
     from espnet2_mtla.frontend.s3prl import OfflineS3prlFrontend
 

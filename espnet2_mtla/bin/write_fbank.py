@@ -29,6 +29,7 @@ from espnet2_mtla.features.zip_features import ZipFeatureWriter, member_location
 from espnet2_mtla.frontend.kaldi_fbank import kaldi_fbank
 from espnet2_mtla.utils.datadir import copy_utterance_files, read_map, write_map
 
+
 def features(args, recordings, keys, destination: str):
     """(key, matrix) of each readable utterance; unreadable ones are reported and left out."""
     failed = []
