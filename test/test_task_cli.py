@@ -2,11 +2,11 @@
 
 import json
 import logging
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import soundfile
@@ -248,3 +248,52 @@ def test_kaldi_ark_features_train_without_a_frontend(workdir):
     config = yaml.safe_load((output / "config.yaml").read_text())
     assert config["frontend"] is None and config["input_size"] == 20
     assert (output / "1epoch.pth").exists()
+
+
+def test_ngpu_means_one_process_per_gpu_not_data_parallel():
+    """--ngpu 2 resolves to espnet's spawned DDP (multiprocessing_distributed), the mode
+    ESPnet recipes use; without our default espnet would fall back to DataParallel."""
+    from espnet2.train.distributed_utils import resolve_distributed_mode
+
+    from espnet2_mtla.bin.train import get_parser
+
+    args = get_parser().parse_args(["--ngpu", "2", "--token_list", "tokens.txt"])
+    resolve_distributed_mode(args)
+    assert args.distributed and args.multiprocessing_distributed
+
+
+@pytest.mark.parametrize(
+    "options, environment, message",
+    [
+        (["--ngpu", "1"], {"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2", "RANK": "0",
+                           "LOCAL_RANK": "0"}, "LOCAL_WORLD_SIZE.*--nproc_per_node 1"),
+        (["--ngpu", "64"], {}, "--ngpu 64, but .* GPU.* visible"),
+    ],
+)
+def test_gpu_launch_mistakes_are_clear_errors(workdir, monkeypatch, options, environment,
+                                              message):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        train_cli([*common_args(workdir), "--output_dir", workdir / "exp_launch", *options])
+    assert not (workdir / "exp_launch").exists()
+
+
+def _start_method_after_fork_fix(queue):
+    from espnet2_mtla.tasks.decoder_only import fork_data_loader_workers
+
+    before = multiprocessing.get_start_method()
+    fork_data_loader_workers()
+    queue.put((before, multiprocessing.get_start_method()))
+
+
+def test_spawned_gpu_processes_fork_their_data_loader_workers():
+    """espnet starts one process per GPU by spawn; its data loader workers must not be
+    spawned too (each would re-import espnet, every epoch)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_start_method_after_fork_fix, args=(queue,))
+    process.start()
+    before, after = queue.get(timeout=300)
+    process.join(timeout=60)
+    assert (before, after) == ("spawn", "fork")

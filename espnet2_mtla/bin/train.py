@@ -6,9 +6,10 @@
         --train_data_path_and_name_and_type dump/raw/train/text,text,text \
         --train_shape_file exp/stats/train/speech_shape ... --output_dir exp/model
 
-Multi-GPU: ``--ngpu N`` on one node (espnet's DDP spawns one process per GPU), or one
-process per GPU started by torchrun with ``--multiprocessing_distributed false
---dist_launcher none`` (env:// init reads RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT);
+Multi-GPU: ``--ngpu N`` on one node (one process per GPU, espnet's DDP; this toolkit
+defaults ``--multiprocessing_distributed`` to true), one launcher per node across nodes
+(torchrun ``--nproc_per_node 1``, env:// init; WORLD_SIZE counts nodes), or one process
+per GPU from the launcher with ``--ngpu 1 --multiprocessing_distributed false``;
 ``--dist_backend gloo --ngpu 0`` runs DDP on CPUs.
 """
 
