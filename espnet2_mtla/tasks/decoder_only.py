@@ -220,6 +220,9 @@ class DecoderOnlyTask(AbsTask):
         if args is None:
             args = cls.get_parser().parse_args(cmd)
         check_gpu_launch(args)
+        # espnet asks NCCL for INFO logs (~150 lines per process in exp/*/train.log);
+        # warnings unless the user sets NCCL_DEBUG
+        os.environ.setdefault("NCCL_DEBUG", "WARN")
         super().main(args=args)
 
     @classmethod
