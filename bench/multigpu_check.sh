@@ -70,6 +70,10 @@ exact=(--config exp/check/small.yaml --min_batch_size 2 --encoder_conf dropout_r
     --decoder_conf dropout=0.0 --log_interval 1 --num_workers 2 --keep_nbest_models 1
     --use_tf32 false)
 
+free_port() {  # a free TCP port for a torchrun master (espnet's helper)
+    python -c "from espnet2.train.distributed_utils import free_port; print(free_port())"
+}
+
 train() {  # train <name> <log> <options...>: espnet's trainer, output exp/check/<name>
     local name=$1 logfile=$2; shift 2
     log "train ${name}: $*"
@@ -86,14 +90,13 @@ if [[ " ${parts} " == *" trainer "* ]]; then
 fi
 
 if [[ " ${parts} " == *" torchrun "* ]]; then
-    port=$(python -c "from espnet2.train.distributed_utils import free_port; print(free_port())")
     log "torchrun, one node: --nproc_per_node 1 ... --ngpu ${ngpu_multi}"
-    python -m torch.distributed.run --nnodes 1 --nproc_per_node 1 --master_port "${port}" \
+    python -m torch.distributed.run --nnodes 1 --nproc_per_node 1 --master_port "$(free_port)" \
         -m espnet2_mtla.bin.train "${data_args[@]}" "${exact[@]}" --max_epoch 1 \
         --ngpu "${ngpu_multi}" --multiprocessing_distributed true \
         --output_dir exp/check/torchrun_1node > "${results}/torchrun_1node.log" 2>&1
-    port=$(python -c "from espnet2.train.distributed_utils import free_port; print(free_port())")
     log "torchrun, two nodes of one GPU each: --nnodes 2 --node_rank 0|1 ... --ngpu ${ngpu_single}"
+    port=$(free_port)  # the same on both "nodes"
     for node in 1 0; do  # the same command on each node; here each sees one GPU
         CUDA_VISIBLE_DEVICES=${node} python -m torch.distributed.run --nnodes 2 \
             --node_rank "${node}" --nproc_per_node 1 --master_addr 127.0.0.1 \
@@ -105,11 +108,9 @@ if [[ " ${parts} " == *" torchrun "* ]]; then
     wait
     log "torchrun, one process per GPU: --ngpu 1 --multiprocessing_distributed false"
     processes=$(( ngpu_multi > 0 ? ngpu_multi : 2 ))
-    port=$(python -c "from espnet2.train.distributed_utils import free_port; print(free_port())")
     python -m torch.distributed.run --nnodes 1 --nproc_per_node "${processes}" \
-        --master_port "${port}" -m espnet2_mtla.bin.train "${data_args[@]}" "${exact[@]}" \
-        --max_epoch 1 \
-        --ngpu "${ngpu_single}" --multiprocessing_distributed false \
+        --master_port "$(free_port)" -m espnet2_mtla.bin.train "${data_args[@]}" \
+        "${exact[@]}" --max_epoch 1 --ngpu "${ngpu_single}" --multiprocessing_distributed false \
         --output_dir exp/check/torchrun_per_gpu > "${results}/torchrun_per_gpu.log" 2>&1
 fi
 
@@ -130,8 +131,6 @@ if [[ " ${parts} " == *" recipe "* || " ${parts} " == *" decode "* ]]; then
             > "${results}/recipe_decode_nj${jobs}.log" 2>&1
         rm -rf "exp/check/decode_nj${jobs}"
         cp -r exp/mtla_mtla_s2/decode_test "exp/check/decode_nj${jobs}"
-        grep -h -E "CUDA_VISIBLE_DEVICES|device" exp/check/decode_nj${jobs}/logdir/decode.*.log \
-            > "${results}/recipe_decode_nj${jobs}.devices.txt" || true
     done
 fi
 

@@ -23,25 +23,24 @@ import torch
 # (espnet sometimes drops the comma before a key: "acc=0.021loss=83.590")
 STEP_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?(?<![A-Za-z_])loss=([-+0-9.e]+)")
 
-# run folder -> (where epoch 1 ran, where epoch 2 ran)
+# run folder -> (its log in --results, where epoch 1 ran, where epoch 2 ran); rank 0 logs
 TRAINER_RUNS = {
-    "gpu1": ("1 GPU", "1 GPU"),
-    "gpu2_then_1": ("2 GPUs", "1 GPU (resumed)"),
-    "gpu1_then_2": ("1 GPU", "2 GPUs (resumed)"),
-    "torchrun_1node": ("torchrun 1 node x 2 GPUs", None),
-    "torchrun_2nodes": ("torchrun 2 nodes x 1 GPU", None),
-    "torchrun_per_gpu": ("torchrun 1 process per GPU", None),
+    "gpu1": ("gpu1.log", "1 GPU", "1 GPU"),
+    "gpu2_then_1": ("gpu2_then_1.log", "2 GPUs", "1 GPU (resumed)"),
+    "gpu1_then_2": ("gpu1_then_2.log", "1 GPU", "2 GPUs (resumed)"),
+    "torchrun_1node": ("torchrun_1node.log", "torchrun 1 node x 2 GPUs", None),
+    "torchrun_2nodes": ("torchrun_2nodes.node0.log", "torchrun 2 nodes x 1 GPU", None),
+    "torchrun_per_gpu": ("torchrun_per_gpu.log", "torchrun 1 process per GPU", None),
 }
 
 
-def step_losses(log_files):
-    """{(epoch, step): loss} from espnet's per-step log lines (the last run wins)."""
+def step_losses(log_file):
+    """{(epoch, step): loss} from espnet's per-step log lines (for a resumed run the later lines win)."""
     losses = {}
-    for path in log_files:
-        for line in Path(path).read_text(errors="replace").splitlines():
-            match = STEP_LINE.search(line)
-            if match and match.group(2) == match.group(3):
-                losses[(int(match.group(1)), int(match.group(2)))] = float(match.group(4))
+    for line in Path(log_file).read_text(errors="replace").splitlines():
+        match = STEP_LINE.search(line)
+        if match and match.group(2) == match.group(3):
+            losses[(int(match.group(1)), int(match.group(2)))] = float(match.group(4))
     return losses
 
 
@@ -64,14 +63,8 @@ def relative_difference(a, b):
 
 
 def compare_trainer_runs(check_dir, results, lines):
-    logs = {
-        "gpu1": ["gpu1.log"], "gpu2_then_1": ["gpu2_then_1.log"],
-        "gpu1_then_2": ["gpu1_then_2.log"], "torchrun_1node": ["torchrun_1node.log"],
-        "torchrun_2nodes": ["torchrun_2nodes.node0.log"],
-        "torchrun_per_gpu": ["torchrun_per_gpu.log"],
-    }
-    runs = {name: step_losses(results / f for f in files)
-            for name, files in logs.items() if all((results / f).exists() for f in files)}
+    runs = {name: step_losses(results / log) for name, (log, *_) in TRAINER_RUNS.items()
+            if (results / log).exists()}
     if "gpu1" not in runs:
         return
     reference = runs["gpu1"]
@@ -90,7 +83,7 @@ def compare_trainer_runs(check_dir, results, lines):
     reference_stats = reporter_stats(check_dir / "gpu1")
     for name, losses in runs.items():
         stats = reporter_stats(check_dir / name)
-        for epoch, where in enumerate(TRAINER_RUNS[name], start=1):
+        for epoch, where in enumerate(TRAINER_RUNS[name][1:], start=1):
             if where is None:
                 continue
             keys = [key for key in reference if key[0] == epoch and key in losses]

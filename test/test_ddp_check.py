@@ -3,18 +3,13 @@ batch, and checkpoints that resume across process counts (the GPU run uses NCCL)
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from espnet2.train.distributed_utils import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(processes, tmp_path, name, *extra):

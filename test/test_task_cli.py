@@ -4,7 +4,6 @@ import json
 import logging
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 import soundfile
 import torch
 import yaml
+from espnet2.train.distributed_utils import free_port
 
 from speech_fixtures import TRANSCRIPTS, token_list, write_data_dir
 
@@ -101,12 +101,6 @@ def test_resume_continues_at_next_epoch_with_same_optimizer_state(workdir, caplo
         assert float(param_state["step"]) == 2.0
         assert torch.allclose(param_state["exp_avg"], optim_b["state"][param_id]["exp_avg"],
                               atol=1e-6)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_ddp_with_two_cpu_processes_trains_one_epoch(workdir):
