@@ -13,7 +13,8 @@
 #   decode    mtla.sh decoding of exp/mtla_mtla_s2 with --gpu_inference true in 2 jobs (one
 #             GPU each, through run.pl) and in 1 job: the merged outputs compared;
 #   speed     training throughput of the paper-sized MTLA s=2 model (12-layer encoder,
-#             9-layer decoder, d_model 512) on 1 vs 2 GPUs at the same global batch.
+#             9-layer decoder, d_model 512) on 1 vs 2 GPUs at the same global batch, for
+#             each global batch size in SPEED_BATCHES (default "40 200").
 #
 #   bench/multigpu_check.sh <data> <results dir> [parts]
 #
@@ -138,18 +139,23 @@ if [[ " ${parts} " == *" speed "* ]]; then
     python -m espnet2_mtla.bin.merge_config "${root}/egs2/must_c/st1/conf/train.yaml" \
         "${root}/conf/attention/mtla_s2.yaml" -o exp/check/paper.yaml
     # the paper's model and optimiser; utterance-level normalisation (no global stats
-    # here), sorted batches of 32 utterances (16 per GPU on 2), bf16/fp16 autocast (AMP)
+    # here), AMP; sorted batches of each global size in SPEED_BATCHES (split over the GPUs;
+    # sizes that divide the training set keep every batch full), SPEED_ITERS steps per
+    # epoch (espnet cycles through the data), SPEED_EPOCHS epochs (the first compiles)
     paper=(--config exp/check/paper.yaml --normalize utterance_mvn --batch_type sorted
-        --batch_size 32 --accum_grad 1 --num_workers 4 --use_amp true
+        --accum_grad 1 --num_workers 4 --use_amp true --num_iters_per_epoch "${SPEED_ITERS:-10}"
         --max_epoch "${SPEED_EPOCHS:-3}"
         --keep_nbest_models 1 --num_att_plot 0 --scheduler_conf warmup_steps=1000)
-    for gpus in "${ngpu_single}" "${ngpu_multi}"; do
-        log "speed: paper-sized MTLA s=2 on --ngpu ${gpus}"
-        python -m espnet2_mtla.bin.train "${data_args[@]}" "${paper[@]}" --ngpu "${gpus}" \
-            --output_dir "exp/check/paper_gpu${gpus}" > "${results}/paper_gpu${gpus}.log" 2>&1
+    for batch in ${SPEED_BATCHES:-40 200}; do
+        for gpus in "${ngpu_single}" "${ngpu_multi}"; do
+            log "speed: paper-sized MTLA s=2, global batch ${batch}, --ngpu ${gpus}"
+            python -m espnet2_mtla.bin.train "${data_args[@]}" "${paper[@]}" \
+                --batch_size "${batch}" --ngpu "${gpus}" \
+                --output_dir "exp/check/paper_b${batch}_gpu${gpus}" \
+                > "${results}/paper_b${batch}_gpu${gpus}.log" 2>&1
+        done
     done
 fi
 
 log "comparing"
-python "${root}/bench/multigpu_compare.py" --check_dir exp/check --results "${results}" \
-    --train_shape_file exp/stats/train/speech_shape | tee "${results}/summary.md"
+python "${root}/bench/multigpu_compare.py" --check_dir exp/check --results "${results}" | tee "${results}/summary.md"

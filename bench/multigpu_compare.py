@@ -2,8 +2,10 @@
 """Tables of bench/multigpu_check.sh: step losses of 1 vs 2 GPUs (and resumed, and torchrun
 launches), the decodes of 2 GPU jobs vs 1 job, and training throughput on 1 vs 2 GPUs.
 
-    python bench/multigpu_compare.py --check_dir exp/check --results <dir> \
-        --train_shape_file exp/stats/train/speech_shape
+    python bench/multigpu_compare.py --check_dir exp/check --results <dir>
+
+(run in the recipe folder: the throughput runs' config.yaml name their shape files
+relative to it)
 
 Step losses come from espnet's log lines (``--log_interval 1``: ``1epoch:train:3-3batch:
 ... loss=12.345``, 3 decimals); epoch means and epoch times come from the reporter state
@@ -19,6 +21,7 @@ import re
 from pathlib import Path
 
 import torch
+import yaml
 
 # (espnet sometimes drops the comma before a key: "acc=0.021loss=83.590")
 STEP_LINE = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch: .*?(?<![A-Za-z_])loss=([-+0-9.e]+)")
@@ -139,34 +142,53 @@ def compare_decodes(check_dir, lines):
     lines.append("")
 
 
-def compare_throughput(check_dir, results, train_shape_file, lines):
-    runs = sorted(check_dir.glob("paper_gpu*"))
+def utterances_per_epoch(run_dir):
+    """Training utterances one epoch of a throughput run saw, from its config.yaml:
+    espnet's sorted sampler cuts n utterances into max(n // batch_size, 1) equal batches,
+    and --num_iters_per_epoch (if set) takes that many of them per epoch."""
+    config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    utterances = len(Path(config["train_shape_file"][0]).read_text().splitlines())
+    batches = max(utterances // config["batch_size"], 1)
+    steps = config["num_iters_per_epoch"] or batches
+    return config["batch_size"], steps * utterances / batches
+
+
+def compare_throughput(check_dir, results, lines):
+    """Utterances/s of paper_b<batch>_gpu<n> runs; epoch 1 (compilation) left out of the ratio."""
+    runs = sorted(check_dir.glob("paper_b*_gpu*"))
     if not runs:
         return
-    train_utterances = len(Path(train_shape_file).read_text().splitlines())
-    lines += ["## Training throughput, paper-sized MTLA s=2 (espnet's trainer, global batch "
-              "32 utterances, AMP)", "",
-              "| GPUs | epoch | train time (s) | utterances/s |", "|---|---|---|---|"]
-    per_run = {}
+    lines += ["## Training throughput, paper-sized MTLA s=2 (espnet's trainer, AMP)", "",
+              "| global batch | GPUs | epoch | utterances | train time (s) | utterances/s |",
+              "|---|---|---|---|---|---|"]
+    speeds = {}  # batch -> gpus -> epoch -> utterances/s
     with open(results / "throughput.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["gpus", "epoch", "train_seconds", "utterances_per_s"])
+        writer.writerow(["global_batch", "gpus", "epoch", "utterances", "train_seconds",
+                         "utterances_per_s"])
         for run in runs:
-            gpus = run.name.removeprefix("paper_gpu")
+            gpus = int(run.name.rpartition("_gpu")[2])
+            batch, utterances = utterances_per_epoch(run)
             for epoch, stats in sorted(reporter_stats(run).items()):
                 seconds = stats["train"]["time"].total_seconds()
-                speed = train_utterances / seconds
-                per_run.setdefault(gpus, {})[epoch] = speed
-                writer.writerow([gpus, epoch, f"{seconds:.3f}", f"{speed:.1f}"])
-                lines.append(f"| {gpus} | {epoch} | {seconds:.2f} | {speed:.1f} |")
-    if len(per_run) == 2:
-        (one, speeds_one), (two, speeds_two) = sorted(per_run.items())
-        later = [e for e in speeds_one if e > 1 and e in speeds_two]  # epoch 1: compilation
+                speed = utterances / seconds
+                speeds.setdefault(batch, {}).setdefault(gpus, {})[epoch] = speed
+                writer.writerow([batch, gpus, epoch, f"{utterances:.0f}", f"{seconds:.3f}",
+                                 f"{speed:.1f}"])
+                lines.append(f"| {batch} | {gpus} | {epoch} | {utterances:.0f} | "
+                             f"{seconds:.2f} | {speed:.1f} |")
+    lines.append("")
+    for batch, per_gpus in sorted(speeds.items()):
+        if len(per_gpus) != 2:
+            continue
+        (one, speeds_one), (two, speeds_two) = sorted(per_gpus.items())
+        later = [e for e in speeds_one if e > 1 and e in speeds_two]
         if later:
             mean_one = sum(speeds_one[e] for e in later) / len(later)
             mean_two = sum(speeds_two[e] for e in later) / len(later)
-            lines += ["", f"Epochs {later[0]}-{later[-1]}: {mean_one:.1f} utterances/s on "
-                      f"{one} GPU, {mean_two:.1f} on {two}: {mean_two / mean_one:.2f}x"]
+            lines.append(f"- global batch {batch}, epochs {later[0]}-{later[-1]}: "
+                         f"{mean_one:.1f} utterances/s on {one} GPU, {mean_two:.1f} on {two}: "
+                         f"{mean_two / mean_one:.2f}x")
     lines.append("")
 
 
@@ -174,13 +196,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check_dir", type=Path, required=True)
     parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--train_shape_file", type=Path, required=True,
-                        help="espnet's shape file of the training set (one line per utterance)")
     args = parser.parse_args()
     lines = ["# Multi-GPU check (bench/multigpu_check.sh)", ""]
     compare_trainer_runs(args.check_dir, args.results, lines)
     compare_decodes(args.check_dir, lines)
-    compare_throughput(args.check_dir, args.results, args.train_shape_file, lines)
+    compare_throughput(args.check_dir, args.results, lines)
     print("\n".join(lines))
 
 

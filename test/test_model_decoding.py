@@ -37,7 +37,8 @@ def single(batch, row):
 def greedy_without_cache(model, one_utterance, max_tokens):
     """Argmax decoding that re-runs the whole sequence every step (no cache)."""
     prefix_out = model.encode_prefix(one_utterance)
-    prompt = model.prompts(one_utterance)[0]
+    prompt_block, prompt_lengths = model.prompts(one_utterance)
+    prompt = prompt_block[0, : int(prompt_lengths[0])]
     tokens = []
     with torch.no_grad():
         for _ in range(max_tokens):
@@ -94,9 +95,11 @@ def test_alone_equals_in_batch_and_cached_scores_equal_full_recompute(partly_tra
         assert [h.tokens for h in alone[0]] == [h.tokens for h in batched[row]]
         for hyp_alone, hyp_batched in zip(alone[0], batched[row]):
             assert abs(hyp_alone.score - hyp_batched.score) < 1e-4
-        recomputed = model.sequence_log_probs(
-            single(batch, row), [torch.tensor(h.tokens, dtype=torch.long) for h in batched[row]]
-        )
+        hypotheses = [torch.tensor(h.tokens, dtype=torch.long) for h in batched[row]]
+        repeated = {k: v.repeat(len(hypotheses), *[1] * (v.dim() - 1))
+                    for k, v in single(batch, row).items()}  # one row per hypothesis
+        recomputed = model.sequence_log_probs(repeated, hypotheses)
+        assert len(recomputed) == len(batched[row]) == 3
         for hyp, score in zip(batched[row], recomputed.tolist()):
             assert abs(hyp.score - score) < 1e-4
         normalized = [h.normalized_score for h in batched[row]]
@@ -161,6 +164,29 @@ def test_text_prefix_model_for_summarisation():
         if [r[0].tokens for r in results] == references(batch):
             break
     assert [r[0].tokens for r in results] == references(batch)
+
+
+def test_teacher_forcing_lays_out_each_row_as_prompt_then_text_then_eos():
+    """The batched layout equals [prompt; y] / [ignore..; y; eos] built row by row, for
+    prompts of different lengths, an empty target and -1 padding in both blocks."""
+    model = tiny_model("mtla", "memory")
+    ignore, eos = model.ignore_id, model.eos
+    prompts = [[5, 6, 7], [8], [9, 10]]
+    targets = [[11, 12], [13, 14, 15, 16], []]
+    pad = torch.nn.utils.rnn.pad_sequence
+    inputs, outputs, lengths = model.teacher_forcing(
+        pad([torch.tensor(p) for p in prompts], True, -1), torch.tensor([3, 1, 2]),
+        pad([torch.tensor(t, dtype=torch.long) for t in targets], True, -1),
+        torch.tensor([2, 4, 0]),
+    )
+    width = max(len(p) + len(t) for p, t in zip(prompts, targets))
+    for row, (prompt, target) in enumerate(zip(prompts, targets)):
+        expected_in = prompt + target
+        expected_out = [ignore] * (len(prompt) - 1) + target + [eos]
+        assert inputs[row].tolist() == expected_in + [0] * (width - len(expected_in))
+        assert outputs[row].tolist() == expected_out + [ignore] * (width - len(expected_out))
+        assert int(lengths[row]) == len(expected_in)
+    assert inputs.shape == outputs.shape == (3, width)
 
 
 def test_prompt_tokens_select_the_task():

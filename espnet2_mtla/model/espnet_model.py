@@ -149,8 +149,7 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel, PrefixLM):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         batch_size = text.shape[0]
         prefix_out = self.encode_prefix(batch)
-        targets = [row[:length] for row, length in zip(text, text_lengths)]
-        text_in, text_out, lengths = self.teacher_forcing(self.prompts(batch), targets)
+        text_in, text_out, lengths = self.teacher_forcing(*self.prompts(batch), text, text_lengths)
         logits = self.text_logits(prefix_out, text_in, lengths)
         loss_att = self.criterion(logits, text_out)
         accuracy = th_accuracy(logits.view(-1, self.vocab_size), text_out, self.ignore_id)

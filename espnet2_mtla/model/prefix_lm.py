@@ -34,13 +34,14 @@ def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
 class PrefixLM:
     """Mixin: the decoder-only layout, teacher forcing, scoring and cached decoding."""
 
-    def prompts(self, batch: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
-        """Prompt token ids of every utterance."""
+    def prompts(self, batch: Dict[str, torch.Tensor]):
+        """Prompt token ids of every utterance: a right-padded block (B, Lp) and lengths (B,)."""
+        if "prompt" in batch:
+            return batch["prompt"], batch["prompt_lengths"]
         size = len(batch[self.prefix_input_name])
         device = next(self.parameters()).device
-        if "prompt" in batch:
-            return [row[:length] for row, length in zip(batch["prompt"], batch["prompt_lengths"])]
-        return [torch.tensor([self.task_token_id], device=device)] * size
+        block = torch.full((size, 1), self.task_token_id, dtype=torch.long, device=device)
+        return block, torch.ones(size, dtype=torch.long, device=device)
 
     def text_logits(self, prefix_out, text_in, text_lengths):
         """Logits (B, T, V) of a right-padded text block after the prefix."""
@@ -56,33 +57,58 @@ class PrefixLM:
         )
         return self.decoder.logits(hidden)
 
-    def teacher_forcing(self, prompts, targets):
-        """Decoder input [prompt; y] and target [ignore..; y; eos] per row, right-padded."""
-        inputs, outputs = [], []
-        for prompt, target in zip(prompts, targets):
-            inputs.append(torch.cat([prompt, target]))
-            ignored = prompt.new_full((len(prompt) - 1,), self.ignore_id)
-            outputs.append(torch.cat([ignored, target, prompt.new_tensor([self.eos])]))
-        lengths = torch.tensor([len(row) for row in inputs], device=prompts[0].device)
-        return pad_sequence(inputs, True, 0), pad_sequence(outputs, True, self.ignore_id), lengths
+    def teacher_forcing(self, prompts, prompt_lengths, targets, target_lengths):
+        """Decoder input [prompt; y] and target [ignore..; y; eos] of each row.
+
+        prompts (B, Lp) and targets (B, Lt) are right-padded token blocks (any padding
+        value) with their lengths (B,). Returns the input (B, N) padded with 0, the target
+        (B, N) padded with ignore_id and the row lengths (B,), N = the longest row. Built
+        by index arithmetic over the whole batch (no per-utterance work).
+        """
+        batch = prompts.shape[0]
+        targets = torch.nn.functional.pad(targets, (0, 1))  # a column to gather when Lt = 0
+        lengths = prompt_lengths + target_lengths
+        columns = torch.arange(int(lengths.max()), device=prompts.device)[None, :]  # (1, N)
+        start = prompt_lengths[:, None]  # (B, 1): the column of y_1 in the input
+        end = lengths[:, None]  # (B, 1): one past the last input column
+
+        def take(block, index):  # block[b, index[b, n]] for in-range indices, (B, N)
+            index = index.clamp(0, block.shape[1] - 1).expand(batch, -1)
+            return torch.gather(block, 1, index)
+
+        inputs = torch.where(columns < start, take(prompts, columns), take(targets, columns - start))
+        inputs = inputs.masked_fill(columns >= end, 0)
+        # column n predicts input column n + 1; the last input column predicts eos
+        outputs = take(targets, columns + 1 - start)
+        outputs = outputs.masked_fill(columns == end - 1, self.eos)
+        outputs = outputs.masked_fill((columns < start - 1) | (columns >= end), self.ignore_id)
+        return inputs, outputs, lengths
 
     # --- decoding -----------------------------------------------------------------------
     def sequence_log_probs(self, batch, hypotheses: List[torch.Tensor]) -> torch.Tensor:
-        """Sum of log-probabilities of each hypothesis (y then eos), without a cache."""
+        """Sum of log-probabilities of each hypothesis (y then eos), without a cache;
+        hypotheses[b] is scored against row b of the batch."""
         prefix_out = self.encode_prefix(batch)
-        text_in, text_out, lengths = self.teacher_forcing(self.prompts(batch), hypotheses)
+        if len(hypotheses) != prefix_out[0].shape[0]:
+            raise ValueError(f"sequence_log_probs: {len(hypotheses)} hypotheses for a batch of "
+                             f"{prefix_out[0].shape[0]} rows (one hypothesis per row)")
+        hypothesis_lengths = torch.tensor([len(h) for h in hypotheses], device=hypotheses[0].device)
+        text_in, text_out, lengths = self.teacher_forcing(
+            *self.prompts(batch), pad_sequence(list(hypotheses), True, 0), hypothesis_lengths
+        )
         log_probs = self.text_logits(prefix_out, text_in, lengths).log_softmax(-1)
         picked = log_probs.gather(-1, text_out.clamp(min=0)[..., None])[..., 0]
         return picked.masked_fill(text_out == self.ignore_id, 0.0).sum(dim=1)
 
-    def start_decoding(self, prefix_out, prompts: List[torch.Tensor], max_new_tokens: int = 0):
+    def start_decoding(self, prefix_out, prompts, max_new_tokens: int = 0):
         """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1.
 
-        The caches are preallocated for ``max_new_tokens`` more steps.
+        prompts: (right-padded block (B, Lp), lengths (B,)) as ``prompts`` gives them. The
+        caches are preallocated for ``max_new_tokens`` more steps.
         """
         prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
-        prompt_lengths = torch.tensor([len(p) for p in prompts], device=prefix.device)
-        prompt_block = pad_sequence(list(prompts), True, 0)
+        prompt_block, prompt_lengths = prompts
+        prompt_block = prompt_block.clamp(min=0)  # any padding value -> an id, masked
         prompt_embed = self.decoder.embed(prompt_block)
         prompt_embed, prompt_padding, prompt_steps = left_aligned(prompt_embed, prompt_lengths)
         capacity = prefix.shape[1] + prompt_block.shape[1] + max_new_tokens
