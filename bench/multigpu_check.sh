@@ -141,7 +141,7 @@ if [[ " ${parts} " == *" speed "* ]]; then
     # the paper's model and optimiser; utterance-level normalisation (no global stats
     # here), AMP; sorted batches of each global size in SPEED_BATCHES (split over the GPUs;
     # sizes that divide the training set keep every batch full), SPEED_ITERS steps per
-    # epoch (espnet cycles through the data), SPEED_EPOCHS epochs (the first compiles)
+    # epoch (espnet cycles through the data), SPEED_EPOCHS epochs (the first warms up CUDA and cuDNN)
     paper=(--config exp/check/paper.yaml --normalize utterance_mvn --batch_type sorted
         --accum_grad 1 --num_workers 4 --use_amp true --num_iters_per_epoch "${SPEED_ITERS:-10}"
         --max_epoch "${SPEED_EPOCHS:-3}"

@@ -154,8 +154,10 @@ def utterances_per_epoch(run_dir):
 
 
 def compare_throughput(check_dir, results, lines):
-    """Utterances/s of paper_b<batch>_gpu<n> runs; epoch 1 (compilation) left out of the ratio."""
-    runs = sorted(check_dir.glob("paper_b*_gpu*"))
+    """Utterances/s of paper_b<batch>_gpu<n> runs, by batch then GPUs; epoch 1 (CUDA and
+    cuDNN warm-up in a new process) left out of the ratio."""
+    runs = sorted(check_dir.glob("paper_b*_gpu*"),
+                  key=lambda run: [int(part) for part in run.name[len("paper_b"):].split("_gpu")])
     if not runs:
         return
     lines += ["## Training throughput, paper-sized MTLA s=2 (espnet's trainer, AMP)", "",
