@@ -53,3 +53,24 @@ def test_cli_writes_result_files(tmp_path):
     assert (tmp_path / "decode/score_cer/result.txt").exists()
     assert main(["--task", "asr", "--ref", str(tmp_path / "ref"), "--hyp",
                  str(tmp_path / "missing"), "--out_dir", str(tmp_path / "x")]) == 1
+
+
+def test_empty_reference_counts_the_hypothesis_as_insertions():
+    """An utterance with an empty reference is not dropped: its words are errors."""
+    results = score("asr", {"a": "the cat", "b": ""}, {"a": "the cat", "b": "a dog barks"})
+    assert results["wer"]["insertions"] == 3 and results["wer"]["empty_references"] == 1
+    assert results["wer"]["WER"] == pytest.approx(100 * 3 / 2)
+    assert results["cer"]["insertions"] == len("a dog barks")
+    assert score("asr", {"a": "the cat", "b": ""}, {"a": "the cat", "b": ""})["wer"]["WER"] == 0
+
+
+@pytest.mark.parametrize("which", ["ref", "hyp"])
+def test_duplicate_keys_in_either_file_are_an_error(tmp_path, capsys, which):
+    files = {"ref": "a the cat\nb on the mat\n", "hyp": "a the cat\nb on the mat\n"}
+    files[which] += "a another line\n"
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    assert main(["--task", "asr", "--ref", str(tmp_path / "ref"), "--hyp",
+                 str(tmp_path / "hyp"), "--out_dir", str(tmp_path / "out")]) == 1
+    assert "duplicate key a" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "score_wer").exists()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile
 import torch
@@ -158,17 +159,53 @@ def bad_data(workdir, name, fs=16000):
     return directory
 
 
-def test_missing_and_corrupt_audio_name_the_utterance(workdir, caplog):
+def test_missing_and_corrupt_audio_name_the_utterance(workdir):
+    """Every utterance is checked before training starts (not when espnet reaches it)."""
     missing = bad_data(workdir, "missing")
     (missing / "utt3.flac").unlink()
     corrupt = bad_data(workdir, "corrupt")
     (corrupt / "utt4.flac").write_bytes(b"not audio at all")
     for directory, key in ((missing, "utt3"), (corrupt, "utt4")):
-        caplog.clear()
-        with pytest.raises(Exception) as error:
+        with pytest.raises(ValueError) as error:
             train_cli([*common_args(workdir, directory), "--output_dir", directory / "exp"])
-        assert f"id={key}" in caplog.text  # espnet's dataset names the utterance
-        assert f"{key}.flac" in str(error.value)  # soundfile names the file
+        assert f"utterance {key}" in str(error.value) and f"{key}.flac" in str(error.value)
+        assert not (directory / "exp").exists()
+
+
+def test_stereo_empty_and_late_narrowband_audio_are_refused(workdir):
+    """Not only the first file: an 8 kHz file after 16 kHz ones, a stereo file and an
+    empty one are named before statistics collection or training reads anything."""
+    mixed = bad_data(workdir, "mixed")
+    audio, rate = soundfile.read(str(mixed / "utt4.flac"))
+    soundfile.write(str(mixed / "utt4.flac"), audio[::2], 8000)
+    soundfile.write(str(mixed / "utt2.flac"), np.stack([audio, audio], axis=1), rate)
+    soundfile.write(str(mixed / "utt3.flac"), np.zeros(0), rate, format="WAV")  # 0 frames
+    for mode in (["--collect_stats", "true"], []):
+        with pytest.raises(ValueError) as error:
+            train_cli([*common_args(workdir, mixed), *mode, "--output_dir", mixed / "exp"])
+        message = str(error.value)
+        assert "3 utterance(s)" in message
+        assert "utt4" in message and "8000 Hz" in message and "16000 Hz" in message
+        assert "utt2" in message and "2 channels" in message
+        assert "utt3" in message and "no samples" in message
+
+
+def test_text_that_is_not_utf8_names_file_and_line(workdir):
+    latin = bad_data(workdir, "latin1")
+    lines = (latin / "text").read_bytes().splitlines()
+    lines[2] = lines[2] + b" caf\xe9"
+    (latin / "text").write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(ValueError, match=r"text:3: byte 0xe9 .* not UTF-8"):
+        train_cli([*common_args(workdir, latin), "--output_dir", latin / "exp"])
+
+
+def test_unknown_key_in_a_conf_names_it(workdir):
+    config = {**CONFIG, "decoder_conf": {**CONFIG["decoder_conf"], "num_layer": 3}}
+    path = workdir / "bad_num_layer.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="decoder_conf: unknown key.*'num_layer'.*"
+                                         "did you mean 'num_layers'"):
+        train_cli([*common_args(workdir, config=path), "--output_dir", workdir / "exp_nl"])
 
 
 def test_first_audio_missing_is_a_clear_error(workdir):

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 
+from espnet2_mtla.model.checkpoint import model_state
+
 
 def parameter_count(exp: Path):
     for name in ("valid.acc.ave.pth", "valid.loss.ave.pth", "latest.pth"):
         path = exp / name
         if path.exists():
-            state = torch.load(path, map_location="cpu")
-            return sum(v.numel() for v in state.values() if hasattr(v, "numel"))
+            state = model_state(path)
+            return sum(v.numel() for v in state.values())
     return None
 
 

@@ -8,9 +8,10 @@ Reads ``wav.scp`` (entries: paths, Kaldi pipes ``cmd |`` or ``x.ark:offset``; wi
 ``segments`` each segment becomes one utterance), resamples to ``--fs``, keeps the first
 channel, writes ``<out>/data/<key>.<format>`` (or ``<out>/data/audio.ark`` of 16-bit wav
 with ``--audio_format ark``), a new ``wav.scp``, ``utt2num_samples``, and copies the
-other per-utterance files. An unreadable recording is reported by key and skipped (then
-``fix_data_dir`` drops its utterances); already written files are kept, so an
-interrupted run resumes (an ark is rewritten whole).
+other per-utterance files. An unreadable or empty recording is reported by key and
+skipped (then ``fix_data_dir`` drops its utterances; ``--on_bad_audio error`` stops
+instead, naming them); already written files are kept, so an interrupted run resumes
+(an ark is rewritten whole).
 """
 
 import argparse
@@ -67,6 +68,8 @@ def main(argv=None):
     parser.add_argument("--fs", type=int, default=16000)
     parser.add_argument("--audio_format", default="flac", choices=["flac", "wav", "ark"],
                         help="ark: one Kaldi archive of 16-bit wav (read with kaldi_ark)")
+    parser.add_argument("--on_bad_audio", default="skip", choices=["skip", "error"],
+                        help="an unreadable or empty recording: report and skip it, or stop")
     parser.add_argument("source")
     parser.add_argument("target")
     args = parser.parse_args(argv)
@@ -123,6 +126,10 @@ def main(argv=None):
             shutil.copy2(source / name, target / name)
     for line in fix_data_dir(target):
         logging.info(line)
+    if failed and args.on_bad_audio == "error":
+        logging.error(f"{len(failed)} utterances cannot be read: {' '.join(failed[:10])} "
+                      "(see the warnings above; --on_bad_audio skip drops them)")
+        return 1
     if failed:
         logging.warning(f"{len(failed)} utterances skipped: {' '.join(failed[:10])}")
     if not wav_scp:

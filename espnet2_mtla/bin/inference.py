@@ -10,12 +10,21 @@ Outputs: ``<output_dir>/1best_recog/{text,token,score}`` (``<n>best_recog`` for
 ``--nbest n``), one sorted ``key value`` line per utterance, and
 ``<output_dir>/efficiency.json``: decoding wall time (data loading excluded),
 utterances/s, generated tokens/s, peak GPU memory (torch.cuda.max_memory_allocated,
-reset before decoding; "n/a" on CPU) and the peak KV-cache bytes.
+reset before decoding; "n/a" on CPU), the peak KV-cache bytes, and under "run" what the
+output was made from (model and config with digests, options, keys; see
+``inference.run_record``).
+
+Before decoding, the model file must fit the config exactly, and every utterance of a
+``sound`` input is checked (readable, mono, non-empty, at the frontend's rate):
+``--on_bad_audio error`` stops naming them, ``skip`` decodes the others and lists the
+skipped keys with the reason in ``<output_dir>/skipped``. An output directory is
+emptied before decoding, unless ``--skip_done true`` finds it finished by the same run.
 """
 
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,14 +32,18 @@ from pathlib import Path
 import torch
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.text.token_id_converter import TokenIDConverter
-from espnet2.utils.types import str2triple_str, str_or_none
+from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 
 from espnet2_mtla.inference.beam_search import BatchBeamSearch
+from espnet2_mtla.inference.run_record import decode_record, keys_of
+from espnet2_mtla.model.checkpoint import ModelFileError
 from espnet2_mtla.tasks.decoder_only import (
     DecoderOnlyTask,
-    check_sample_rates,
+    check_text_inputs,
     expected_sample_rate,
 )
+from espnet2_mtla.utils.audio_check import BadAudioError, check_sound_inputs
+from espnet2_mtla.utils.datadir import DataDirError, write_map
 
 
 def get_parser():
@@ -61,6 +74,15 @@ def get_parser():
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
                         help="Replay each decoding step from CUDA graphs (auto: on GPU "
                         "for MLA/MTLA, where it pays)")
+    parser.add_argument("--on_bad_audio", default="error", choices=["error", "skip"],
+                        help="An utterance whose audio cannot be read as the model expects "
+                        "(missing, unreadable, empty, not mono, other sample rate): stop "
+                        "naming it, or skip it (listed in <output_dir>/skipped)")
+    parser.add_argument("--skip_done", type=str2bool, default=False,
+                        help="Keep an output_dir finished by the same run (model, config, "
+                        "options, keys: efficiency.json's run record) instead of decoding "
+                        "again; mtla.sh sets it so that an interrupted stage 8 re-runs only "
+                        "the missing jobs")
     parser.add_argument("--log_level", default="INFO",
                         choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"])
     return parser
@@ -86,10 +108,52 @@ def format_report(report: dict) -> str:
     return "\n".join(f"{key:<{width}}  {value}" for key, value in report.items())
 
 
+def finished_record(output_dir: Path):
+    """The run record of a finished output directory, None if unfinished."""
+    try:
+        return json.loads((output_dir / "efficiency.json").read_text())["run"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def clear_outputs(output_dir: Path):
+    """Remove what an earlier run left in ``output_dir`` (its results and report)."""
+    for path in output_dir.glob("*best_recog"):
+        shutil.rmtree(path)
+    for name in ("efficiency.json", "skipped", "keys.checked"):
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def checked_keys(args, train_args, output_dir: Path):
+    """(key file to decode, {skipped key: reason}): every input checked before decoding."""
+    check_text_inputs(args.data_path_and_name_and_type)
+    bad = check_sound_inputs(args.data_path_and_name_and_type,
+                             expected_sample_rate(train_args),
+                             skip=args.on_bad_audio == "skip")
+    if not bad:
+        return args.key_file, {}
+    wanted = keys_of(args.key_file or args.data_path_and_name_and_type[0][0])
+    skipped = {key: reason for key, reason in bad.items() if key in set(wanted)}
+    for key, reason in skipped.items():
+        logging.warning(f"skipping utterance {key}: {reason}")
+    key_file = output_dir / "keys.checked"
+    key_file.write_text("".join(f"{key}\n" for key in wanted if key not in skipped))
+    write_map(output_dir / "skipped", skipped)
+    return str(key_file), skipped
+
+
 def inference(args):
     device = "cuda" if args.ngpu > 0 else "cpu"
     if args.ngpu > 0 and not torch.cuda.is_available():
         raise ValueError("--ngpu > 0 but CUDA is not available")
+    output_dir = Path(args.output_dir)
+    record = decode_record(vars(args))
+    if args.skip_done and finished_record(output_dir) == record:
+        logging.info(f"{output_dir}: finished by the same run already (model, config, "
+                     "options, keys): kept")
+        return json.loads((output_dir / "efficiency.json").read_text())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    clear_outputs(output_dir)
     dtype = getattr(torch, args.dtype)
     model, train_args = DecoderOnlyTask.build_model_from_file(
         args.train_config, args.model_file, device
@@ -97,13 +161,14 @@ def inference(args):
     model.to(dtype).eval()
     if model.frontend is not None:
         model.frontend.float()  # STFT/filterbanks stay fp32; features are cast after
-    check_sample_rates(args.data_path_and_name_and_type, expected_sample_rate(train_args))
+    key_file, skipped = checked_keys(args, train_args, output_dir)
+    total = len(keys_of(key_file or args.data_path_and_name_and_type[0][0]))
 
     iterator = DecoderOnlyTask.build_streaming_iterator(
         args.data_path_and_name_and_type,
         dtype="float32",
         batch_size=args.batch_size,
-        key_file=args.key_file,
+        key_file=key_file,
         num_workers=args.num_workers,
         preprocess_fn=DecoderOnlyTask.build_preprocess_fn(train_args, False),
         collate_fn=DecoderOnlyTask.build_collate_fn(train_args, False),
@@ -121,10 +186,10 @@ def inference(args):
         cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
     )
 
-    output_dir = Path(args.output_dir)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     decode_seconds, utterances, tokens, peak_cache = 0.0, 0, 0, 0
+    next_report = 0
     with DatadirWriter(output_dir) as writer:
         for keys, batch in iterator:
             batch = {name: value.to(device) for name, value in batch.items()}
@@ -146,7 +211,10 @@ def inference(args):
                     out["token_int"][key] = " ".join(map(str, hyp.tokens))
                     out["score"][key] = f"{hyp.score:.6f}"
                     out["text"][key] = tokenizer.tokens2text(symbols)
-            logging.info(f"decoded {utterances} utterances ({decode_seconds:.1f} s)")
+            if utterances >= next_report or utterances == total:  # about every 10 %
+                logging.info(f"decoded {utterances}/{total} utterances "
+                             f"({decode_seconds:.1f} s)")
+                next_report = utterances + max(1, total // 10)
     sort_outputs(output_dir)
 
     report = {
@@ -165,9 +233,11 @@ def inference(args):
         "attention_conf": train_args.attention_conf,
         "beam_size": args.beam_size,
         "batch_size": args.batch_size,
+        "skipped_utterances": len(skipped),
+        "run": record,
     }
     (output_dir / "efficiency.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(format_report(report))
+    print(format_report({k: v for k, v in report.items() if k != "run"}))
     return report
 
 
@@ -177,7 +247,11 @@ def main(cmd=None):
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    inference(args)
+    try:
+        inference(args)
+    except (ModelFileError, BadAudioError, DataDirError, FileNotFoundError) as error:
+        logging.error(str(error))
+        sys.exit(f"inference: {error}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 README = """# {name}
@@ -68,6 +69,18 @@ def main(argv=None):
         if not path.exists():
             print(f"pack_model: {path} is missing (train first)", file=sys.stderr)
             return 1
+    # the weights must fit the config exactly (strict, see model.checkpoint); a trainer
+    # checkpoint is packed as its model part
+    from espnet2_mtla.model.checkpoint import ModelFileError, model_state
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    try:
+        DecoderOnlyTask.build_model_from_file(config_path, model_path, "cpu")
+        weights = io.BytesIO()
+        torch.save(model_state(model_path), weights)
+    except (ModelFileError, OSError) as error:
+        print(f"pack_model: {error}", file=sys.stderr)
+        return 1
     config = yaml.safe_load(config_path.read_text())
     token_list = config.get("token_list")
     if isinstance(token_list, str):  # a path: inline the tokens as ESPnet configs do
@@ -79,8 +92,6 @@ def main(argv=None):
     config = rewrite_paths(config, files, Path.cwd())
     name = args.out.name.removesuffix(".tar.gz")
     speech = config.get("model_conf", {}).get("input_type", "speech") == "speech"
-    import torch
-
     meta = {"packed_from": str(args.exp_dir.resolve()), "model_file": args.model_file,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": str(torch.__version__),
             "attention": config.get("attention"), "attention_conf": config.get("attention_conf")}
@@ -88,7 +99,7 @@ def main(argv=None):
     partial = args.out.with_name(args.out.name + ".partial")
     with tarfile.open(partial, "w:gz") as archive:
         add_bytes(archive, f"{name}/config.yaml", yaml.safe_dump(config).encode())
-        archive.add(model_path.resolve(), f"{name}/model.pth")  # the file, not a link
+        add_bytes(archive, f"{name}/model.pth", weights.getvalue())
         add_bytes(archive, f"{name}/tokens.txt", "\n".join(config["token_list"]).encode() + b"\n")
         add_bytes(archive, f"{name}/meta.yaml", yaml.safe_dump(meta).encode())
         add_bytes(archive, f"{name}/README.md", README.format(

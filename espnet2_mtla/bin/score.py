@@ -12,7 +12,9 @@ Both files are Kaldi-style ``key text`` lists. Metrics by task:
 - summ: ROUGE-1/2/L F-measure x 100 (rouge-score, with stemming), averaged.
 Each metric writes ``<out_dir>/score_<metric>/result.txt``; a summary line per metric is
 printed and returned. Keys without a hypothesis are scored as empty hypotheses (and
-reported); hypotheses without a reference are an error.
+reported); hypotheses without a reference are an error, and so is a key that occurs twice
+in either file. An empty reference counts its hypothesis' words (characters) as
+insertions.
 """
 
 import argparse
@@ -30,18 +32,31 @@ TASK_METRICS = {"asr": ("wer", "cer"), "st": ("bleu",), "slu": ("intent", "wer")
                 "summ": ("rouge",)}
 
 
+def _units(text: str, characters: bool) -> int:
+    return len(text) if characters else len(text.split())
+
+
 def _error_rate(refs: List[str], hyps: List[str], characters: bool) -> Dict:
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r.strip()]  # jiwer needs a reference
+    """WER or CER over every pair: a pair with an empty reference (which jiwer cannot
+    align) counts each unit of its hypothesis as an insertion."""
+    pairs = [(r, h) for r, h in zip(refs, hyps) if r.strip()]
     if not pairs:
         raise ValueError("no non-empty reference to score")
+    empty_refs = [h for r, h in zip(refs, hyps) if not r.strip()]
+    extra_insertions = sum(_units(h.strip(), characters) for h in empty_refs)
     refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
     out = jiwer.process_characters(refs, hyps) if characters else jiwer.process_words(refs, hyps)
-    errors = out.substitutions + out.deletions + out.insertions
+    insertions = out.insertions + extra_insertions
+    errors = out.substitutions + out.deletions + insertions
     total = out.substitutions + out.deletions + out.hits
     name = "CER" if characters else "WER"
+    if empty_refs:
+        logging.warning(f"{len(empty_refs)} empty references: their {extra_insertions} "
+                        f"hypothesis {'characters' if characters else 'words'} count as "
+                        "insertions")
     return {name: 100.0 * errors / total, "substitutions": out.substitutions,
-            "deletions": out.deletions, "insertions": out.insertions, "reference_units": total,
-            "sentences": len(pairs)}
+            "deletions": out.deletions, "insertions": insertions, "reference_units": total,
+            "sentences": len(refs) + len(empty_refs), "empty_references": len(empty_refs)}
 
 
 def score(task: str, refs: Dict[str, str], hyps: Dict[str, str]) -> Dict[str, Dict]:
@@ -91,6 +106,16 @@ def score(task: str, refs: Dict[str, str], hyps: Dict[str, str]) -> Dict[str, Di
     return results
 
 
+def read_unique(path) -> Dict[str, str]:
+    """A ``key text`` file in which every key occurs once (a duplicate is an error: which
+    line would count is a guess)."""
+    entries, problems = read_map(path, allow_empty_values=True)
+    duplicates = [problem for problem in problems if "duplicate key" in problem]
+    if duplicates:
+        raise ValueError(f"{len(duplicates)} duplicate keys: " + "; ".join(duplicates[:3]))
+    return entries
+
+
 def summary(metric: str, values: Dict) -> str:
     main = {"wer": "WER", "cer": "CER", "bleu": "BLEU", "intent": "accuracy"}.get(metric)
     if main is None:
@@ -108,10 +133,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        refs = read_map(args.ref, allow_empty_values=True)[0]
-        hyps = read_map(args.hyp, allow_empty_values=True)[0]
+        refs = read_unique(args.ref)
+        hyps = read_unique(args.hyp)
         results = score(args.task, refs, hyps)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError) as error:  # DataDirError (not UTF-8) included
         print(f"score: {error}", file=sys.stderr)
         return 1
     for metric, values in results.items():

@@ -7,14 +7,22 @@
 
 The attention is espnet2_mtla's own module; ``generate()`` keeps each layer's cache as a
 temporally compressed latent cache (``MTLACache``), on by default.
+
+Only the Transformers releases in ``versions.SUPPORTED`` are accepted: importing this
+package with another one raises ImportError naming the installed and supported versions.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+import transformers
 
-from espnet2_mtla.hf.cache import MTLACache
-from espnet2_mtla.hf.configuration import LlamaMTLAConfig
-from espnet2_mtla.hf.modeling import LlamaMTLAForCausalLM, LlamaMTLAModel
+from espnet2_mtla.hf.versions import check_transformers_version
 
+check_transformers_version(transformers.__version__)
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM  # noqa: E402
+
+from espnet2_mtla.hf.cache import MTLACache  # noqa: E402
+from espnet2_mtla.hf.configuration import LlamaMTLAConfig  # noqa: E402
+from espnet2_mtla.hf.modeling import LlamaMTLAForCausalLM, LlamaMTLAModel  # noqa: E402
 
 
 def register():

@@ -15,16 +15,21 @@ from espnet2_mtla.compat import import_espnet_preprocessor
 CommonPreprocessor = import_espnet_preprocessor().CommonPreprocessor
 
 import argparse  # noqa: E402
+import difflib  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Callable, Dict, Optional, Tuple
 
 import humanfriendly
 import numpy as np
-import soundfile
 import torch
+import yaml
 from espnet2.asr.ctc import CTC
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
@@ -50,8 +55,11 @@ from espnet2_mtla.features.global_cmvn import GlobalCMVN
 from espnet2_mtla.features.zip_features import register_espnet_loader
 from espnet2_mtla.frontend.kaldi_fbank import KaldiFbankFrontend
 from espnet2_mtla.frontend.s3prl import OfflineS3prlFrontend
+from espnet2_mtla.model.checkpoint import ModelFileError, load_model_state, read_checkpoint
 from espnet2_mtla.model.decoder import DecoderOnlyStack
 from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
+from espnet2_mtla.utils.audio_check import check_sound_inputs
+from espnet2_mtla.utils.datadir import DataDirError, read_map
 
 register_espnet_loader()  # data type zip_npy: fbank80.zip features
 frontend_choices = ClassChoices(
@@ -85,6 +93,25 @@ encoder_choices = ClassChoices(
 decoder_choices = ClassChoices(
     "decoder", classes=dict(decoder_only=DecoderOnlyStack), default="decoder_only"
 )
+
+
+def construct(cls, option: str, conf: Dict, **given):
+    """``cls(**given, **conf)`` where ``conf`` comes from the YAML key ``option``: a key
+    that ``cls`` does not take is an error naming the option, the key and the keys it
+    takes (instead of Python's TypeError about a keyword argument)."""
+    parameters = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = [name for name in parameters if name not in ("self", *given)
+                and parameters[name].kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                  inspect.Parameter.VAR_KEYWORD)]
+    unknown = sorted(set(conf) - set(accepted))
+    if unknown and not takes_any:
+        close = {key: difflib.get_close_matches(key, accepted, n=1) for key in unknown}
+        hints = ", ".join(f"{key!r}" + (f" (did you mean {close[key][0]!r}?)" if close[key]
+                                        else "") for key in unknown)
+        raise ValueError(f"{option}: unknown key(s) {hints} for {cls.__name__}; it takes: "
+                         f"{', '.join(accepted)}")
+    return cls(**given, **conf)
 
 
 class DecoderOnlyPreprocessor(CommonPreprocessor):
@@ -127,32 +154,85 @@ def expected_sample_rate(args) -> Optional[int]:
     return humanfriendly.parse_size(fs) if isinstance(fs, str) else int(fs)
 
 
-def check_sample_rates(data_path_and_name_and_type, fs: Optional[int]):
-    """The first file of every ``sound`` list must have rate ``fs``.
-
-    espnet's sound loader then rejects any file whose rate differs from the first one,
-    naming the utterance, so together every file is checked.
-    """
-    if fs is None:
-        return
+def check_text_inputs(data_path_and_name_and_type):
+    """Every ``text`` input (text, src_text, prompt) must be UTF-8 with one non-empty
+    value per key: espnet's reader would fail on the first bad line without naming it
+    ("This line doesn't include a space") or keep the first of two lines of one key."""
     for path, name, loader_type in data_path_and_name_and_type:
-        if loader_type != "sound":
+        if loader_type != "text":
             continue
-        with open(path, encoding="utf-8") as scp:
-            first = scp.readline().split(maxsplit=1)
-        if len(first) < 2:
-            raise ValueError(f"{path}: empty or malformed sound list (expected 'key path')")
-        key, audio_path = first[0], first[1].strip()
-        try:
-            rate = soundfile.info(audio_path).samplerate
-        except Exception as error:
-            raise ValueError(f"{path}: utterance {key}: cannot read {audio_path}: {error}")
-        if rate != fs:
-            raise ValueError(
-                f"{path}: utterance {key} ({audio_path}) has sample rate {rate} Hz but the "
-                f"frontend expects {fs} Hz (frontend_conf.fs); resample the data "
-                "(mtla.sh --fs) or change the config"
-            )
+        if not os.path.isfile(path):
+            raise DataDirError(f"{path}: no such file (--*_data_path_and_name_and_type "
+                               f"{path},{name},{loader_type})")
+        # raises DataDirError naming a non-UTF-8 line
+        entries, problems = read_map(path, allow_empty_values=True)
+        problems += [f"{path}: utterance {key} has an empty transcript ('{name}')"
+                     for key, value in entries.items() if not value]
+        if problems:
+            raise DataDirError("; ".join(problems[:3]) + (
+                f" ({len(problems)} problems); fix the file, or drop the utterances with "
+                "utils/fix_data_dir.sh <data dir> (empty transcripts are dropped)"))
+
+
+# the options that define the model's parameters: an experiment keeps them
+MODEL_OPTIONS = ("frontend", "frontend_conf", "specaug", "specaug_conf", "normalize",
+                 "normalize_conf", "encoder", "encoder_conf", "decoder", "decoder_conf",
+                 "attention", "attention_conf", "model_conf", "ctc_conf", "input_size",
+                 "token_type", "bpemodel", "token_list")
+
+
+def _plain(value):
+    """A config value as YAML would read it back (tuples as lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _tokens(value):
+    if isinstance(value, str) and os.path.isfile(value):
+        with open(value, encoding="utf-8") as stream:
+            return [line.rstrip() for line in stream]
+    return _plain(value)
+
+
+def keep_experiment_config(args: argparse.Namespace):
+    """An output_dir that holds weights is never trained on with another model config.
+
+    espnet rewrites ``<output_dir>/config.yaml`` at every start, so resuming with an
+    edited config (a layer more) would leave config.yaml describing weights it did not
+    write, and decoding would load them with a layer missing. Here a change of any
+    option in MODEL_OPTIONS is refused, naming the options; other changes (epochs,
+    learning rate) go ahead, and the previous config.yaml is kept as config.yaml.<n>.
+    """
+    if getattr(args, "collect_stats", False) or not args.output_dir:
+        return
+    output_dir = Path(args.output_dir)
+    previous_path = output_dir / "config.yaml"
+    weights = [p.name for p in output_dir.glob("*.pth")] if output_dir.is_dir() else []
+    if not previous_path.is_file():
+        return
+    with open(previous_path, encoding="utf-8") as stream:
+        previous = yaml.safe_load(stream) or {}
+    changed = []
+    for option in MODEL_OPTIONS:
+        old, new = previous.get(option), getattr(args, option, None)
+        if option == "token_list":
+            old, new = _tokens(old), _tokens(new)
+        if _plain(old) != _plain(new):
+            changed.append(option)
+    if changed and weights:
+        raise ValueError(
+            f"{output_dir} holds weights ({', '.join(sorted(weights)[:3])}) trained with "
+            f"{previous_path}, and this config changes {', '.join(changed)}: train into a "
+            "new directory (mtla.sh --tag <name>, or another --output_dir), or remove "
+            f"{output_dir} to start it anew"
+        )
+    now = {key: _plain(value) for key, value in vars(args).items()}
+    if any(_plain(previous.get(key)) != value for key, value in now.items()
+           if key not in ("token_list",)):
+        number = 1
+        while (output_dir / f"config.yaml.{number}").exists():
+            number += 1
+        shutil.copy2(previous_path, output_dir / f"config.yaml.{number}")
+        logging.info(f"{previous_path}: the previous config kept as config.yaml.{number}")
 
 
 def check_gpu_launch(args: argparse.Namespace):
@@ -193,6 +273,22 @@ def fork_data_loader_workers():
         multiprocessing.set_start_method("fork", force=True)
 
 
+class DecoderOnlyTrainer(Trainer):
+    """espnet's Trainer; resuming from a damaged ``checkpoint.pth`` names the file."""
+
+    @staticmethod
+    def resume(checkpoint, *args, **kwargs):
+        read_checkpoint(checkpoint)  # raises ModelFileError naming a damaged file
+        try:
+            Trainer.resume(checkpoint, *args, **kwargs)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise ModelFileError(
+                f"{checkpoint}: cannot resume from it ({type(error).__name__}: "
+                f"{str(error)[:300]}); remove it to start the training anew, or resume "
+                "with the config it was written with"
+            ) from error
+
+
 class DecoderOnlyTask(AbsTask):
     num_optimizers: int = 1
 
@@ -205,7 +301,22 @@ class DecoderOnlyTask(AbsTask):
         attention_choices,
     ]
 
-    trainer = Trainer
+    trainer = DecoderOnlyTrainer
+
+    @classmethod
+    def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+        """espnet's builder with the model file loaded strictly (every key and shape must
+        match; a trainer checkpoint gives its model part): see ``model.checkpoint``."""
+        if config_file is None and model_file is not None:
+            config_file = Path(model_file).parent / "config.yaml"
+        if config_file is not None and not Path(config_file).is_file():
+            raise FileNotFoundError(f"{config_file}: no such training config (config.yaml "
+                                    "of the experiment)")
+        model, args = super().build_model_from_file(config_file, None, device)
+        if model_file is not None:
+            location = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else device
+            load_model_state(model, model_file, config_file, map_location=location)
+        return model, args
 
     @classmethod
     def get_parser(cls):
@@ -220,6 +331,11 @@ class DecoderOnlyTask(AbsTask):
         if args is None:
             args = cls.get_parser().parse_args(cmd)
         check_gpu_launch(args)
+        keep_experiment_config(args)
+        for option in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type"):
+            inputs = getattr(args, option, None) or []
+            check_text_inputs(inputs)
+            check_sound_inputs(inputs, expected_sample_rate(args))
         # espnet asks NCCL for INFO logs (~150 lines per process in exp/*/train.log);
         # warnings unless the user sets NCCL_DEBUG
         os.environ.setdefault("NCCL_DEBUG", "WARN")
@@ -294,8 +410,6 @@ class DecoderOnlyTask(AbsTask):
     def main_worker(cls, args: argparse.Namespace):
         if args.distributed and args.multiprocessing_distributed:
             fork_data_loader_workers()
-        for option in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type"):
-            check_sample_rates(getattr(args, option, None) or [], expected_sample_rate(args))
         super().main_worker(args)
 
     @classmethod
@@ -315,39 +429,31 @@ class DecoderOnlyTask(AbsTask):
         frontend = specaug = normalize = encoder = ctc = None
         if input_type == "speech":
             if args.input_size is None:
-                frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+                frontend = construct(frontend_choices.get_class(args.frontend),
+                                     "frontend_conf", args.frontend_conf)
                 input_size = frontend.output_size()
             else:
                 args.frontend, args.frontend_conf = None, {}
                 input_size = args.input_size
             if args.specaug is not None:
-                specaug = specaug_choices.get_class(args.specaug)(**args.specaug_conf)
+                specaug = construct(specaug_choices.get_class(args.specaug),
+                                    "specaug_conf", args.specaug_conf)
             if args.normalize is not None:
-                normalize = normalize_choices.get_class(args.normalize)(**args.normalize_conf)
-            encoder = encoder_choices.get_class(args.encoder)(
-                input_size=input_size, **args.encoder_conf
-            )
+                normalize = construct(normalize_choices.get_class(args.normalize),
+                                      "normalize_conf", args.normalize_conf)
+            encoder = construct(encoder_choices.get_class(args.encoder), "encoder_conf",
+                                args.encoder_conf, input_size=input_size)
             if args.model_conf.get("ctc_weight", 0.0) > 0:
-                ctc = CTC(odim=vocab_size, encoder_output_size=encoder.output_size(),
-                          **args.ctc_conf)
+                ctc = construct(CTC, "ctc_conf", args.ctc_conf, odim=vocab_size,
+                                encoder_output_size=encoder.output_size())
 
-        decoder = decoder_choices.get_class(args.decoder)(
-            vocab_size=vocab_size,
-            attention=args.attention,
-            attention_conf=args.attention_conf,
-            **args.decoder_conf,
-        )
-        model = ESPnetDecoderOnlyModel(
-            vocab_size=vocab_size,
-            token_list=token_list,
-            frontend=frontend,
-            specaug=specaug,
-            normalize=normalize,
-            encoder=encoder,
-            decoder=decoder,
-            ctc=ctc,
-            **args.model_conf,
-        )
+        decoder = construct(decoder_choices.get_class(args.decoder), "decoder_conf",
+                            args.decoder_conf, vocab_size=vocab_size,
+                            attention=args.attention, attention_conf=args.attention_conf)
+        model = construct(ESPnetDecoderOnlyModel, "model_conf", args.model_conf,
+                          vocab_size=vocab_size, token_list=token_list, frontend=frontend,
+                          specaug=specaug, normalize=normalize, encoder=encoder,
+                          decoder=decoder, ctc=ctc)
         if args.init is not None:
             from espnet2.torch_utils.initialize import initialize
 

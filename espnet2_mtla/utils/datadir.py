@@ -34,8 +34,9 @@ def read_map(path, allow_empty_values=False) -> Tuple[Dict[str, str], List[str]]
     """
     entries: Dict[str, str] = {}
     problems: List[str] = []
-    with open(path, encoding="utf-8", newline="") as stream:
-        for number, raw in enumerate(stream, start=1):
+    with open(path, "rb") as stream:
+        for number, raw_bytes in enumerate(stream, start=1):
+            raw = decode_line(raw_bytes, path, number)
             line = raw.rstrip("\r\n").rstrip()
             if not line.strip():
                 continue
@@ -52,6 +53,18 @@ def read_map(path, allow_empty_values=False) -> Tuple[Dict[str, str], List[str]]
     return entries, problems
 
 
+def decode_line(raw: bytes, path, number: int) -> str:
+    """One line of a data file as UTF-8; other bytes are an error naming file and line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad = raw[error.start:error.start + 1]
+        raise DataDirError(
+            f"{path}:{number}: byte 0x{bad.hex()} at column {error.start + 1} is not UTF-8 "
+            "(data files must be UTF-8: convert the file, e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def write_map(path, entries: Dict[str, str]):
     """Write ``key value`` lines sorted by key in byte order (Kaldi's ``LC_ALL=C sort``)."""
     keys = sorted(entries, key=lambda key: key.encode("utf-8"))
@@ -61,8 +74,8 @@ def write_map(path, entries: Dict[str, str]):
 
 
 def is_sorted(path) -> bool:
-    with open(path, encoding="utf-8", newline="") as stream:
-        keys = [line.split(maxsplit=1)[0].encode() for line in stream if line.strip()]
+    with open(path, "rb") as stream:
+        keys = [line.split(maxsplit=1)[0] for line in stream if line.strip()]
     return keys == sorted(keys)
 
 

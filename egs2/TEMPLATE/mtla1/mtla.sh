@@ -2,7 +2,9 @@
 # The stages of an espnet2-mtla recipe, from raw data to RESULTS.md. A recipe's run.sh sets
 # options and calls this script from its own folder (egs2/<corpus>/<task>/), which holds
 # path.sh, cmd.sh, db.sh, local/data.sh and conf/. Every stage can be run alone
-# (--stage N --stop_stage N) and re-run without harm: finished work is marked .done.
+# (--stage N --stop_stage N) and re-run without harm: finished work is marked .done with a
+# digest of what it was made from (input files and options), and is made again when they
+# changed. Logs are never overwritten (an earlier train.log becomes train.log.1, ...).
 #
 #  1. data preparation          local/data.sh -> data/<set>
 #  2. speed perturbation        --speed_perturb_factors "0.9 1.0 1.1" -> data/<train_set>_sp
@@ -42,6 +44,7 @@ token_type=char; nbpe=500; task_tokens=""   # task_tokens: extra symbols, e.g. "
 train_config=""               # the base training config; attention fragments are merged in
 attn_confs="mtla_s2"          # names of conf/attention/<name>.yaml in the top-level conf/
 conf_dir=../../../conf
+on_bad_audio=skip              # skip | error: unreadable/empty audio in stage 3 and decoding
 ngpu=0; nj=4; inference_nj=4; gpu_inference=false
 cpu_threads=$(nproc)          # torch threads of CPU training (--ngpu 0); path.sh sets 1
 inference_args="--beam_size 5"
@@ -71,6 +74,38 @@ run_stage() {  # run_stage N: true if stage N is selected and not skipped
     [ "$1" -ge "${stage}" ] && [ "$1" -le "${stop_stage}" ] || return 1
     case " ${skip_train_stages} ${skip_eval_stages} " in *" $1 "*) return 1;; esac
     return 0
+}
+digest() {  # digest <dir> <options...>: sha256 of the dir's files (not audio) and options
+    { find "$1" -maxdepth 1 -type f ! -name '.*' -print0 | LC_ALL=C sort -z \
+        | xargs -0 -r sha256sum; echo "${*:2}"; } | sha256sum | cut -c1-16
+}
+up_to_date() {  # up_to_date <out dir> <digest>: finished from the same inputs and options
+    [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]
+}
+rotate() {  # rotate <file>: keep an earlier log as <file>.1, .2, ... (never overwritten)
+    [ -e "$1" ] || return 0
+    local n=1; while [ -e "$1.${n}" ]; do n=$((n + 1)); done
+    mv "$1" "$1.${n}"
+}
+fail_with_log() {  # fail_with_log <log...>: the logs' last lines on the console, then exit
+    local logfile
+    for logfile in "$@"; do
+        [ -f "${logfile}" ] || continue
+        log "the last lines of ${logfile}:"; tail -n 15 "${logfile}" >&2
+    done
+    exit 1
+}
+with_progress() {  # with_progress <pattern> <log glob> <command...>: show matching log lines
+    local pattern=$1 logs=$2; shift 2
+    "$@" &
+    local job=$! status=0
+    # shellcheck disable=SC2086
+    (sleep 2; tail -q -n +1 -F --pid=${job} ${logs} 2>/dev/null \
+        | grep --line-buffered -E "${pattern}" | sed -u 's/^/    /' >&2) &
+    local shower=$!
+    wait "${job}" || status=$?
+    sleep 1; kill "${shower}" 2>/dev/null || true; wait "${shower}" 2>/dev/null || true
+    return "${status}"
 }
 token_list=data/token_list/${token_type}/tokens.txt
 bpemodel=data/token_list/bpe/bpe.model
@@ -122,7 +157,8 @@ if [ -n "${speed_perturb_factors}" ]; then
 fi
 
 if [ -n "${speed_perturb_factors}" ] && run_stage 2; then
-    if [ -f "data/${train_set}/.done" ]; then
+    sp_digest=$(digest "data/${original_train_set}" "${speed_perturb_factors}")
+    if up_to_date "data/${train_set}" "${sp_digest}"; then
         log "stage 2: data/${train_set} done already"
     else
         log "stage 2: speed perturbation of data/${original_train_set} by ${speed_perturb_factors}"
@@ -140,22 +176,28 @@ if [ -n "${speed_perturb_factors}" ] && run_stage 2; then
         rm -rf "data/${train_set}"
         utils/combine_data.sh "data/${train_set}" "${parts[@]}"
         rm -rf "${parts[@]}"
-        touch "data/${train_set}/.done"
+        echo "${sp_digest}" > "data/${train_set}/.done"
     fi
 fi
 
 if run_stage 3; then
     for set in ${train_set} ${valid_set} ${test_sets}; do
         out=${dumpdir}/raw/org/${set}
-        [ -f "${out}/.done" ] && { log "stage 3: ${out} done already"; continue; }
+        made_from=$(digest "data/${set}" "${task} ${audio_format} ${fs} ${on_bad_audio}")
+        if up_to_date "${out}" "${made_from}"; then
+            log "stage 3: ${out} done already"; continue
+        elif [ -f "${out}/.done" ]; then  # made from other files or options: made anew
+            log "stage 3: data/${set} or the options changed since ${out} was made: remaking it"
+            rm -rf "${out}"
+        fi
         log "stage 3: formatting data/${set} -> ${out} (${audio_format}, ${fs} Hz)"
         if [ "${task}" = summ ]; then
             utils/copy_data_dir.sh "data/${set}" "${out}"
         else
             python -m espnet2_mtla.bin.format_audio --fs "${fs}" --audio_format "${audio_format}" \
-                "data/${set}" "${out}"
+                --on_bad_audio "${on_bad_audio}" "data/${set}" "${out}"
         fi
-        touch "${out}/.done"
+        echo "${made_from}" > "${out}/.done"
     done
 fi
 
@@ -189,10 +231,17 @@ if { [ "${feats_type}" = fbank ] || [ "${feats_type}" = fbank_zip ]; } && run_st
     archive=zip; [ "${feats_type}" = fbank ] && archive=ark
     for set in ${train_set} ${valid_set} ${test_sets}; do
         gcmvn=""; [ "${set}" = "${train_set}" ] && gcmvn="--gcmvn"
+        made_from=$(digest "${dumpdir}/raw/${set}" "${archive} ${fs} ${gcmvn}" \
+            "$(cat "${dumpdir}/raw/org/${set}/.done" 2>/dev/null)")
+        if [ -f "$(dump_of "${set}")/.done" ] && ! up_to_date "$(dump_of "${set}")" "${made_from}"; then
+            log "stage 4: ${dumpdir}/raw/${set} changed since $(dump_of "${set}") was made: remaking it"
+            rm -rf "$(dump_of "${set}")"
+        fi
         log "stage 4: Fbank (${archive}) of ${dumpdir}/raw/${set} -> $(dump_of "${set}")"
         # shellcheck disable=SC2086
         python -m espnet2_mtla.bin.write_fbank --data_dir "${dumpdir}/raw/${set}" \
             --out_dir "$(dump_of "${set}")" --fs "${fs}" --archive "${archive}" ${gcmvn}
+        echo "${made_from}" > "$(dump_of "${set}")/.done"
     done
 fi
 
@@ -232,38 +281,65 @@ fi
 
 if run_stage 6; then
     log "stage 6: statistics -> ${expdir}/stats"
+    for set in ${train_set} ${valid_set}; do
+        [ -f "$(dump_of "${set}")/text" ] || { log "stage 6: $(dump_of "${set}")/text is missing: run stages 3-4 first"; exit 1; }
+    done
+    [ -f "${token_list}" ] || { log "stage 6: ${token_list} is missing: run stage 5 first"; exit 1; }
+    rotate "${expdir}/stats/logdir/stats.log"
     # shellcheck disable=SC2046,SC2086
     ${train_cmd} "${expdir}/stats/logdir/stats.log" \
         python -m espnet2_mtla.bin.train --collect_stats true --config "${train_config}" \
         ${token_opts} $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
         $(feature_opts) --train_shape_file "$(dump_of "${train_set}")/text" \
-        --valid_shape_file "$(dump_of "${valid_set}")/text" --output_dir "${expdir}/stats"
+        --valid_shape_file "$(dump_of "${valid_set}")/text" --output_dir "${expdir}/stats" \
+        || fail_with_log "${expdir}/stats/logdir/stats.log"
 fi
 
 exp_of() { echo "${expdir}/${tag}_$1"; }
 
 if run_stage 7; then
+    # every variant is checked before any trains: fragments exist, inputs are there
+    for variant in ${attn_confs}; do
+        fragment=${conf_dir}/attention/${variant}.yaml
+        [ -f "${fragment}" ] || { log "stage 7: --attn_confs ${variant}: no attention fragment ${fragment} (have: $(cd "${conf_dir}/attention" && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' '))"; exit 1; }
+    done
+    for needed in "${token_list}" "${expdir}/stats/train/$(shape_of)" "${expdir}/stats/valid/$(shape_of)" \
+            "$(dump_of "${train_set}")/text" "$(dump_of "${valid_set}")/text"; do
+        [ -f "${needed}" ] || { log "stage 7: ${needed} is missing: run the stages before 7 first (--stage 1, or the stage that makes it)"; exit 1; }
+    done
     for variant in ${attn_confs}; do
         exp=$(exp_of "${variant}")
         fragment=${conf_dir}/attention/${variant}.yaml
-        [ -f "${fragment}" ] || { log "no attention fragment ${fragment}"; exit 1; }
         mkdir -p "${exp}"
-        python -m espnet2_mtla.bin.merge_config "${train_config}" "${fragment}" -o "${exp}/train.yaml"
+        python -m espnet2_mtla.bin.merge_config "${train_config}" "${fragment}" -o "${exp}/train.yaml.new"
+        # an experiment that holds weights keeps its config: a changed one is refused
+        if [ -f "${exp}/train.yaml" ] && ! cmp -s "${exp}/train.yaml" "${exp}/train.yaml.new" \
+                && compgen -G "${exp}/*.pth" > /dev/null; then
+            log "stage 7: ${train_config} + ${fragment} differ from ${exp}/train.yaml, which ${exp}'s weights were trained with:"
+            diff "${exp}/train.yaml" "${exp}/train.yaml.new" >&2 || true
+            log "train a new experiment with --tag <name> (-> ${expdir}/<name>_${variant}), or remove ${exp} to start it anew"
+            rm -f "${exp}/train.yaml.new"; exit 1
+        fi
+        mv "${exp}/train.yaml.new" "${exp}/train.yaml"
         log "stage 7: training ${exp} (log: ${exp}/train.log)"
-        # shellcheck disable=SC2046,SC2086
+        rotate "${exp}/train.log"
         threads=1; [ "${ngpu}" -eq 0 ] && threads=${cpu_threads}
-        OMP_NUM_THREADS=${threads} ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+        # shellcheck disable=SC2046,SC2086
+        OMP_NUM_THREADS=${threads} with_progress "epoch results|[0-9]+epoch:.*iter|Error|error:" \
+            "${exp}/train.log" ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
             python -m espnet2_mtla.bin.train --config "${exp}/train.yaml" ${token_opts} \
             $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") $(feature_opts) \
             --train_shape_file "${expdir}/stats/train/$(shape_of)" \
             --valid_shape_file "${expdir}/stats/valid/$(shape_of)" \
-            --resume true --ngpu "${ngpu}" --output_dir "${exp}"
+            --resume true --ngpu "${ngpu}" --output_dir "${exp}" \
+            || fail_with_log "${exp}/train.log"
     done
 fi
 
 if run_stage 8; then
     for variant in ${attn_confs}; do
         exp=$(exp_of "${variant}")
+        [ -f "${exp}/${inference_model}" ] || { log "stage 8: ${exp}/${inference_model} is missing: train first (stage 7)"; exit 1; }
         for set in ${test_sets}; do
             decode=${exp}/decode_${set}
             logdir=${decode}/logdir
@@ -271,17 +347,30 @@ if run_stage 8; then
             input=$(input_of "${set}")
             count=$(wc -l < "$(dump_of "${set}")/text")
             jobs=$(( inference_nj < count ? inference_nj : count ))
+            # nothing of an earlier decode stays: merged results, scores, outputs of jobs
+            # beyond this split; each job empties its own output unless it finished this
+            # very run (--skip_done: same model, config, options and keys)
+            rm -rf "${decode}"/*best_recog "${decode}"/score_* "${decode}/efficiency.json" \
+                "${decode}/skipped" "${logdir}"/keys.*
+            for old in "${logdir}"/output.*; do
+                [ -e "${old}" ] || continue
+                [ "${old##*.}" -le "${jobs}" ] 2>/dev/null || rm -rf "${old}"
+            done
+            for logfile in "${logdir}"/decode.*.log; do [ -e "${logfile}" ] && rotate "${logfile}"; done
             utils/split_scp.pl "$(dump_of "${set}")/text" \
                 $(for j in $(seq "${jobs}"); do echo "${logdir}/keys.${j}"; done)
             gpu_opts=""
             [ "${gpu_inference}" = true ] && gpu_opts="--gpu 1"
-            log "stage 8: decoding ${set} with ${exp} in ${jobs} jobs (logs: ${logdir})"
+            log "stage 8: decoding ${set} (${count} utterances) with ${exp} in ${jobs} jobs (logs: ${logdir})"
             # shellcheck disable=SC2086
-            ${decode_cmd} ${gpu_opts} JOB=1:"${jobs}" "${logdir}/decode.JOB.log" \
+            with_progress "decoded [0-9]+/|skipping|kept|Error|error:" "${logdir}/decode.*.log" \
+                ${decode_cmd} ${gpu_opts} JOB=1:"${jobs}" "${logdir}/decode.JOB.log" \
                 python -m espnet2_mtla.bin.inference --train_config "${exp}/config.yaml" \
                 --model_file "${exp}/${inference_model}" --data_path_and_name_and_type "${input}" \
                 --key_file "${logdir}/keys.JOB" --output_dir "${logdir}/output.JOB" \
-                --ngpu $([ "${gpu_inference}" = true ] && echo 1 || echo 0) ${inference_args}
+                --on_bad_audio "${on_bad_audio}" --skip_done true \
+                --ngpu $([ "${gpu_inference}" = true ] && echo 1 || echo 0) ${inference_args} \
+                || fail_with_log "${logdir}"/decode.*.log
             python -m espnet2_mtla.bin.merge_decodes --out "${decode}" \
                 $(for j in $(seq "${jobs}"); do echo "${logdir}/output.${j}"; done)
         done
@@ -300,10 +389,14 @@ if run_stage 9; then
 fi
 
 if run_stage 10; then
-    log "stage 10: RESULTS.md"
-    # shellcheck disable=SC2046
-    python -m espnet2_mtla.bin.collect_results --out RESULTS.md \
-        $(for variant in ${attn_confs}; do exp_of "${variant}"; done)
+    # every variant decoded under ${expdir}, not only this run's --attn_confs
+    experiments=()
+    for exp in "${expdir}/${tag}"_*; do
+        compgen -G "${exp}/decode_*/efficiency.json" > /dev/null && experiments+=("${exp}")
+    done
+    [ "${#experiments[@]}" -gt 0 ] || { log "stage 10: no decoded experiment under ${expdir}: run stage 8 first"; exit 1; }
+    log "stage 10: RESULTS.md of ${experiments[*]}"
+    python -m espnet2_mtla.bin.collect_results --out RESULTS.md "${experiments[@]}"
 fi
 if run_stage 11; then
     for variant in ${attn_confs}; do
