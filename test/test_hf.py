@@ -2,6 +2,7 @@
 and generate() with the compressed latent cache gives the tokens of full recomputation."""
 
 import math
+import re
 import warnings
 
 import pytest
@@ -144,3 +145,29 @@ def test_a_key_value_cache_is_refused_with_a_clear_error():
         model(ids, attention_mask=mask, past_key_values=DynamicCache())
     with pytest.raises(ValueError, match="attention_mask"):
         model(ids, attention_mask=mask[:, :3])
+
+
+@pytest.mark.parametrize("version, accepted", [("5.23.0", True), ("5.23.4", True),
+                                               ("5.24.0", False), ("5.22.1", False),
+                                               ("6.0.0", False)])
+def test_transformers_outside_the_supported_range_is_refused(version, accepted):
+    from espnet2_mtla.hf.versions import check_transformers_version
+
+    if accepted:
+        check_transformers_version(version)
+    else:
+        with pytest.raises(ImportError, match=rf"supports transformers >=5\.23\.0,<5\.24\.0, "
+                                              rf"but transformers {re.escape(version)} is"):
+            check_transformers_version(version)
+
+
+def test_importing_the_hf_classes_with_an_unsupported_release_fails_clearly():
+    """The import itself refuses (a fresh interpreter whose transformers reports 5.24.0)."""
+    import subprocess
+    import sys
+
+    code = ("import transformers; transformers.__version__ = '5.24.0'\n"
+            "import espnet2_mtla.hf")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "ImportError" in done.stderr and "transformers 5.24.0 is installed" in done.stderr

@@ -31,10 +31,9 @@ PY
 """
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    """A repository-shaped folder: egs2/mini/asr1 next to the real utils/, conf/, tools/."""
-    repo = tmp_path_factory.mktemp("repo")
+def make_recipe(repo, run_options):
+    """A repository-shaped folder under ``repo``: egs2/mini/asr1 next to the real utils/,
+    conf/, tools/, whose run.sh calls mtla.sh on generated data with ``run_options``."""
     for name in ("utils", "conf", "tools"):
         (repo / name).symlink_to(ROOT / name)
     (repo / "egs2").mkdir()
@@ -53,11 +52,17 @@ def recipe(tmp_path_factory):
     (recipe / "run.sh").write_text(
         "#!/usr/bin/env bash\nset -euo pipefail\n"
         "./mtla.sh --task asr --train_set train --valid_set dev --test_sets test "
-        "--train_config conf/train.yaml --attn_confs 'mha mtla_s2' --inference_nj 2 "
-        "--speed_perturb_factors '0.9 1.0 1.1' "
-        "--inference_args '--beam_size 2 --maxlenratio -5' \"$@\"\n")
+        f"--train_config conf/train.yaml {run_options} \"$@\"\n")
     (recipe / "run.sh").chmod(0o755)
     return recipe
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    return make_recipe(tmp_path_factory.mktemp("repo"),
+                       "--attn_confs 'mha mtla_s2' --inference_nj 2 "
+                       "--speed_perturb_factors '0.9 1.0 1.1' "
+                       "--inference_args '--beam_size 2 --maxlenratio -5'")
 
 
 def run(recipe, *args):
@@ -78,6 +83,9 @@ def test_template_runs_end_to_end_with_a_sweep(recipe):
         assert (decode / "logdir" / "decode.2.log").exists()  # split over 2 jobs
     results = (recipe / "RESULTS.md").read_text()
     assert "mtla_mha" in results and "mtla_mtla_s2" in results and "kv_cache_MB" in results
+    # stages 7 and 8 show progress on the console
+    assert "1epoch results" in done.stderr and "2epoch results" in done.stderr
+    assert "decoded 2/2 utterances" in done.stderr
     assert (recipe / "RESULTS.png").exists()
     # the sweep's cache sizes follow the formulas: per token and layer MHA 2 * d_model = 64
     # numbers here (d_model 32), MTLA s=2 (r + d_r) / 2 = 144 (the paper's latent sizes)
@@ -162,3 +170,95 @@ def test_fbank_zip_archives_through_the_stages(recipe):
 def test_bad_option_is_a_clear_error(recipe):
     bad = run(recipe, "--stage", "1", "--stop_stage", "1", "--nbest", "3")
     assert bad.returncode != 0 and "unknown option --nbest" in bad.stderr
+
+
+def test_changed_transcripts_remake_the_formatted_data(recipe):
+    """Stage 3 knows what it was made from: an edited data/<set>/text is made again."""
+    text = recipe / "data" / "test" / "text"
+    original = text.read_text()
+    lines = original.splitlines()
+    lines[0] = lines[0].split()[0] + " an edited transcript"
+    text.write_text("\n".join(lines) + "\n")
+    try:
+        done = run(recipe, "--stage", "3", "--stop_stage", "4")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "changed since dump/raw/org/test was made: remaking it" in done.stderr
+        assert "an edited transcript" in (recipe / "dump/raw/test/text").read_text()
+        assert "dump/raw/org/train_sp done already" in done.stderr  # unchanged sets kept
+    finally:
+        text.write_text(original)
+        assert run(recipe, "--stage", "3", "--stop_stage", "4").returncode == 0
+
+
+def test_a_changed_model_config_is_refused_for_a_trained_experiment(recipe):
+    exp = recipe / "exp" / "mtla_mha"
+    config = yaml.safe_load((recipe / "conf" / "train.yaml").read_text())
+    config["decoder_conf"]["num_layers"] += 1
+    (recipe / "conf" / "deeper.yaml").write_text(yaml.safe_dump(config))
+    before = (exp / "train.yaml").read_text(), (exp / "config.yaml").read_text()
+    done = run(recipe, "--stage", "7", "--stop_stage", "7", "--attn_confs", "mha",
+               "--train_config", "conf/deeper.yaml")
+    assert done.returncode != 0
+    assert "which exp/mtla_mha's weights were trained with" in done.stderr
+    assert "num_layers" in done.stderr and "--tag" in done.stderr
+    assert ((exp / "train.yaml").read_text(), (exp / "config.yaml").read_text()) == before
+
+
+def test_attn_confs_are_checked_before_any_training(recipe):
+    exp = recipe / "exp" / "mtla_mha"
+    logs = sorted(p.name for p in exp.glob("train.log*"))
+    done = run(recipe, "--stage", "7", "--stop_stage", "7", "--attn_confs", "mha mtla_s9")
+    assert done.returncode != 0 and "--attn_confs mtla_s9: no attention fragment" in done.stderr
+    assert "mtla_s2" in done.stderr  # the fragments there are listed
+    assert sorted(p.name for p in exp.glob("train.log*")) == logs  # mha did not train
+
+
+def test_a_resumed_training_keeps_the_earlier_log(recipe):
+    exp = recipe / "exp" / "mtla_mha"
+    first = (exp / "train.log").read_text()
+    done = run(recipe, "--stage", "7", "--stop_stage", "7", "--attn_confs", "mha")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rotated = sorted(exp.glob("train.log.*"))
+    assert rotated and rotated[-1].read_text() == first and "1epoch results" in first
+    assert (exp / "train.log").exists()
+    assert not (exp / "config.yaml.1").exists()  # the same config: no history entry
+
+
+def test_stage8_leaves_nothing_of_earlier_decodes_and_keeps_finished_jobs(recipe):
+    decode = recipe / "exp" / "mtla_mha" / "decode_test"
+    stale = decode / "logdir" / "output.7"
+    stale.mkdir(parents=True)
+    (stale / "efficiency.json").write_text("{}")
+    (decode / "score_wer" / "result.txt").write_text("WER 0.00 (stale)\n")
+    reference = (decode / "1best_recog" / "text").read_text()
+    done = run(recipe, "--stage", "8", "--stop_stage", "8", "--attn_confs", "mha")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not stale.exists() and not (decode / "score_wer").exists()
+    assert "finished by the same run already" in done.stderr  # both jobs kept
+    assert (decode / "1best_recog" / "text").read_text() == reference
+    done = run(recipe, "--stage", "9", "--stop_stage", "9", "--attn_confs", "mha")
+    assert done.returncode == 0 and (decode / "score_wer" / "result.txt").exists()
+
+
+def test_results_list_every_decoded_variant(recipe):
+    done = run(recipe, "--stage", "10", "--stop_stage", "10", "--attn_confs", "mtla_s2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = (recipe / "RESULTS.md").read_text()
+    assert "| mtla_mha |" in results and "| mtla_mtla_s2 |" in results
+
+
+def test_training_before_its_inputs_exist_says_which_stage_to_run(recipe):
+    done = run(recipe, "--stage", "7", "--stop_stage", "7", "--expdir", "exp_none")
+    assert done.returncode != 0
+    assert "exp_none/stats/train/speech_shape is missing: run the stages before 7" in done.stderr
+
+
+def test_a_failing_stage_prints_the_end_of_its_log(recipe):
+    config = yaml.safe_load((recipe / "conf" / "train.yaml").read_text())
+    config["decoder_conf"]["num_layer"] = 3
+    (recipe / "conf" / "typo.yaml").write_text(yaml.safe_dump(config))
+    done = run(recipe, "--stage", "6", "--stop_stage", "6", "--expdir", "exp_typo",
+               "--train_config", "conf/typo.yaml")
+    assert done.returncode != 0
+    assert "the last lines of exp_typo/stats/logdir/stats.log" in done.stderr
+    assert "unknown key(s) 'num_layer'" in done.stderr

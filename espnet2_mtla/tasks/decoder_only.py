@@ -181,6 +181,13 @@ MODEL_OPTIONS = ("frontend", "frontend_conf", "specaug", "specaug_conf", "normal
                  "token_type", "bpemodel", "token_list")
 
 
+# options espnet rewrites in config.yaml after the start (the token list inlined, the
+# distributed mode resolved): not changes of the user's
+RESOLVED_AT_START = ("token_list", "multiprocessing_distributed", "distributed", "dist_rank",
+                     "local_rank", "dist_world_size", "dist_master_addr", "dist_master_port",
+                     "dist_init_method", "dist_launcher")
+
+
 def _plain(value):
     """A config value as YAML would read it back (tuples as lists)."""
     return json.loads(json.dumps(value, default=str))
@@ -227,7 +234,7 @@ def keep_experiment_config(args: argparse.Namespace):
         )
     now = {key: _plain(value) for key, value in vars(args).items()}
     if any(_plain(previous.get(key)) != value for key, value in now.items()
-           if key not in ("token_list",)):
+           if key not in RESOLVED_AT_START):
         number = 1
         while (output_dir / f"config.yaml.{number}").exists():
             number += 1
