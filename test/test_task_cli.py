@@ -218,7 +218,7 @@ def test_first_audio_missing_is_a_clear_error(workdir):
 def test_empty_transcript_names_the_utterance(workdir):
     empty = bad_data(workdir, "empty")
     lines = (empty / "text").read_text().splitlines()
-    lines[1] = lines[1].split()[0]  # utt2 with nothing after the key
+    lines[1] = lines[1].split()[0] + "   "  # utt2: spaces only after the key
     (empty / "text").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="utt2.*empty transcript"):
         train_cli([*common_args(workdir, empty), "--output_dir", empty / "exp"])

@@ -77,6 +77,16 @@ def test_shell_wrappers(tmp_path):
     assert kept == "u2 hello  big world\n"
 
 
+@pytest.mark.parametrize("script", ["validate_data_dir.sh", "fix_data_dir.sh"])
+def test_a_byte_that_is_not_utf8_is_named_by_file_and_line(tmp_path, script):
+    d = messy_dir(tmp_path)
+    (d / "text").write_bytes(b"u1 first one\nu2 caf\xe9 au lait\nu3 x\n")
+    run = subprocess.run([UTILS / script, d], env=ENV, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert f"{d}/text:2: byte 0xe9 at column 7 is not UTF-8" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_split_scp_sizes_within_one(tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text("".join(f"u{i:02d} /x/{i}.wav\n" for i in range(10)))

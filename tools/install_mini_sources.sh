@@ -3,7 +3,15 @@
 # the espeak-ng synthesiser, gettext's tools, and the English package descriptions
 # (Translation-en) under /var/lib/apt/lists. Needs root (or sudo) for apt-get; does
 # nothing that is there already.
+# --optional: when something cannot be installed, say so and exit 0 (the tests that
+# need it skip, saying why) instead of failing.
 set -euo pipefail
+optional=false
+case "${1:-}" in
+    --optional) optional=true ;;
+    "") ;;
+    *) echo "usage: $0 [--optional]" >&2; exit 1 ;;
+esac
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 need=()
 command -v espeak-ng > /dev/null || need+=(espeak-ng)
