@@ -171,3 +171,22 @@ def test_importing_the_hf_classes_with_an_unsupported_release_fails_clearly():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0
     assert "ImportError" in done.stderr and "transformers 5.24.0 is installed" in done.stderr
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_unless_not_strict(tmp_path):
+    """from_pretrained is strict: a one-layer checkpoint loaded with a two-layer config
+    would leave layer 1 random, which is an error naming the checkpoint and the weights;
+    a causal LM's checkpoint still loads into the base model (its head is ignored)."""
+    small = hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "num_hidden_layers": 1}, **LATENT,
+                               down_rate=2)
+    AutoModelForCausalLM.from_config(small).save_pretrained(tmp_path / "one_layer")
+    config = tiny_model(2).config
+    with pytest.raises(ValueError, match=r"one_layer does not fit LlamaMTLAForCausalLM.*"
+                                         r"weights missing \(model\.layers\.1\."):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "one_layer", config=config)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "one_layer", config=config,
+                                                 strict=False)
+    assert isinstance(model, hf.LlamaMTLAForCausalLM)
+    base = tiny_model(2)
+    base.save_pretrained(tmp_path / "lm")
+    hf.LlamaMTLAModel.from_pretrained(tmp_path / "lm")  # the head's weights are ignored

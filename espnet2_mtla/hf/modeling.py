@@ -55,6 +55,33 @@ class LlamaMTLAPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["LlamaMTLADecoderLayer"]
     _skip_keys_device_placement = ["past_key_values"]
 
+    @classmethod
+    def from_pretrained(cls, *args, strict: bool = True, **kwargs):
+        """Transformers' loader, strict by default: weights of the model that the
+        checkpoint does not hold (left random) or holds with another shape are an error
+        naming the checkpoint and the first keys, not a log warning. Keys the model
+        does not use (a causal LM's head loaded into the base model) stay ignored, as in
+        Transformers. ``strict=False`` (or ``ignore_mismatched_sizes=True`` for shapes)
+        gives Transformers' lenient behaviour."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing = sorted(info.get("missing_keys") or [])
+        mismatched = [] if kwargs.get("ignore_mismatched_sizes") else [
+            str(entry[0]) if isinstance(entry, (tuple, list)) else str(entry)
+            for entry in info.get("mismatched_keys") or []]
+        if strict and (missing or mismatched):
+            source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            problems = []
+            if missing:
+                problems.append(f"{len(missing)} weights missing ({', '.join(missing[:3])})")
+            if mismatched:
+                problems.append(f"{len(mismatched)} of another shape "
+                                f"({', '.join(mismatched[:3])})")
+            raise ValueError(f"{source} does not fit {cls.__name__} with its config: "
+                             + "; ".join(problems) + " (strict=False loads it anyway, "
+                             "with those weights newly initialised)")
+        return (model, info) if want_info else model
+
 
 class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
     def __init__(self, config: LlamaMTLAConfig):
