@@ -7,10 +7,12 @@ env:
 	tools/setup_env.sh
 
 # The whole test suite (GPU tests skip on a machine without CUDA; the mini-corpus tests
-# skip, saying why, where espeak-ng cannot be installed).
+# skip, saying why, where espeak-ng cannot be installed), then the Transformers tests on
+# the newest supported Transformers release too (a side folder, built once).
 test: env
 	tools/install_mini_sources.sh --optional
 	$(PYTHON_ENV) -m pytest test
+	tools/test_transformers_releases.sh -q
 
 # The offline demo: egs2/mini_en/asr1 (synthetic English speech, mha / mla / mtla_s2
 # sweep) on CPU, ending with its results table and plot.

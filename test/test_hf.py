@@ -148,29 +148,29 @@ def test_a_key_value_cache_is_refused_with_a_clear_error():
 
 
 @pytest.mark.parametrize("version, accepted", [("5.23.0", True), ("5.23.4", True),
-                                               ("5.24.0", False), ("5.22.1", False),
-                                               ("6.0.0", False)])
+                                               ("5.24.0", True), ("5.25.0", False),
+                                               ("5.22.1", False), ("6.0.0", False)])
 def test_transformers_outside_the_supported_range_is_refused(version, accepted):
     from espnet2_mtla.hf.versions import check_transformers_version
 
     if accepted:
         check_transformers_version(version)
     else:
-        with pytest.raises(ImportError, match=rf"supports transformers >=5\.23\.0,<5\.24\.0, "
+        with pytest.raises(ImportError, match=rf"supports transformers >=5\.23\.0,<5\.25\.0, "
                                               rf"but transformers {re.escape(version)} is"):
             check_transformers_version(version)
 
 
 def test_importing_the_hf_classes_with_an_unsupported_release_fails_clearly():
-    """The import itself refuses (a fresh interpreter whose transformers reports 5.24.0)."""
+    """The import itself refuses (a fresh interpreter whose transformers reports 5.25.0)."""
     import subprocess
     import sys
 
-    code = ("import transformers; transformers.__version__ = '5.24.0'\n"
+    code = ("import transformers; transformers.__version__ = '5.25.0'\n"
             "import espnet2_mtla.hf")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0
-    assert "ImportError" in done.stderr and "transformers 5.24.0 is installed" in done.stderr
+    assert "ImportError" in done.stderr and "transformers 5.25.0 is installed" in done.stderr
 
 
 def test_a_checkpoint_that_does_not_fit_is_refused_unless_not_strict(tmp_path):

@@ -19,6 +19,20 @@ from espnet2_mtla.attention import build_attention
 from espnet2_mtla.hf.cache import MTLACache
 from espnet2_mtla.hf.configuration import LlamaMTLAConfig
 
+# Transformers 5.24 renamed the cache argument and output field ``past_key_values`` to
+# ``cache`` (generate() passes the cache under that name and reads it back from the
+# outputs); the model accepts both names and answers under the release's own.
+CACHE_FIELD = ("cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__
+               else "past_key_values")
+
+
+def cache_argument(past_key_values, kwargs):
+    """The cache given under either name (both at once is an error)."""
+    cache = kwargs.pop("cache", None)
+    if cache is not None and past_key_values is not None:
+        raise ValueError("pass the cache once: cache= or past_key_values=, not both")
+    return cache if cache is not None else past_key_values
+
 
 def latent_attention(config: LlamaMTLAConfig) -> nn.Module:
     sizes = dict(kv_lora_rank=config.kv_lora_rank, q_lora_rank=config.q_lora_rank,
@@ -53,7 +67,7 @@ class LlamaMTLAPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = False
     _no_split_modules = ["LlamaMTLADecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE_FIELD]
 
     @classmethod
     def from_pretrained(cls, *args, strict: bool = True, **kwargs):
@@ -102,6 +116,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None,
                 past_key_values: Optional[MTLACache] = None, inputs_embeds=None,
                 use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+        past_key_values = cache_argument(past_key_values, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
@@ -124,7 +139,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                 cache = cache_layer.latent
             hidden = layer(hidden, positions, padding, cache)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden),
-                                       past_key_values=past_key_values if use_cache else None)
+                                       **{CACHE_FIELD: past_key_values if use_cache else None})
 
     @staticmethod
     def _positions_and_padding(attention_mask, position_ids, cache, batch, length, device):
@@ -171,6 +186,7 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None,
                 past_key_values=None, inputs_embeds=None, labels=None, use_cache=None,
                 logits_to_keep=0, **kwargs) -> CausalLMOutputWithPast:
+        past_key_values = cache_argument(past_key_values, kwargs)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids, past_key_values=past_key_values,
                              inputs_embeds=inputs_embeds, use_cache=use_cache)
@@ -185,15 +201,15 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
             loss = self.loss_function(logits=logits, labels=labels,
                                       vocab_size=self.config.vocab_size, **kwargs)
         return CausalLMOutputWithPast(loss=loss, logits=logits,
-                                      past_key_values=outputs.past_key_values)
+                                      **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)})
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         """generate() gets the compressed latent cache unless told not to cache."""
         if generation_config.cache_implementation not in (None, "dynamic"):
             raise ValueError(f"cache_implementation={generation_config.cache_implementation!r}"
                              " is not supported: MTLA models use their own MTLACache")
-        if model_kwargs.get("past_key_values") is None and generation_config.use_cache:
-            model_kwargs["past_key_values"] = MTLACache(self.config.num_hidden_layers)
+        if model_kwargs.get(CACHE_FIELD) is None and generation_config.use_cache:
+            model_kwargs[CACHE_FIELD] = MTLACache(self.config.num_hidden_layers)
             return
         return super()._prepare_cache_for_generation(generation_config, model_kwargs,
                                                      *args, **kwargs)

@@ -1,16 +1,22 @@
-"""The Transformers releases the compressed cache is known to be correct on.
+"""The Transformers releases the compressed cache is verified on.
 
 ``MTLACache`` plugs into ``generate()``'s cache handling, whose internals change between
-Transformers releases: on 5.24.0, ``generate()`` with ``MTLACache`` returns tokens that
-differ from full recomputation from about the third new token on (measured, greedy and
-beam, every down_rate), while 5.23.0 agrees. A release outside the range below is
-therefore refused at import, naming both versions, instead of decoding wrongly.
+Transformers releases (5.24 renamed the cache argument and output field
+``past_key_values`` to ``cache``; without following it, ``generate()`` returned tokens
+that differ from full recomputation). ``make test`` runs the Transformers tests on each
+release in TESTED: the pinned one (tools/requirements.lock) in the main environment, the
+newest in a side environment (tools/test_transformers_releases.sh). A release outside
+[first, last minor] is refused at import, naming both versions, instead of decoding
+wrongly.
 """
 
 from packaging.version import Version
 
-# the releases the test suite runs the generate()/cache tests on: [lowest, first refused)
-SUPPORTED = (Version("5.23.0"), Version("5.24.0"))
+# the releases the test suite runs on: the pinned one and the newest
+TESTED = ("5.23.0", "5.24.0")
+# accepted: from the first tested release up to the next minor release after the last
+SUPPORTED = (Version(TESTED[0]),
+             Version(f"{Version(TESTED[-1]).major}.{Version(TESTED[-1]).minor + 1}.0"))
 
 
 def supported_range() -> str:
@@ -25,6 +31,6 @@ def check_transformers_version(installed: str):
         raise ImportError(
             f"espnet2_mtla.hf supports transformers {supported_range()}, but transformers "
             f"{installed} is installed: on other releases generate() with the compressed "
-            f"MTLA cache is not verified (on 5.24.0 it returns wrong tokens). Install a "
-            f"supported release: pip install 'transformers{supported_range()}'"
+            f"MTLA cache is not verified. Install a supported release: pip install "
+            f"'transformers{supported_range()}'"
         )
