@@ -125,21 +125,22 @@ def clear_outputs(output_dir: Path):
 
 
 def checked_keys(args, train_args, output_dir: Path):
-    """(key file to decode, {skipped key: reason}): every input checked before decoding."""
+    """(key file to decode, number of keys to decode, {skipped key: reason}): every input
+    checked before decoding."""
     check_text_inputs(args.data_path_and_name_and_type)
     bad = check_sound_inputs(args.data_path_and_name_and_type,
                              expected_sample_rate(train_args),
                              skip=args.on_bad_audio == "skip")
-    if not bad:
-        return args.key_file, {}
     wanted = keys_of(args.key_file or args.data_path_and_name_and_type[0][0])
-    skipped = {key: reason for key, reason in bad.items() if key in set(wanted)}
+    skipped = {key: bad[key] for key in wanted if key in bad}
+    if not skipped:
+        return args.key_file, len(wanted), {}
     for key, reason in skipped.items():
         logging.warning(f"skipping utterance {key}: {reason}")
     key_file = output_dir / "keys.checked"
     key_file.write_text("".join(f"{key}\n" for key in wanted if key not in skipped))
     write_map(output_dir / "skipped", skipped)
-    return str(key_file), skipped
+    return str(key_file), len(wanted) - len(skipped), skipped
 
 
 def inference(args):
@@ -161,8 +162,7 @@ def inference(args):
     model.to(dtype).eval()
     if model.frontend is not None:
         model.frontend.float()  # STFT/filterbanks stay fp32; features are cast after
-    key_file, skipped = checked_keys(args, train_args, output_dir)
-    total = len(keys_of(key_file or args.data_path_and_name_and_type[0][0]))
+    key_file, total, skipped = checked_keys(args, train_args, output_dir)
 
     iterator = DecoderOnlyTask.build_streaming_iterator(
         args.data_path_and_name_and_type,

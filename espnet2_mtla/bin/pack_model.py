@@ -71,16 +71,16 @@ def main(argv=None):
             return 1
     # the weights must fit the config exactly (strict, see model.checkpoint); a trainer
     # checkpoint is packed as its model part
-    from espnet2_mtla.model.checkpoint import ModelFileError, model_state
+    from espnet2_mtla.model.checkpoint import ModelFileError
     from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
 
     try:
-        DecoderOnlyTask.build_model_from_file(config_path, model_path, "cpu")
-        weights = io.BytesIO()
-        torch.save(model_state(model_path), weights)
+        model, _ = DecoderOnlyTask.build_model_from_file(config_path, model_path, "cpu")
     except (ModelFileError, OSError) as error:
         print(f"pack_model: {error}", file=sys.stderr)
         return 1
+    weights = io.BytesIO()
+    torch.save(model.state_dict(), weights)  # the strictly loaded weights, read once
     config = yaml.safe_load(config_path.read_text())
     token_list = config.get("token_list")
     if isinstance(token_list, str):  # a path: inline the tokens as ESPnet configs do

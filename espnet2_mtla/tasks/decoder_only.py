@@ -285,10 +285,11 @@ class DecoderOnlyTrainer(Trainer):
 
     @staticmethod
     def resume(checkpoint, *args, **kwargs):
-        read_checkpoint(checkpoint)  # raises ModelFileError naming a damaged file
         try:
             Trainer.resume(checkpoint, *args, **kwargs)
-        except (KeyError, RuntimeError, ValueError) as error:
+        except Exception as error:
+            # the file read alone (only on failure): a damaged file is named as such
+            read_checkpoint(checkpoint)
             raise ModelFileError(
                 f"{checkpoint}: cannot resume from it ({type(error).__name__}: "
                 f"{str(error)[:300]}); remove it to start the training anew, or resume "
