@@ -153,6 +153,65 @@ def test_inference_writes_sorted_outputs_and_an_efficiency_report(workdir, capsy
     assert json.loads((low / "efficiency.json").read_text())["dtype"] == "bfloat16"
 
 
+def test_decode_config_ctc_weight_and_command_line_precedence(workdir, tmp_path):
+    """--config YAML sets decoding options, the command line wins; joint CTC decoding of a
+    model trained with CTC; a bad weight, a missing config, a model without CTC refused."""
+    from espnet2_mtla.bin.inference import main as inference_main
+
+    config = tmp_path / "conf.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "model_conf": {"lsm_weight": 0.0,
+                                                                "ctc_weight": 0.3}}))
+    model_dir = workdir / "exp_ctc"
+    train_cli([*common_args(workdir, config=config), "--output_dir", model_dir])
+
+    def decode(output, *options, model=model_dir):
+        inference_main([
+            "--train_config", str(model / "config.yaml"),
+            "--model_file", str(model / "1epoch.pth"),
+            "--data_path_and_name_and_type", f"{workdir}/data/train/wav.scp,speech,sound",
+            "--output_dir", str(output), "--maxlenratio", "-5", *options])
+        return json.loads((output / "efficiency.json").read_text())
+
+    decode_yaml = tmp_path / "decode.yaml"
+    decode_yaml.write_text("beam_size: 2\nctc_weight: 0.3\nbatch_size: 5\n")
+    report = decode(tmp_path / "joint", "--config", str(decode_yaml), "--beam_size", "3")
+    assert (report["ctc_weight"], report["beam_size"], report["batch_size"]) == (0.3, 3, 5)
+    assert len((tmp_path / "joint/1best_recog/text").read_text().splitlines()) == 5
+
+    for options, message in [
+        (["--ctc_weight", "1.5"], "--ctc_weight must be in"),
+        (["--config", str(tmp_path / "missing.yaml")], "missing.yaml"),
+    ]:
+        with pytest.raises(SystemExit):
+            decode(tmp_path / "bad", *options)
+    without_ctc = workdir / "exp_no_ctc"
+    train_cli([*common_args(workdir), "--output_dir", without_ctc])
+    with pytest.raises(SystemExit, match="no CTC layer"):
+        decode(tmp_path / "bad", "--ctc_weight", "0.3", model=without_ctc)
+
+
+def test_decode_config_errors_name_the_option(tmp_path, capsys):
+    from espnet2_mtla.bin.inference import parse_args
+
+    required = ["--output_dir", "o", "--data_path_and_name_and_type", "a,speech,sound",
+                "--train_config", "c", "--model_file", "m"]
+    config = tmp_path / "decode.yaml"
+    config.write_text("beam_sise: 2\n")
+    with pytest.raises(SystemExit):
+        parse_args([*required, "--config", str(config)])
+    assert "unknown option(s) beam_sise" in capsys.readouterr().err
+    config.write_text("ctc_weight: high\n")
+    with pytest.raises(SystemExit):
+        parse_args([*required, "--config", str(config)])
+    assert "--ctc_weight: invalid float value: 'high'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args([*required, "--ctc_weight", "-0.5"])
+    assert "--ctc_weight must be in [0, 1], got -0.5" in capsys.readouterr().err
+    config.write_text("ctc_weight: 0.3\nbeam_size: 4\n")
+    args = parse_args([*required, "--config", str(config), "--ctc_weight", "0.5"])
+    assert (args.ctc_weight, args.beam_size) == (0.5, 4)
+
+
 def bad_data(workdir, name, fs=16000):
     directory = workdir / "bad" / name
     write_data_dir(directory, fs=fs)

@@ -14,6 +14,11 @@ reset before decoding; "n/a" on CPU), the peak KV-cache bytes, and under "run" w
 output was made from (model and config with digests, options, keys; see
 ``inference.run_record``).
 
+Decoding options can come from a YAML file (``--config conf/decode.yaml``, keys as the
+options' names, e.g. ``beam_size: 10`` and ``ctc_weight: 0.3``); options given on the
+command line win over it. ``--ctc_weight w`` > 0 decodes with joint CTC/attention scores
+(a model trained with CTC; ESPnet's recipes use 0.3 for ASR).
+
 Before decoding, the model file must fit the config exactly, and every utterance of a
 ``sound`` input is checked (readable, mono, non-empty, at the frontend's rate):
 ``--on_bad_audio error`` stops naming them, ``skip`` decodes the others and lists the
@@ -50,6 +55,8 @@ def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--config", type=str_or_none, default=None,
+                        help="YAML file of decoding options (the command line wins)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--data_path_and_name_and_type", type=str2triple_str,
                         action="append", required=True,
@@ -71,6 +78,12 @@ def get_parser():
     parser.add_argument("--minlenratio", type=float, default=0.0)
     parser.add_argument("--length_penalty", type=float, default=1.0,
                         help="Finished scores are divided by length ** length_penalty")
+    parser.add_argument("--ctc_weight", type=float, default=0.0,
+                        help="Joint CTC/attention decoding: weight of the CTC prefix score "
+                        "in [0, 1] (0: attention only; needs a model trained with CTC)")
+    parser.add_argument("--pre_beam_ratio", type=float, default=1.5,
+                        help="With 0 < ctc_weight < 1, the CTC prefix score is computed for "
+                        "the pre_beam_ratio x beam_size best tokens of the decoder")
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
                         help="Replay each decoding step from CUDA graphs (auto: on GPU "
                         "for MLA/MTLA, where it pays)")
@@ -86,6 +99,44 @@ def get_parser():
     parser.add_argument("--log_level", default="INFO",
                         choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"])
     return parser
+
+
+class CTCWeightError(ValueError):
+    """--ctc_weight > 0 for a model without a CTC layer."""
+
+
+def parse_args(cmd=None):
+    """Options from the command line over those of ``--config`` (YAML); checked."""
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if args.config is not None:
+        import yaml
+
+        try:
+            with open(args.config, encoding="utf-8") as handle:
+                options = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as error:
+            parser.error(f"--config {args.config}: {error}")
+        if not isinstance(options, dict):
+            parser.error(f"--config {args.config}: expected 'option: value' lines")
+        settable = {action.dest for action in parser._actions
+                    if action.option_strings and not isinstance(action, argparse._AppendAction)}
+        settable -= {"config", "help"}
+        unknown = sorted(set(options) - settable)
+        if unknown:
+            parser.error(f"--config {args.config}: unknown option(s) {', '.join(unknown)} "
+                         f"(options: {', '.join(sorted(settable))})")
+        from_file = []
+        for key, value in options.items():
+            if isinstance(value, bool):
+                value = str(value).lower()
+            from_file += [f"--{key}", str(value)]
+        args = parser.parse_args(from_file + list(cmd or []))
+    if not 0.0 <= args.ctc_weight <= 1.0:
+        parser.error(f"--ctc_weight must be in [0, 1], got {args.ctc_weight}")
+    if args.pre_beam_ratio < 1.0:
+        parser.error(f"--pre_beam_ratio must be >= 1, got {args.pre_beam_ratio}")
+    return args
 
 
 def build_text_converter(train_args):
@@ -160,6 +211,11 @@ def inference(args):
         args.train_config, args.model_file, device
     )
     model.to(dtype).eval()
+    if args.ctc_weight > 0 and getattr(model, "ctc", None) is None:
+        raise CTCWeightError(
+            f"--ctc_weight {args.ctc_weight}: the model of {args.train_config} has no CTC "
+            "layer (trained with model_conf.ctc_weight 0, or text input); decode with "
+            "--ctc_weight 0")
     if model.frontend is not None:
         model.frontend.float()  # STFT/filterbanks stay fp32; features are cast after
     key_file, total, skipped = checked_keys(args, train_args, output_dir)
@@ -183,6 +239,8 @@ def inference(args):
         minlenratio=args.minlenratio,
         length_penalty=args.length_penalty,
         nbest=args.nbest,
+        ctc_weight=args.ctc_weight,
+        pre_beam_ratio=args.pre_beam_ratio,
         cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
     )
 
@@ -233,6 +291,7 @@ def inference(args):
         "attention_conf": train_args.attention_conf,
         "beam_size": args.beam_size,
         "batch_size": args.batch_size,
+        "ctc_weight": args.ctc_weight,
         "skipped_utterances": len(skipped),
         "run": record,
     }
@@ -242,14 +301,15 @@ def inference(args):
 
 
 def main(cmd=None):
-    args = get_parser().parse_args(cmd)
+    args = parse_args(cmd)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     try:
         inference(args)
-    except (ModelFileError, BadAudioError, DataDirError, FileNotFoundError) as error:
+    except (ModelFileError, BadAudioError, DataDirError, FileNotFoundError,
+            CTCWeightError) as error:
         logging.error(str(error))
         sys.exit(f"inference: {error}")
 

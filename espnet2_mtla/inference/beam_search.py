@@ -8,6 +8,11 @@ gather per layer. An utterance is done once it has K finished hypotheses or reac
 maximum length, and its rows leave the batch. Each utterance's prefix is encoded on its
 own, so decoding it alone or in any batch gives the same result.
 
+Joint CTC/attention decoding (``ctc_weight`` w > 0, ESPnet's ``ctc_weight``): a candidate
+scores (1 - w) * decoder log-prob + w * CTC prefix score increment (ctc_prefix.py). As in
+ESPnet's batched search, the CTC score is computed for the ``pre_beam`` best tokens of each
+hypothesis by the decoder (1.5 x beam; all tokens when w = 1), the others are out.
+
 On CUDA with latent caches (MLA, MTLA) the step (reorder + decoder) is replayed from
 CUDA graphs (``cuda_graphs``; see cuda_graph.py). A captured step has a fixed batch
 size, so there the rows of done utterances stay in the batch (fed eos, ignored) until
@@ -19,6 +24,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from espnet2_mtla.inference.ctc_prefix import CTCPrefixScorer
 from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
 
 
@@ -47,13 +53,14 @@ def _stack_left_padded(parts: List[torch.Tensor], total: int) -> torch.Tensor:
 
 
 def encode_each(model, batch: Dict[str, torch.Tensor]):
-    """``model.encode_prefix`` utterance by utterance, stacked left-padded."""
+    """``model.encode_prefix`` utterance by utterance: the prefix stacked left-padded, the
+    encoder output (for CTC; None for text input) right-padded, as encode_prefix gives."""
     name = model.prefix_input_name
     outputs = []
     for row in range(len(batch[name])):
         length = batch[f"{name}_lengths"][row : row + 1]
         single = {name: batch[name][row : row + 1, : int(length)], f"{name}_lengths": length}
-        outputs.append(model.encode_prefix(single)[:4])
+        outputs.append(model.encode_prefix(single))
     lengths = torch.cat([out[3] for out in outputs])
     total = int(lengths.max())
     prefix = _stack_left_padded([out[0] for out in outputs], total)
@@ -61,7 +68,12 @@ def encode_each(model, batch: Dict[str, torch.Tensor]):
     shift = (total - lengths)[:, None]
     padding = steps[None, :] < shift
     positions = torch.where(padding, 0, steps[None, :] - shift)
-    return prefix, padding, positions, lengths
+    encoded = encoded_lengths = None
+    if outputs[0][4] is not None:
+        encoded = torch.nn.utils.rnn.pad_sequence(
+            [out[4][0, : int(out[5][0])] for out in outputs], batch_first=True)
+        encoded_lengths = torch.cat([out[5] for out in outputs])
+    return prefix, padding, positions, lengths, encoded, encoded_lengths
 
 
 class BatchBeamSearch:
@@ -77,16 +89,33 @@ class BatchBeamSearch:
         nbest: int = 1,
         cuda_graphs: Optional[bool] = None,
         encode_batched: bool = False,
+        ctc_weight: float = 0.0,
+        pre_beam_ratio: float = 1.5,
     ):
         """cuda_graphs: replay the decoding step from a CUDA graph; None: on CUDA with
         latent caches (MLA, MTLA), where it pays; True also for per-token KV caches.
         encode_batched: encode all prefixes in one call (faster; results then depend on
-        the batch at rounding level) instead of one utterance at a time."""
+        the batch at rounding level) instead of one utterance at a time.
+        ctc_weight: weight of the CTC prefix score (0: attention only, 1: CTC only); needs
+        a model trained with CTC. pre_beam_ratio: CTC scores the pre_beam_ratio x
+        beam_size best tokens of the decoder per hypothesis (w < 1).
+        The CTC part runs eagerly between the decoder's (possibly graphed) steps."""
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if nbest < 1 or nbest > beam_size:
             raise ValueError(f"nbest must be in 1..beam_size ({beam_size}), got {nbest}")
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+        if ctc_weight > 0 and getattr(model, "ctc", None) is None:
+            raise ValueError(
+                f"ctc_weight {ctc_weight} needs a model with a CTC layer: this model was "
+                "trained without CTC (model_conf.ctc_weight 0 or text input); decode with "
+                "ctc_weight 0")
+        if pre_beam_ratio < 1.0:
+            raise ValueError(f"pre_beam_ratio must be >= 1, got {pre_beam_ratio}")
         self.model = model
+        self.ctc_weight = ctc_weight
+        self.pre_beam_ratio = pre_beam_ratio
         self.beam_size = beam_size
         self.maxlenratio = maxlenratio
         self.minlenratio = minlenratio
@@ -110,6 +139,34 @@ class BatchBeamSearch:
         min_lens = [min(int(self.minlenratio * n), m) for n, m in zip(lengths, max_lens)]
         return max_lens, min_lens
 
+    def ctc_scorer(self, prefix_out) -> Optional[CTCPrefixScorer]:
+        """The CTC prefix scorer over the encoder output, None without joint decoding."""
+        if self.ctc_weight == 0:
+            return None
+        encoded, encoded_lengths = prefix_out[4:6]
+        if encoded is None:
+            raise ValueError("ctc_weight > 0 needs a speech encoder output (input_type speech)")
+        log_probs = self.model.ctc.log_softmax(encoded).float()  # (N, T, V)
+        return CTCPrefixScorer(log_probs, encoded_lengths, blank=self.model.blank_id,
+                               eos=self.model.eos)
+
+    def joint_scores(self, att: torch.Tensor, ctc: CTCPrefixScorer, state) -> torch.Tensor:
+        """(1 - w) * att + w * CTC prefix score increments (R, V); tokens outside each row's
+        pre-beam (the best of att) are -inf. att: (R, V) decoder log-probs, masked."""
+        weight, vocab = self.ctc_weight, att.shape[1]
+        pre_beam = vocab if weight == 1.0 else min(vocab, int(self.pre_beam_ratio * self.beam_size))
+        if pre_beam < vocab:
+            tokens = att.topk(pre_beam, dim=1).indices  # (R, P)
+        else:
+            tokens = torch.arange(vocab, device=att.device).expand(att.shape[0], -1)
+        ctc_scores = ctc.score(state, tokens).to(att.dtype)  # (R, P)
+        chosen = att.gather(1, tokens)
+        if weight == 1.0:  # the decoder only masks (too short / too long)
+            joint = ctc_scores.masked_fill(chosen == float("-inf"), float("-inf"))
+        else:
+            joint = (1 - weight) * chosen + weight * ctc_scores
+        return torch.full_like(att, float("-inf")).scatter(1, tokens, joint)
+
     @torch.no_grad()
     def search(self, batch: Dict[str, torch.Tensor]):
         model, beam = self.model, self.beam_size
@@ -119,6 +176,7 @@ class BatchBeamSearch:
         else:
             prefix_out = encode_each(model, batch)
         max_lens, min_lens = self.length_limits(prefix_out[3])
+        ctc = self.ctc_scorer(prefix_out)
         caches, log_probs = model.start_decoding(
             prefix_out, model.prompts(batch), max_new_tokens=max(max_lens) + 1
         )
@@ -129,6 +187,7 @@ class BatchBeamSearch:
         for cache in caches:
             cache.reorder(rows)
         log_probs = log_probs[rows]
+        ctc_state = ctc.initial_state(rows) if ctc is not None else None
         graphs = self.cuda_graphs
         if graphs is None:
             graphs = prefers_cuda_graphs(caches)
@@ -151,6 +210,9 @@ class BatchBeamSearch:
             too_short = (step < min_len_of[utt_index])[:, None, None] & is_eos
             too_long = (step >= max_len_of[utt_index])[:, None, None] & ~is_eos  # force eos
             candidates = candidates.masked_fill(too_short | too_long, float("-inf"))
+            if ctc is not None:
+                candidates = self.joint_scores(candidates.view(-1, vocab), ctc, ctc_state)
+                candidates = candidates.view(groups, beam, vocab)
             candidates = candidates + scores[:, :, None]
             top_scores, top_index = candidates.view(groups, -1).topk(2 * beam, dim=1)
             top_beam = torch.div(top_index, vocab, rounding_mode="floor")  # (G, 2K)
@@ -208,6 +270,8 @@ class BatchBeamSearch:
             batch_utts = [batch_utts[group] for group in kept]
             alive = [alive[group] for group in kept]
             log_probs = step_fn(source, tokens)
+            if ctc is not None:
+                ctc_state = ctc.extend(ctc_state, source, tokens)
             cache_bytes = sum(cache.nbytes_bound() for cache in caches)  # no device sync
             stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
         if graphs:

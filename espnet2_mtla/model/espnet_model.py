@@ -75,6 +75,7 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel, PrefixLM):
         self.encoder = encoder
         self.decoder = decoder
         self.ctc = ctc if ctc_weight > 0 else None
+        self.blank_id = 0  # espnet's CTC loss takes token 0 (<blank> in its token lists)
         self._unpadded_length_cache = {}  # input frames -> encoder frames, see below
         self.prefix_proj = (
             nn.Linear(encoder.output_size(), decoder.d_model) if input_type == "speech" else None

@@ -6,4 +6,4 @@ set -euo pipefail
     --local_data_opts "--num_train 2000 --num_dev 150 --num_test 150" \
     --train_config conf/train.yaml --conf_dir conf --attn_confs "mha mla mtla_s2" \
     --token_type bpe --nbpe 400 --nj 2 --inference_nj 2 \
-    --inference_args "--beam_size 5 --batch_size 20" "$@"
+    --inference_config conf/decode.yaml "$@"

@@ -4,4 +4,4 @@ set -euo pipefail
 ./mtla.sh --task st --train_set train --valid_set dev --test_sets "tst-COMMON" \
     --train_config conf/train.yaml --attn_confs "mha mla mtla_s2 mtla_s3 mtla_s4" \
     --token_type bpe --nbpe 8000 --max_wav_duration 30 --ngpu 1 --gpu_inference true \
-    --inference_nj 8 --inference_args "--beam_size 10 --batch_size 50 --dtype float16" "$@"
+    --inference_nj 8 --inference_config conf/decode.yaml "$@"
