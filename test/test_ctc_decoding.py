@@ -155,3 +155,4 @@ def test_ctc_weight_needs_a_model_with_ctc():
 
     with pytest.raises(ValueError, match="trained without CTC"):
         BatchBeamSearch(tiny_model("mha", "memory"), ctc_weight=0.3)
+

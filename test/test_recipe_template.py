@@ -1,6 +1,7 @@
 """The stage template end to end on a tiny generated data set (CPU, a couple of minutes):
 --task asr with two attention variants in a sweep, then a re-run of finished stages."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def make_recipe(repo, run_options):
     config = {k: v for k, v in CONFIG.items() if not k.startswith("attention")}
     config.update(max_epoch=2, use_tensorboard=False)
     (recipe / "conf" / "train.yaml").write_text(yaml.safe_dump(config))
+    (recipe / "conf" / "decode.yaml").write_text("beam_size: 3\nmaxlenratio: -5\n")
     (recipe / "run.sh").write_text(
         "#!/usr/bin/env bash\nset -euo pipefail\n"
         "./mtla.sh --task asr --train_set train --valid_set dev --test_sets test "
@@ -60,9 +62,9 @@ def make_recipe(repo, run_options):
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
     return make_recipe(tmp_path_factory.mktemp("repo"),
-                       "--attn_confs 'mha mtla_s2' --inference_nj 2 "
+                       "--attn_confs 'mha mtla_s2' --train_jobs 2 --cpu_threads 2 --inference_nj 2 "
                        "--speed_perturb_factors '0.9 1.0 1.1' "
-                       "--inference_args '--beam_size 2 --maxlenratio -5'")
+                       "--inference_config conf/decode.yaml --inference_args '--beam_size 2'")
 
 
 def run(recipe, *args):
@@ -81,10 +83,16 @@ def test_template_runs_end_to_end_with_a_sweep(recipe):
         assert (decode / "score_wer" / "result.txt").read_text().startswith("WER ")
         assert (decode / "score_cer" / "result.txt").exists()
         assert (decode / "logdir" / "decode.2.log").exists()  # split over 2 jobs
+        # the decode config's options, --inference_args winning over it
+        report = json.loads((decode / "efficiency.json").read_text())
+        assert report["beam_size"] == 2 and report["run"]["maxlenratio"] == -5
     results = (recipe / "RESULTS.md").read_text()
     assert "mtla_mha" in results and "mtla_mtla_s2" in results and "kv_cache_MB" in results
-    # stages 7 and 8 show progress on the console
+    # stages 7 and 8 show progress on the console; the two variants trained at once, each
+    # line saying whose it is
     assert "1epoch results" in done.stderr and "2epoch results" in done.stderr
+    assert "[mtla_mha] " in done.stderr and "[mtla_mtla_s2] " in done.stderr
+    assert "1 CPU thread(s) each" in done.stderr
     assert "decoded 2/2 utterances" in done.stderr
     assert (recipe / "RESULTS.png").exists()
     # the sweep's cache sizes follow the formulas: per token and layer MHA 2 * d_model = 64
@@ -95,6 +103,11 @@ def test_template_runs_end_to_end_with_a_sweep(recipe):
     cache = header.index("kv_cache_MB")
     ratio = float(rows["mtla_mtla_s2"][cache]) / float(rows["mtla_mha"][cache])
     assert 1.8 < ratio < 2.6, ratio
+    # the training cost beside the quality (2 epochs, the same steps in each)
+    epochs, steps = header.index("epochs"), header.index("train_steps")
+    assert rows["mtla_mha"][epochs].strip().startswith("2 (best ")
+    assert int(rows["mtla_mha"][steps]) > 0 and int(rows["mtla_mha"][steps]) % 2 == 0
+    assert float(rows["mtla_mha"][header.index("train_min")]) >= 0
     # stage 2 tripled the training set with speed-perturbed copies
     train_keys = read_map(recipe / "dump" / "raw" / "train_sp" / "text")[0]
     assert len(train_keys) == 15 and "sp0.9-utt1" in train_keys and "utt1" in train_keys

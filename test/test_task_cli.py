@@ -387,3 +387,21 @@ def test_spawned_gpu_processes_fork_their_data_loader_workers():
     before, after = queue.get(timeout=300)
     process.join(timeout=60)
     assert (before, after) == ("spawn", "fork")
+
+
+def test_preprocessor_conf_augments_training_data_only():
+    """preprocessor_conf reaches espnet's CommonPreprocessor: online speed perturbation
+    (0.9: 1/0.9 as many samples) in training, none in decoding."""
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+    from speech_fixtures import tiny_args
+
+    args = tiny_args("mha", "memory", preprocessor_conf={
+        "fs": 16000, "data_aug_effects": [[1.0, "speed_perturb", {"factor": 0.9}]],
+        "data_aug_num": [1, 1], "data_aug_prob": 1.0})
+    speech = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    train = DecoderOnlyTask.build_preprocess_fn(args, True)("utt1", {
+        "speech": speech.copy(), "text": "hello world"})
+    decode = DecoderOnlyTask.build_preprocess_fn(args, False)("utt1", {
+        "speech": speech.copy(), "text": "hello world"})
+    assert abs(len(train["speech"]) - 16000 / 0.9) < 20
+    assert len(decode["speech"]) == 16000

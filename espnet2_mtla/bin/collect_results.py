@@ -5,8 +5,9 @@
 
 Each experiment directory holds ``decode_<test set>/`` with ``score_*/result.txt`` and
 ``efficiency.json`` (written by mtla.sh stages 8-9) and a model file for the parameter
-count. One row per experiment and test set: quality, decoding time, peak GPU memory,
-KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
+count. One row per experiment and test set: quality, the training cost (epochs run and the
+best one by validation accuracy, optimizer steps, training minutes; from espnet's
+``checkpoint.pth``), decoding time, peak GPU memory, KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
 seconds per experiment.
 """
 
@@ -32,6 +33,33 @@ def parameter_count(exp: Path):
     return None
 
 
+def seconds(value) -> float:
+    """An epoch time of espnet's reporter (a timedelta, or seconds) in seconds."""
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+
+
+def training_cost(exp: Path) -> dict:
+    """Epochs (best by valid acc), optimizer steps and minutes of training, from the
+    reporter state espnet's trainer keeps in checkpoint.pth; n/a when it is gone."""
+    unknown = dict(epochs="n/a", train_steps="n/a", train_min="n/a")
+    path = exp / "checkpoint.pth"
+    if not path.exists():
+        return unknown
+    try:
+        stats = torch.load(path, map_location="cpu", weights_only=False)["reporter"]["stats"]
+    except (RuntimeError, KeyError, OSError, EOFError) as error:
+        print(f"collect_results: {path}: no training statistics ({error})", file=sys.stderr)
+        return unknown
+    epochs = sorted(stats)
+    accuracy = {epoch: stats[epoch].get("valid", {}).get("acc") for epoch in epochs}
+    scored = [epoch for epoch in epochs if accuracy[epoch] is not None]
+    best = max(scored, key=lambda epoch: accuracy[epoch]) if scored else None
+    minutes = sum(seconds(stats[epoch]["train"]["time"]) for epoch in epochs) / 60
+    return dict(epochs=f"{len(epochs)} (best {best})" if best else str(len(epochs)),
+                train_steps=int(stats[epochs[-1]]["train"]["total_count"]),
+                train_min=round(minutes, 1))
+
+
 def machine() -> str:
     """CPU model and count, GPU if any, Python and torch versions."""
     cpu = platform.processor() or platform.machine()
@@ -50,6 +78,7 @@ def machine() -> str:
 def rows(experiments):
     for exp in map(Path, experiments):
         params = parameter_count(exp)
+        cost = training_cost(exp)
         for decode in sorted(exp.glob("decode_*")):
             report = json.loads((decode / "efficiency.json").read_text())
             scores = {}
@@ -57,6 +86,7 @@ def rows(experiments):
                 scores[result.parent.name[len("score_"):]] = result.read_text().splitlines()[0]
             yield dict(experiment=exp.name, test_set=decode.name[len("decode_"):],
                        quality="; ".join(scores.values()) or "n/a",
+                       **cost,
                        decode_s=report["decode_wall_time_s"],
                        peak_gpu_MB=(report["peak_gpu_memory_bytes"] / 1e6
                                     if isinstance(report["peak_gpu_memory_bytes"], (int, float))

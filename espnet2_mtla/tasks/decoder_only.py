@@ -372,6 +372,11 @@ class DecoderOnlyTask(AbsTask):
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True,
                            help="Apply preprocessing to data or not")
+        group.add_argument("--preprocessor_conf", action=NestedDictAction, default=dict(),
+                           help="Further keyword arguments of espnet's CommonPreprocessor, "
+                           "e.g. online augmentation in training: data_aug_effects "
+                           "([[1.0, speed_perturb, {factor: 0.9}], ...]), data_aug_num, "
+                           "data_aug_prob")
         group.add_argument("--token_type", type=str, default="bpe",
                            choices=["bpe", "char", "word"], help="The text token unit")
         group.add_argument("--bpemodel", type=str_or_none, default=None,
@@ -404,6 +409,7 @@ class DecoderOnlyTask(AbsTask):
             non_linguistic_symbols=args.non_linguistic_symbols,
             text_cleaner=args.cleaner,
             speech_volume_normalize=getattr(args, "speech_volume_normalize", None),
+            **(getattr(args, "preprocessor_conf", None) or {}),
         )
 
     @classmethod

@@ -16,7 +16,9 @@
 #  5. token list                char, or sentencepiece BPE with --nbpe
 #  6. statistics                espnet's collect_stats (shape files, feature statistics)
 #  7. training                  one model per --attn_confs variant (conf/attention/<v>.yaml)
-#  8. decoding                  --inference_nj jobs through $decode_cmd, merged
+#  8. decoding                  --inference_nj jobs through $decode_cmd, merged; options from
+#                               --inference_config (YAML, e.g. beam_size, ctc_weight) and
+#                               --inference_args (which win)
 #  9. scoring                   --task asr|st|slu|summ -> decode_<set>/score_*/result.txt
 # 10. results                   RESULTS.md (+ RESULTS.png) comparing the variants
 # 11. packing                   exp/packed/<tag>_<variant>.tar.gz: config, weights, tokens, README
@@ -46,10 +48,15 @@ attn_confs="mtla_s2"          # names of conf/attention/<name>.yaml in the top-l
 conf_dir=../../../conf
 on_bad_audio=skip              # skip | error: unreadable/empty audio in stage 3 and decoding
 ngpu=0; nj=4; inference_nj=4; gpu_inference=false
+train_jobs=1                  # variants trained at once; on CPU they share --cpu_threads (two
+                              # 1-thread trainings do ~1.3x the work of one 2-thread training)
 cpu_threads=$(nproc)          # torch threads of CPU training (--ngpu 0); path.sh sets 1
-inference_args="--beam_size 5"
+inference_config=""           # YAML of decoding options (e.g. conf/decode.yaml: beam_size,
+                              # ctc_weight, batch_size); --inference_args win over it
+inference_args=""
 inference_model=valid.acc.ave.pth
 expdir=exp; dumpdir=dump; tag=mtla
+results=RESULTS.md            # stage 10's table (and its plot, .png beside it)
 help_message="Usage: $0 --train_set <set> --valid_set <set> --test_sets '<set> ...' --train_config <yaml> [options]
 (see the header of $0 for the stages; every variable above can be set as --name value)"
 
@@ -100,8 +107,20 @@ with_progress() {  # with_progress <pattern> <log glob> <command...>: show match
     "$@" &
     local job=$! status=0
     # shellcheck disable=SC2086
-    (sleep 2; tail -q -n +1 -F --pid=${job} ${logs} 2>/dev/null \
-        | grep --line-buffered -E "${pattern}" | sed -u 's/^/    /' >&2) &
+    # the logs (a glob: expanded once the command has made them) followed until the command
+    # ends; with several logs of different folders, each line says whose it is
+    (sleep 2
+     # shellcheck disable=SC2086
+     set -- ${logs}
+     local file label
+     for file in "$@"; do
+         label="    "
+         [ $# -gt 1 ] && [ "$(dirname "$1")" != "$(dirname "$2")" ] \
+             && label="    [$(basename "$(dirname "${file}")")] "
+         tail -q -n +1 -F --pid="${job}" "${file}" 2>/dev/null \
+             | grep --line-buffered -E "${pattern}" | sed -u "s|^|${label}|" >&2 &
+     done
+     wait) &
     local shower=$!
     wait "${job}" || status=$?
     sleep 1; kill "${shower}" 2>/dev/null || true; wait "${shower}" 2>/dev/null || true
@@ -307,6 +326,7 @@ if run_stage 7; then
             "$(dump_of "${train_set}")/text" "$(dump_of "${valid_set}")/text"; do
         [ -f "${needed}" ] || { log "stage 7: ${needed} is missing: run the stages before 7 first (--stage 1, or the stage that makes it)"; exit 1; }
     done
+    [ "${train_jobs}" -ge 1 ] 2>/dev/null || { log "--train_jobs must be a positive number, got '${train_jobs}'"; exit 1; }
     for variant in ${attn_confs}; do
         exp=$(exp_of "${variant}")
         fragment=${conf_dir}/attention/${variant}.yaml
@@ -321,18 +341,36 @@ if run_stage 7; then
             rm -f "${exp}/train.yaml.new"; exit 1
         fi
         mv "${exp}/train.yaml.new" "${exp}/train.yaml"
-        log "stage 7: training ${exp} (log: ${exp}/train.log)"
-        rotate "${exp}/train.log"
-        threads=1; [ "${ngpu}" -eq 0 ] && threads=${cpu_threads}
+    done
+    train_one() {  # train_one <variant> <threads>
+        local exp; exp=$(exp_of "$1")
         # shellcheck disable=SC2046,SC2086
-        OMP_NUM_THREADS=${threads} with_progress "epoch results|[0-9]+epoch:.*iter|Error|error:" \
-            "${exp}/train.log" ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+        OMP_NUM_THREADS=$2 ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
             python -m espnet2_mtla.bin.train --config "${exp}/train.yaml" ${token_opts} \
             $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") $(feature_opts) \
             --train_shape_file "${expdir}/stats/train/$(shape_of)" \
             --valid_shape_file "${expdir}/stats/valid/$(shape_of)" \
             --resume true --ngpu "${ngpu}" --output_dir "${exp}" \
-            || fail_with_log "${exp}/train.log"
+            || { log "stage 7: training ${exp} failed"; return 1; }
+    }
+    train_together() {  # train_together <threads> <variant>...: in parallel, all waited for
+        local threads=$1 pids=() status=0 pid; shift
+        for variant in "$@"; do train_one "${variant}" "${threads}" & pids+=("$!"); done
+        for pid in "${pids[@]}"; do wait "${pid}" || status=1; done
+        return "${status}"
+    }
+    read -r -a variants <<< "${attn_confs}"
+    for ((first = 0; first < ${#variants[@]}; first += train_jobs)); do
+        group=("${variants[@]:first:train_jobs}")
+        threads=1; [ "${ngpu}" -eq 0 ] && threads=$(( cpu_threads / ${#group[@]} > 0 ? cpu_threads / ${#group[@]} : 1 ))
+        logs=()
+        for variant in "${group[@]}"; do
+            rotate "$(exp_of "${variant}")/train.log"; logs+=("$(exp_of "${variant}")/train.log")
+        done
+        log "stage 7: training $(for v in "${group[@]}"; do printf '%s ' "$(exp_of "${v}")"; done)(logs: */train.log; ${threads} CPU thread(s) each)"
+        with_progress "epoch results|[0-9]+epoch:.*iter|Error|error:" "${logs[*]}" \
+            train_together "${threads}" "${group[@]}" \
+            || fail_with_log "${logs[@]}"
     done
 fi
 
@@ -340,6 +378,7 @@ if run_stage 8; then
     for variant in ${attn_confs}; do
         exp=$(exp_of "${variant}")
         [ -f "${exp}/${inference_model}" ] || { log "stage 8: ${exp}/${inference_model} is missing: train first (stage 7)"; exit 1; }
+        [ -z "${inference_config}" ] || [ -f "${inference_config}" ] || { log "stage 8: --inference_config ${inference_config} does not exist"; exit 1; }
         for set in ${test_sets}; do
             decode=${exp}/decode_${set}
             logdir=${decode}/logdir
@@ -369,7 +408,8 @@ if run_stage 8; then
                 --model_file "${exp}/${inference_model}" --data_path_and_name_and_type "${input}" \
                 --key_file "${logdir}/keys.JOB" --output_dir "${logdir}/output.JOB" \
                 --on_bad_audio "${on_bad_audio}" --skip_done true \
-                --ngpu $([ "${gpu_inference}" = true ] && echo 1 || echo 0) ${inference_args} \
+                --ngpu $([ "${gpu_inference}" = true ] && echo 1 || echo 0) \
+                ${inference_config:+--config "${inference_config}"} ${inference_args} \
                 || fail_with_log "${logdir}"/decode.*.log
             python -m espnet2_mtla.bin.merge_decodes --out "${decode}" \
                 $(for j in $(seq "${jobs}"); do echo "${logdir}/output.${j}"; done)
@@ -395,8 +435,8 @@ if run_stage 10; then
         compgen -G "${exp}/decode_*/efficiency.json" > /dev/null && experiments+=("${exp}")
     done
     [ "${#experiments[@]}" -gt 0 ] || { log "stage 10: no decoded experiment under ${expdir}: run stage 8 first"; exit 1; }
-    log "stage 10: RESULTS.md of ${experiments[*]}"
-    python -m espnet2_mtla.bin.collect_results --out RESULTS.md "${experiments[@]}"
+    log "stage 10: ${results} of ${experiments[*]}"
+    python -m espnet2_mtla.bin.collect_results --out "${results}" "${experiments[@]}"
 fi
 if run_stage 11; then
     for variant in ${attn_confs}; do
