@@ -101,8 +101,9 @@ def get_parser():
     return parser
 
 
-class CTCWeightError(ValueError):
-    """--ctc_weight > 0 for a model without a CTC layer."""
+class DecodingOptionError(ValueError):
+    """Decoding options the model cannot be decoded with (e.g. --ctc_weight > 0 for a
+    model without a CTC layer)."""
 
 
 def parse_args(cmd=None):
@@ -211,11 +212,20 @@ def inference(args):
         args.train_config, args.model_file, device
     )
     model.to(dtype).eval()
-    if args.ctc_weight > 0 and getattr(model, "ctc", None) is None:
-        raise CTCWeightError(
-            f"--ctc_weight {args.ctc_weight}: the model of {args.train_config} has no CTC "
-            "layer (trained with model_conf.ctc_weight 0, or text input); decode with "
-            "--ctc_weight 0")
+    try:  # before the inputs are checked: options that do not fit the model stop at once
+        search = BatchBeamSearch(
+            model,
+            beam_size=args.beam_size,
+            maxlenratio=args.maxlenratio,
+            minlenratio=args.minlenratio,
+            length_penalty=args.length_penalty,
+            nbest=args.nbest,
+            ctc_weight=args.ctc_weight,
+            pre_beam_ratio=args.pre_beam_ratio,
+            cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
+        )
+    except ValueError as error:
+        raise DecodingOptionError(f"{args.train_config}: {error}") from error
     if model.frontend is not None:
         model.frontend.float()  # STFT/filterbanks stay fp32; features are cast after
     key_file, total, skipped = checked_keys(args, train_args, output_dir)
@@ -232,17 +242,6 @@ def inference(args):
         inference=True,
     )
     tokenizer, converter = build_text_converter(train_args)
-    search = BatchBeamSearch(
-        model,
-        beam_size=args.beam_size,
-        maxlenratio=args.maxlenratio,
-        minlenratio=args.minlenratio,
-        length_penalty=args.length_penalty,
-        nbest=args.nbest,
-        ctc_weight=args.ctc_weight,
-        pre_beam_ratio=args.pre_beam_ratio,
-        cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
-    )
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -309,7 +308,7 @@ def main(cmd=None):
     try:
         inference(args)
     except (ModelFileError, BadAudioError, DataDirError, FileNotFoundError,
-            CTCWeightError) as error:
+            DecodingOptionError) as error:
         logging.error(str(error))
         sys.exit(f"inference: {error}")
 

@@ -108,9 +108,8 @@ class BatchBeamSearch:
             raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
         if ctc_weight > 0 and getattr(model, "ctc", None) is None:
             raise ValueError(
-                f"ctc_weight {ctc_weight} needs a model with a CTC layer: this model was "
-                "trained without CTC (model_conf.ctc_weight 0 or text input); decode with "
-                "ctc_weight 0")
+                f"ctc_weight {ctc_weight}: the model has no CTC layer (trained without CTC: "
+                "model_conf.ctc_weight 0, or text input); decode with ctc_weight 0")
         if pre_beam_ratio < 1.0:
             raise ValueError(f"pre_beam_ratio must be >= 1, got {pre_beam_ratio}")
         self.model = model

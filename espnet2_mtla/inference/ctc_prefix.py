@@ -117,26 +117,30 @@ class CTCPrefixScorer:
         eos scores the end of h; blank cannot be emitted (-inf)."""
         entry = self._entry(state, tokens)  # (R, S, T)
         emission = self._emissions(state, tokens)
+        return self._log_psi(state, tokens, entry, emission) - state.prefix_score[:, None]
+
+    def _log_psi(self, state: CTCPrefixState, tokens: torch.Tensor, entry: torch.Tensor,
+                 emission: torch.Tensor) -> torch.Tensor:
+        """log psi(h+c) (R, S) from the candidates' entries and emissions (R, S, T)."""
         valid = self.valid[state.utterance][:, None, :]  # (R, 1, T)
         psi = (entry + emission).masked_fill(~valid, NEG_INF).logsumexp(-1)  # (R, S)
         last = (self.lengths[state.utterance] - 1)[:, None]  # (R, 1)
         ending = torch.logaddexp(state.r_nonblank.gather(1, last),
                                  state.r_blank.gather(1, last))  # (R, 1)
         psi = torch.where(tokens == self.eos, ending, psi)
-        psi = psi.masked_fill(tokens == self.blank, NEG_INF)
-        return psi - state.prefix_score[:, None]
+        return psi.masked_fill(tokens == self.blank, NEG_INF)
 
     def extend(self, state: CTCPrefixState, source: torch.Tensor, tokens: torch.Tensor,
                ) -> CTCPrefixState:
         """The state of rows source (R',) extended by tokens (R',); eos leaves h as it is."""
         parent = state.select(source)
-        entry = self._entry(parent, tokens[:, None])[:, 0]  # (R', T)
-        emission = self._emissions(parent, tokens[:, None])[:, 0]
-        r_nonblank = _linear_recursion(entry, emission)
+        entry = self._entry(parent, tokens[:, None])  # (R', 1, T)
+        emission = self._emissions(parent, tokens[:, None])
+        prefix = self._log_psi(parent, tokens[:, None], entry, emission)[:, 0]
+        r_nonblank = _linear_recursion(entry[:, 0], emission[:, 0])  # (R', T)
         blank = self.log_probs[parent.utterance, :, self.blank]  # (R', T)
         none = torch.full_like(r_nonblank[:, 0], NEG_INF)
         r_blank = _linear_recursion(_shift_right(r_nonblank, none), blank)
-        prefix = self.score(parent, tokens[:, None])[:, 0] + parent.prefix_score
         ended = tokens == self.eos
         return CTCPrefixState(
             r_nonblank=torch.where(ended[:, None], parent.r_nonblank, r_nonblank),

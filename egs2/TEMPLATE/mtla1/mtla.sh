@@ -375,10 +375,10 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
+    [ -z "${inference_config}" ] || [ -f "${inference_config}" ] || { log "stage 8: --inference_config ${inference_config} does not exist"; exit 1; }
     for variant in ${attn_confs}; do
         exp=$(exp_of "${variant}")
         [ -f "${exp}/${inference_model}" ] || { log "stage 8: ${exp}/${inference_model} is missing: train first (stage 7)"; exit 1; }
-        [ -z "${inference_config}" ] || [ -f "${inference_config}" ] || { log "stage 8: --inference_config ${inference_config} does not exist"; exit 1; }
         for set in ${test_sets}; do
             decode=${exp}/decode_${set}
             logdir=${decode}/logdir
