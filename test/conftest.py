@@ -25,11 +25,14 @@ def make_attention(name: str, seed: int = 0, dtype=torch.float32):
     attention_type, conf = TYPE_CONFS[name]
     torch.manual_seed(seed)
     module = build_attention(attention_type, EMBED_DIM, NUM_HEADS, **conf).eval()
-    # non-trivial biases and norms, so a misplaced term cannot hide behind zeros
+    # non-trivial biases and norms, so a misplaced term cannot hide behind zeros, and
+    # merge weights that differ per token (the hyper-network's fc_p starts at zero)
     with torch.no_grad():
         for param_name, param in module.named_parameters():
             if param_name.endswith("bias") or "norm" in param_name:
                 param.add_(0.1 * torch.randn_like(param))
+            elif param_name == "hypernet_down.fc_p.weight":
+                param.copy_(torch.randn_like(param) * param.shape[1] ** -0.5)
     return module.to(dtype)
 
 

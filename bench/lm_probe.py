@@ -1,0 +1,320 @@
+"""A small language-model probe on real text: does MTLA train as well as MHA/MLA, and
+which change to MTLA's training closes the gap?
+
+Byte-level language models (``DecoderOnlyStack``, no prefix) on the English package
+descriptions of Debian's ``Translation-en`` index (the text mini_en speaks); packages
+whose name hashes to 0 mod 50 are held out for validation. Every variant sees the same
+batches in the same order (one seed) and is evaluated on the same validation windows.
+
+A variant is an attention name from ``conf/attention/`` (at the probe's sizes: r 128,
+rope 32, nope/value 64) with optional ablations joined by ``+``:
+
+    mtla_s2+lr=2e-3       peak learning rate (default --lr)
+    mtla_s2+warmup=1000   warm-up steps (default --warmup)
+    mtla_s2+rope=64       qk_rope_head_dim
+    mtla_s2+merge=random  merge hyper-network's fc_p with nn.Linear's random start (the
+                          reference package's) instead of the module's zero start (every
+                          weight starts at sigmoid(0) = 0.5 and is learned from there)
+    mtla_s2+merge=one     no hyper-network: w = 1 (plain sum of the chunk's latents)
+    mtla_s2+merge=mean    learned weights, merged latent divided by the number of tokens
+                          merged so far (a running weighted mean instead of a sum)
+    mtla_s2+ref           the reference ``mtla`` package's module in every layer, with
+                          the same initial weights (needs ``pip install mtla``)
+
+Each variant runs in its own process (``--jobs`` at once on one GPU) and writes
+``<out>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes, so an
+interrupted run keeps its curves; the parent prints the validation-loss table with the
+ratio to the first variant and writes ``<out>/summary.csv``.
+
+    python bench/lm_probe.py --lists_dir .gpu --out exp/lm_probe \
+        --variants mha mla mtla_s2 mtla_s2+merge=half --steps 3000 --jobs 4
+"""
+
+import argparse
+import csv
+import math
+import os
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTENTIONS = ("mha", "mla", "mtla_s2", "mtla_s3", "mtla_s4", "mqa", "gqa2", "gqa4")
+ABLATIONS = ("lr", "warmup", "rope", "merge", "ref")
+MERGES = ("learned", "random", "one", "mean")
+
+
+def parse_variant(spec: str) -> dict:
+    """'mtla_s2+lr=2e-3+ref' -> {'attention': 'mtla_s2', 'lr': '2e-3', 'ref': True}."""
+    name, *parts = spec.split("+")
+    if name not in ATTENTIONS:
+        raise SystemExit(f"variant {spec!r}: attention {name!r} is not one of {ATTENTIONS}")
+    out = {"attention": name}
+    for part in parts:
+        key, _, value = part.partition("=")
+        if key not in ABLATIONS:
+            raise SystemExit(f"variant {spec!r}: unknown ablation {key!r}; known: {ABLATIONS}")
+        if key == "merge" and value not in MERGES:
+            raise SystemExit(f"variant {spec!r}: merge={value!r} is not one of {MERGES}")
+        if key != "ref" and not value:
+            raise SystemExit(f"variant {spec!r}: {key} needs a value ({key}=...)")
+        out[key] = value if key != "ref" else True
+    if not name.startswith("mtla") and ({"merge", "ref"} & out.keys()):
+        raise SystemExit(f"variant {spec!r}: merge/ref apply to mtla_* only")
+    return out
+
+
+def load_text(lists_dir: Path):
+    """(train bytes, valid bytes) as uint8 tensors: one description per line."""
+    from espnet2_mtla.mini.debian_text import load_descriptions
+
+    train, valid = [], []
+    for d in load_descriptions(lists_dir):
+        line = " ".join((d.synopsis,) + d.paragraphs)
+        (valid if zlib.crc32(d.package.encode()) % 50 == 0 else train).append(line)
+    as_bytes = lambda lines: torch.frombuffer(bytearray("\n".join(lines).encode()), dtype=torch.uint8)
+    return as_bytes(train), as_bytes(valid)
+
+
+def attention_conf(variant: dict) -> tuple:
+    """(attention type, attention_conf) at the probe's sizes."""
+    import yaml
+
+    conf = yaml.safe_load((ROOT / "conf" / "attention" / f"{variant['attention']}.yaml").read_text())
+    attn, kwargs = conf["attention"], dict(conf.get("attention_conf") or {})
+    if attn in ("mla", "mtla"):
+        kwargs.update(kv_lora_rank=128, qk_nope_head_dim=64, v_head_dim=64,
+                      qk_rope_head_dim=int(variant.get("rope", 32)))
+    return attn, kwargs
+
+
+def build_model(variant: dict, args):
+    from espnet2_mtla.model.decoder import DecoderOnlyStack
+
+    attn, kwargs = attention_conf(variant)
+    torch.manual_seed(args.seed)
+    model = DecoderOnlyStack(256, d_model=args.d_model, num_heads=args.heads,
+                             num_layers=args.layers, ffn_dim=4 * args.d_model, dropout=0.0,
+                             attention=attn, attention_conf=kwargs)
+    merge = variant.get("merge", "learned")
+    for layer in model.layers:
+        module = layer.attn
+        if merge == "random":
+            module.hypernet_down.fc_p.reset_parameters()
+        elif merge == "one":
+            module.hypernet_down.forward = lambda latent, positions: latent.new_ones(
+                latent.shape[:-1] + (1,))
+        elif merge == "mean":
+            module._merge_chunks = running_mean(module._merge_chunks, module.down_rate)
+        if variant.get("ref"):
+            layer.attn = ReferenceModule(module)
+    return model
+
+
+def running_mean(merge_chunks, down_rate):
+    """Wrap ``_merge_chunks`` so each column is divided by the tokens merged into it."""
+    def wrapped(latent, k_pe, positions, padding, carry):
+        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry)
+        count = (positions % down_rate + 1).to(columns.dtype)  # (B, T)
+        return (columns / count[..., None], *rest)
+    return wrapped
+
+
+class ReferenceModule(torch.nn.Module):
+    """The reference package's MTLA with the weights of ``ours``, called as ours is."""
+
+    def __init__(self, ours):
+        super().__init__()
+        from mtla import MultiheadTemporalLatentAttention as Reference
+
+        self.inner = Reference(
+            ours.embed_dim, ours.num_heads, q_lora_rank=ours.q_lora_rank,
+            kv_lora_rank=ours.kv_lora_rank, qk_nope_head_dim=ours.qk_nope_head_dim,
+            qk_rope_head_dim=ours.qk_rope_head_dim, v_head_dim=ours.v_head_dim,
+            down_rate=ours.down_rate)
+        self.inner.load_state_dict(ours.state_dict())
+        # its rotary table is built with torch.polar, which has no bf16 kernel: keep it
+        # out of autocast (ours computes the angles in fp32 too)
+        rotary_table = self.inner._compute_freqs_cis_batch
+        self.inner._compute_freqs_cis_batch = lambda *a: _without_autocast(rotary_table, *a)
+
+    def forward(self, query, key, position=None, key_padding_mask=None, cache=None):
+        if key_padding_mask is not None or cache is not None:
+            raise ValueError("the reference probe runs unpadded training batches only")
+        return self.inner(query, key, key, position=position.float())
+
+
+def _without_autocast(function, *args):
+    with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+        return function(*args)
+
+
+def batches(data: torch.Tensor, batch: int, length: int, seed: int, device):
+    """Endless (B, length + 1) windows at seeded random offsets."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        start = torch.randint(0, len(data) - length - 1, (batch,), generator=generator)
+        rows = torch.stack([data[s : s + length + 1] for s in start.tolist()])
+        yield rows.to(device=device, dtype=torch.long, non_blocking=True)
+
+
+def lm_loss(model, rows):
+    tokens, targets = rows[:, :-1], rows[:, 1:]
+    batch, length = tokens.shape
+    positions = torch.arange(length, device=rows.device).expand(batch, length)
+    hidden = model(model.embed(tokens), positions, None)
+    return F.cross_entropy(model.logits(hidden).float().flatten(0, 1), targets.flatten())
+
+
+@torch.no_grad()
+def validate(model, windows, batch):
+    model.eval()
+    total = 0.0
+    for i in range(0, len(windows), batch):
+        with torch.autocast(windows.device.type, dtype=torch.bfloat16,
+                            enabled=windows.device.type == "cuda"):
+            total += lm_loss(model, windows[i : i + batch]).item() * len(windows[i : i + batch])
+    model.train()
+    return total / len(windows)
+
+
+def train_one(spec: str, args):
+    variant = parse_variant(spec)
+    device = torch.device(args.device)
+    train, valid = load_text(Path(args.lists_dir))
+    n_valid = min(args.valid_windows, (len(valid) - 1) // (args.length + 1))
+    step = (len(valid) - 1) // n_valid
+    windows = torch.stack([valid[i * step : i * step + args.length + 1] for i in range(n_valid)])
+    windows = windows.to(device=device, dtype=torch.long)
+    model = build_model(variant, args).to(device)
+    lr, warmup = float(variant.get("lr", args.lr)), int(variant.get("warmup", args.warmup))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+
+    def schedule(i):  # linear warm-up, cosine to 10 %
+        if i < warmup:
+            return (i + 1) / warmup
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (i - warmup) / max(1, args.steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    out = Path(args.out) / f"{spec}.csv"
+    data = batches(train, args.batch, args.length, args.seed, device)
+    started, running = time.time(), []
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "train_loss", "valid_loss", "seconds"])
+        for i in range(1, args.steps + 1):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = lm_loss(model, next(data))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            running.append(loss.detach())
+            if i % args.eval_every == 0 or i == args.steps:
+                train_loss = torch.stack(running).mean().item()
+                running = []
+                writer.writerow([i, f"{train_loss:.4f}", f"{validate(model, windows, args.batch):.4f}",
+                                 f"{time.time() - started:.1f}"])
+                f.flush()
+
+
+def device_words(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()}, bf16 autocast"
+    return f"{device}, fp32"
+
+
+def summarise(args):
+    curves = {}
+    for spec in args.variants:
+        path = Path(args.out) / f"{spec}.csv"
+        if path.exists():
+            with open(path) as f:
+                curves[spec] = {int(r["step"]): r for r in csv.DictReader(f)}
+    steps = sorted({s for c in curves.values() for s in c})
+    base = args.variants[0]
+    rows = []
+    print(f"\nvalidation loss (nats/byte); ratio to {base} in brackets; "
+          f"{args.layers} layers, d {args.d_model}, {args.batch} x {args.length} bytes, "
+          f"{device_words(args.device)}")
+    print(f"{'variant':28s}" + "".join(f"{s:>16d}" for s in steps) + f"{'s/step':>9s}")
+    for spec, curve in curves.items():
+        if not curve:
+            print(f"{spec:28s} (no evaluation written)")
+            continue
+        cells = []
+        for s in steps:
+            if s not in curve:
+                cells.append(f"{'-':>16s}")
+                continue
+            v = float(curve[s]["valid_loss"])
+            ref = curves.get(base, {}).get(s)
+            ratio = f" ({v / float(ref['valid_loss']):.3f})" if ref else ""
+            cells.append(f"{v:>8.4f}{ratio:>8s}")
+            rows.append([spec, s, curve[s]["train_loss"], curve[s]["valid_loss"], curve[s]["seconds"]])
+        last = curve[max(curve)]
+        print(f"{spec:28s}" + "".join(cells) + f"{float(last['seconds']) / int(last['step']):>9.3f}")
+    with open(Path(args.out) / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", "step", "train_loss", "valid_loss", "seconds"])
+        writer.writerows(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lists_dir", default="/var/lib/apt/lists",
+                        help="folder holding Debian's *_i18n_Translation-en* index")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--variants", nargs="+", default=["mha", "mla", "mtla_s2"])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--eval_every", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--d_model", type=int, default=256)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--valid_windows", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="variants trained at once")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--summarise_only", action="store_true",
+                        help="print the table of the curves already in --out")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker: train this variant
+    args = parser.parse_args(argv)
+    for spec in args.variants:
+        parse_variant(spec)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.one:
+        return train_one(args.one, args)
+    if args.summarise_only:
+        return summarise(args)
+    worker = [sys.executable, __file__] + (argv if argv is not None else sys.argv[1:])
+    pending, running, failed = list(args.variants), [], []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            spec = pending.pop(0)
+            log = open(Path(args.out) / f"{spec}.log", "w")
+            running.append((spec, subprocess.Popen(worker + ["--one", spec], stdout=log,
+                                                   stderr=subprocess.STDOUT, env=os.environ)))
+        time.sleep(2)
+        for spec, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((spec, proc))
+                if proc.returncode:
+                    failed.append(spec)
+                    print(f"{spec}: failed (exit {proc.returncode}), see {args.out}/{spec}.log")
+    summarise(args)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
