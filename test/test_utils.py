@@ -46,13 +46,13 @@ def test_read_map_tolerates_crlf_blank_lines_and_reports_duplicates(tmp_path):
 
 def test_validate_reports_and_fix_repairs(tmp_path):
     d = messy_dir(tmp_path)
-    problems = validate_data_dir(d)
+    problems = validate_data_dir(d, no_feats=True)
     assert any("not sorted" in p for p in problems)
     assert any("text" in p and "missing" in p for p in problems)  # u3 has no text
     assert any("empty transcripts" in p for p in problems)
     report = fix_data_dir(d)
     assert any("dropped 2 of 4" in line for line in report)  # u3 (no text), u4 (empty)
-    assert validate_data_dir(d) == []
+    assert validate_data_dir(d, no_feats=True) == []
     assert (d / "text").read_text() == "u1 first one\nu2 hello  big world\n"
     assert (d / "spk2utt").read_text() == "s1 u1 u2\n"
     assert (d / "wav.scp").read_bytes() == b"u1 /a/u1.flac\nu2 /a/u2.flac\n"
@@ -66,7 +66,7 @@ def test_shell_wrappers(tmp_path):
     assert run.returncode == 1 and "not sorted" in run.stderr
     run = subprocess.run([UTILS / "fix_data_dir.sh", d], env=ENV, capture_output=True, text=True)
     assert run.returncode == 0 and "dropped" in run.stderr
-    assert subprocess.run([UTILS / "validate_data_dir.sh", d], env=ENV).returncode == 0
+    assert subprocess.run([UTILS / "validate_data_dir.sh", "--no-feats", d], env=ENV).returncode == 0
     spk2utt = subprocess.run([UTILS / "utt2spk_to_spk2utt.pl", d / "utt2spk"], env=ENV,
                              capture_output=True, text=True).stdout
     assert spk2utt == "s1 u1 u2\n"
@@ -224,10 +224,10 @@ def test_copy_with_prefix_combine_and_duplicate_keys(tmp_path):
     copy_data_dir(a, tmp_path / "sp", utt_prefix="sp0.9-", spk_prefix="sp0.9-")
     assert read_map(tmp_path / "sp" / "utt2spk")[0] == {"sp0.9-u1": "sp0.9-s0",
                                                          "sp0.9-u2": "sp0.9-s1"}
-    assert validate_data_dir(tmp_path / "sp") == []
+    assert validate_data_dir(tmp_path / "sp", no_feats=True, no_spk_sort=True) == []
     combine_data(tmp_path / "all", [a, tmp_path / "sp"])
     assert len(read_map(tmp_path / "all" / "text")[0]) == 4
-    assert validate_data_dir(tmp_path / "all") == []
+    assert validate_data_dir(tmp_path / "all", no_feats=True, no_spk_sort=True) == []
     with pytest.raises(ValueError, match="u1 is in both"):
         combine_data(tmp_path / "bad", [a, a])
 
@@ -236,11 +236,11 @@ def test_subset_and_utt2dur(tmp_path):
     from espnet2_mtla.utils.datadir import get_utt2dur, subset_data_dir
 
     d = clean_dir(tmp_path, "d", [f"u{i}" for i in range(6)], with_audio=True)
-    subset_data_dir(d, tmp_path / "first", first=2)
+    subset_data_dir(d, tmp_path / "first", 2, "first")
     assert list(read_map(tmp_path / "first" / "text")[0]) == ["u0", "u1"]
-    subset_data_dir(d, tmp_path / "even", num=3)
-    assert list(read_map(tmp_path / "even" / "text")[0]) == ["u0", "u2", "u4"]
-    assert validate_data_dir(tmp_path / "even") == []
+    subset_data_dir(d, tmp_path / "even", 3)
+    assert list(read_map(tmp_path / "even" / "text")[0]) == ["u2", "u3", "u5"]  # subset_scp.pl's
+    assert validate_data_dir(tmp_path / "even", no_feats=True, no_spk_sort=True) == []
     run = subprocess.run([UTILS / "data" / "get_utt2dur.sh", d], env=ENV, capture_output=True,
                          text=True)
     assert run.returncode == 0, run.stderr
@@ -271,7 +271,7 @@ def test_speed_perturbation_renames_keys_and_changes_duration(tmp_path):
     assert read_map(sp / "utt2spk")[0] == {"sp0.9-utt1": "sp0.9-s1", "sp0.9-utt2": "sp0.9-s1"}
     assert read_map(sp / "segments")[0]["sp0.9-utt2"] == "sp0.9-rec1 0.556 1.111"
     assert read_map(sp / "wav.scp")[0]["sp0.9-rec1"].endswith("|")
-    assert validate_data_dir(sp) == []
+    assert validate_data_dir(sp, no_feats=True) == []
     # the pipe plays the audio at 0.9x: 1/0.9 as long, the tone at 0.9 x 440 Hz (the pipe
     # runs `python` from PATH, as in a recipe after path.sh)
     env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -10,7 +10,10 @@ speaker id. Each ``<segment>`` of a segments file is one utterance: its times ar
 transcriber's start and end, its words the ``<w>`` elements (punctuation excluded) of
 the word range its ``nite:child`` href points at. Transcripts are upper-cased, as in
 Kaldi's AMI recipe. Utterance ids: ``AMI_<meeting>_H0<channel>_<speaker>_<start cs>_<end
-cs>``; recordings ``AMI_<meeting>_H0<channel>``. The split follows the official
+cs>``; recordings ``AMI_<meeting>_H0<channel>``; speakers, as Kaldi's ihm data
+preparation makes them, ``AMI_<meeting>_H0<channel>_<speaker>`` (one per meeting and
+headset, a prefix of the utterance ids: utt2spk is sorted by speaker too, as
+validate_data_dir.sh wants). The split follows the official
 full-corpus ASR partition (dev and eval meeting lists below; every other meeting with
 audio is train)."""
 
@@ -82,7 +85,8 @@ def utterances(meeting, agent, channel, speaker, annotations: Path):
         if words and end > start:
             recording = f"AMI_{meeting}_H0{channel}"
             utt = f"{recording}_{speaker}_{round(start * 100):07d}_{round(end * 100):07d}"
-            out.append((utt, recording, start, end, " ".join(words).upper(), speaker))
+            out.append((utt, recording, start, end, " ".join(words).upper(),
+                        f"{recording}_{speaker}"))
     return out
 
 

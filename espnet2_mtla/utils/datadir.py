@@ -6,10 +6,13 @@ byte order), one line per key. These functions read such files tolerantly (Windo
 endings, blank lines, trailing spaces), and ``fix_data_dir`` repairs a directory the
 Kaldi way: sorted files, one line per key, only utterances present in every per-utterance
 file, ``spk2utt`` regenerated from ``utt2spk``, and a report of what was dropped.
-The shell wrappers in the top-level ``utils/`` call ``main``.
+The Kaldi-named scripts in the top-level ``utils/`` call ``main`` with Kaldi's calling
+forms (``validate_data_dir.sh --no-feats``, ``subset_data_dir.sh --first <src> <n> <dest>``,
+``split_scp.pl -j N k``, ``filter_scp.pl -f 2``, ...); they run this file directly, so
+only the standard library is needed (and soundfile for ``get_utt2dur.sh`` on audio).
 """
 
-import argparse
+import random
 import shlex
 import shutil
 import sys
@@ -90,21 +93,56 @@ def spk2utt_to_utt2spk(spk2utt: Dict[str, str]) -> Dict[str, str]:
     return {utt: spk for spk, utts in spk2utt.items() for utt in utts.split()}
 
 
-def _present(directory: Path):
-    return [name for name in UTTERANCE_FILES if (directory / name).exists()]
+SPEAKER_FILES = ("spk2gender", "spk2warp", "cmvn.scp")  # one line per speaker
 
 
-def validate_data_dir(directory, require=("wav.scp", "text", "utt2spk")) -> List[str]:
-    """Problems of a data directory (empty list: valid). Never changes it."""
+def _present(directory: Path, extra=()):
+    """The per-utterance files of ``directory`` (and of ``extra``) that exist."""
+    names = dict.fromkeys((*UTTERANCE_FILES, *extra))
+    return [name for name in names if (directory / name).exists()]
+
+
+def _file_order(path) -> List[Tuple[str, str]]:
+    """(key, value) pairs of a key-value file in file order, blank lines skipped."""
+    pairs = []
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            line = decode_line(raw, path, number).rstrip("\r\n").rstrip()
+            if line.strip():
+                key, _, value = line.partition(" ")
+                pairs.append((key, value.strip()))
+    return pairs
+
+
+def validate_data_dir(directory, no_feats=False, no_text=False, no_wav=False,
+                      non_print=False, no_spk_sort=False) -> List[str]:
+    """Problems of a data directory (empty list: valid), as Kaldi's validate_data_dir.sh
+    finds them. Never changes it.
+
+    utt2spk and spk2utt are required, and text, wav.scp and feats.scp unless
+    ``no_text``/``no_wav``/``no_feats`` (a file that is present is checked either way).
+    Every file sorted by key with one line per key; per-utterance files with utt2spk's
+    keys (wav.scp by recording when segments exists); utt2spk sorted by speaker too
+    unless ``no_spk_sort`` (speaker ids prefixes of utterance ids); no non-printable
+    characters in text unless ``non_print``; no <s>, </s> or #0 in text; no empty
+    transcript; positive durations and frame counts.
+    """
     directory = Path(directory)
+    if not directory.is_dir():
+        return [f"{directory}: no such directory"]
     problems = []
-    for name in require:
+    required = {"utt2spk": "run utils/fix_data_dir.sh", "spk2utt": "run utils/fix_data_dir.sh"}
+    for name, flag, waived in (("text", "--no-text", no_text), ("wav.scp", "--no-wav", no_wav),
+                               ("feats.scp", "--no-feats", no_feats)):
+        if not waived:
+            required[name] = f"if this is by design, pass {flag}"
+    for name, hint in required.items():
         if not (directory / name).exists():
-            problems.append(f"{directory}/{name}: missing")
-    if problems:
+            problems.append(f"{directory}/{name}: missing ({hint})")
+    if not (directory / "utt2spk").exists():
         return problems
     maps = {}
-    for name in (*_present(directory), "wav.scp", "spk2utt"):
+    for name in (*_present(directory), "wav.scp", "spk2utt", *SPEAKER_FILES):
         path = directory / name
         if not path.exists() or name in maps:
             continue
@@ -112,6 +150,17 @@ def validate_data_dir(directory, require=("wav.scp", "text", "utt2spk")) -> List
         problems += file_problems
         if not is_sorted(path):
             problems.append(f"{path}: not sorted by key (LC_ALL=C sort)")
+    bad_speakers = sorted(key for key, value in maps["utt2spk"].items() if len(value.split()) != 1)
+    if bad_speakers:
+        problems.append(f"{directory}/utt2spk: wrong format (not 'utterance speaker'), e.g. "
+                        f"{bad_speakers[0]}")
+    if not no_spk_sort:
+        pairs = _file_order(directory / "utt2spk")
+        by_speaker = sorted(pairs, key=lambda kv: (kv[1].encode(), f"{kv[0]} {kv[1]}".encode()))
+        if pairs != by_speaker:
+            problems.append(f"{directory}/utt2spk: not sorted by speaker as well as by "
+                            "utterance (make speaker ids prefixes of utterance ids, or pass "
+                            "--no-spk-sort)")
     utts = set(maps["utt2spk"])
     for name in _present(directory):
         missing, extra = utts - set(maps[name]), set(maps[name]) - utts
@@ -121,30 +170,72 @@ def validate_data_dir(directory, require=("wav.scp", "text", "utt2spk")) -> List
         if extra:
             problems.append(f"{directory}/{name}: {len(extra)} utterances not in utt2spk,"
                             f" e.g. {sorted(extra)[0]}")
-    recordings = set(maps.get("wav.scp", utts))
     if "segments" in maps:
-        used = {value.split()[0] for value in maps["segments"].values()}
-        if used - recordings:
+        if "wav.scp" not in maps:
+            problems.append(f"{directory}/segments: present but there is no wav.scp")
+        recordings = set(maps.get("wav.scp", {}))
+        used = set()
+        for key, value in maps["segments"].items():
+            fields = value.split()
+            if len(fields) != 3 or not _is_number(fields[1]) or not _is_number(fields[2]) \
+                    or float(fields[2]) <= float(fields[1]):
+                problems.append(f"{directory}/segments: bad line for {key} (want "
+                                "'utterance recording start end', end > start)")
+                break
+            used.add(fields[0])
+        if "wav.scp" in maps and used - recordings:
             problems.append(f"{directory}/segments: recordings missing from wav.scp, e.g. "
                             f"{sorted(used - recordings)[0]}")
-    elif recordings != utts:
+    elif "wav.scp" in maps and set(maps["wav.scp"]) != utts:
         problems.append(f"{directory}/wav.scp: keys differ from utt2spk "
-                        f"({len(recordings ^ utts)} differ)")
+                        f"({len(set(maps['wav.scp']) ^ utts)} differ)")
     if "text" in maps:
         empty = sorted(key for key, value in maps["text"].items() if not value)
         if empty:
             problems.append(f"{directory}/text: {len(empty)} empty transcripts, e.g. {empty[0]}")
+        if not non_print:
+            odd = sorted(key for key, value in maps["text"].items()
+                         if any(not c.isprintable() and not c.isspace() for c in value))
+            if odd:
+                problems.append(f"{directory}/text: {len(odd)} transcripts with non-printable "
+                                f"characters, e.g. {odd[0]} (pass --non-print to allow them)")
+        illegal = sorted(key for key, value in maps["text"].items()
+                         if {"<s>", "</s>", "#0"} & set(value.split()))
+        if illegal:
+            problems.append(f"{directory}/text: the symbols <s>, </s> and #0 are not allowed, "
+                            f"e.g. in {illegal[0]}")
+    for name, integral in (("utt2dur", False), ("utt2num_frames", True)):
+        for key, value in maps.get(name, {}).items():
+            if not _is_number(value) or float(value) <= 0 or (integral and not value.isdigit()):
+                problems.append(f"{directory}/{name}: bad value {value!r} for {key}")
+                break
     if "spk2utt" in maps and spk2utt_to_utt2spk(maps["spk2utt"]) != maps["utt2spk"]:
         problems.append(f"{directory}/spk2utt: does not match utt2spk")
+    speakers = set(utt2spk_to_spk2utt(maps["utt2spk"]))
+    for name in SPEAKER_FILES:
+        if name in maps and set(maps[name]) != speakers:
+            problems.append(f"{directory}/{name}: speakers differ from spk2utt")
     return problems
 
 
-def fix_data_dir(directory, drop_empty_text=True) -> List[str]:
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def fix_data_dir(directory, drop_empty_text=True, utt_extra_files=(),
+                 spk_extra_files=()) -> List[str]:
     """Repair a data directory in place; returns a report of what was dropped or changed.
 
     Keeps the utterances present in every per-utterance file (and in wav.scp, or whose
     recording is in wav.scp when segments exists), sorts every file, regenerates
-    spk2utt, and backs the originals up under ``<dir>/.backup``.
+    spk2utt, filters the per-speaker files (spk2gender, spk2warp, cmvn.scp) to the
+    speakers left, and backs the originals up under ``<dir>/.backup``. As Kaldi's
+    ``--utt_extra_files`` / ``--spk_extra_files``, more per-utterance / per-speaker files
+    can be named.
     """
     directory = Path(directory)
     if not (directory / "utt2spk").exists():
@@ -153,13 +244,13 @@ def fix_data_dir(directory, drop_empty_text=True) -> List[str]:
     backup = directory / ".backup"
     backup.mkdir(exist_ok=True)
     maps = {}
-    for name in (*_present(directory), "wav.scp"):
+    for name in (*_present(directory, utt_extra_files), "wav.scp"):
         if (directory / name).exists() and name not in maps:
             shutil.copy2(directory / name, backup / name)
             maps[name], problems = read_map(directory / name, allow_empty_values=name == "text")
             report += problems
     keep = set(maps["utt2spk"])
-    for name in _present(directory):
+    for name in _present(directory, utt_extra_files):
         keep &= set(maps[name])
     if "segments" in maps:
         keep = {utt for utt in keep if maps["segments"][utt].split()[0] in maps["wav.scp"]}
@@ -171,12 +262,13 @@ def fix_data_dir(directory, drop_empty_text=True) -> List[str]:
             report.append(f"dropped {len(empty)} utterances with an empty transcript, e.g. "
                           f"{sorted(empty)[0]}")
         keep -= empty
-    every = set(maps["utt2spk"]).union(*(maps[name] for name in _present(directory)))
+    present = _present(directory, utt_extra_files)
+    every = set(maps["utt2spk"]).union(*(maps[name] for name in present))
     dropped = every - keep
     if dropped:
         report.append(f"dropped {len(dropped)} of {len(every)} utterances not present in "
                       f"every file, e.g. {sorted(dropped)[0]}")
-    for name in _present(directory):
+    for name in _present(directory, utt_extra_files):
         write_map(directory / name, {utt: maps[name][utt] for utt in keep})
     if "wav.scp" in maps:
         if "segments" in maps:
@@ -186,14 +278,24 @@ def fix_data_dir(directory, drop_empty_text=True) -> List[str]:
         write_map(directory / "wav.scp", {key: maps["wav.scp"][key] for key in used})
     write_map(directory / "spk2utt",
               utt2spk_to_spk2utt({utt: maps["utt2spk"][utt] for utt in keep}))
+    speakers = {maps["utt2spk"][utt] for utt in keep}
+    for name in (*SPEAKER_FILES, *spk_extra_files):
+        if (directory / name).exists():
+            shutil.copy2(directory / name, backup / name)
+            entries, problems = read_map(directory / name)
+            report += problems
+            write_map(directory / name, {k: v for k, v in entries.items() if k in speakers})
     report.append(f"{directory}: {len(keep)} utterances kept")
     return report
 
 
-def _per_utterance_maps(directory: Path) -> Dict[str, Dict[str, str]]:
-    """Every per-utterance file of a directory, plus wav.scp, read (problems raise)."""
+def _per_utterance_maps(directory: Path, extra=()) -> Dict[str, Dict[str, str]]:
+    """Every per-utterance file of a directory (and ``extra``), plus wav.scp, read
+    (problems raise)."""
+    if not (directory / "utt2spk").exists():
+        raise DataDirError(f"{directory}/utt2spk: missing")
     maps = {}
-    for name in (*_present(directory), "wav.scp"):
+    for name in (*_present(directory, extra), "wav.scp"):
         if (directory / name).exists() and name not in maps:
             maps[name], problems = read_map(directory / name, allow_empty_values=name == "text")
             if problems:
@@ -275,13 +377,18 @@ def copy_utterance_files(source, target, keys, names=UTTERANCE_TEXT_FILES):
         write_map(target / "spk2utt", utt2spk_to_spk2utt(read_map(target / "utt2spk")[0]))
 
 
-def combine_data(target, sources) -> List[str]:
-    """Union of data directories; a key present in two sources is an error naming both."""
+def combine_data(target, sources, extra_files=()) -> List[str]:
+    """Union of data directories; a key present in two sources is an error naming both.
+    ``extra_files``: more per-utterance files to combine (Kaldi's ``--extra-files``);
+    each must be in every source."""
     combined: Dict[str, Dict[str, str]] = {}
     owner: Dict[str, str] = {}
     names = None
     for source in map(Path, sources):
-        maps = _per_utterance_maps(source)
+        for name in extra_files:
+            if not (source / name).exists():
+                raise DataDirError(f"{source}/{name}: missing (named in --extra-files)")
+        maps = _per_utterance_maps(source, extra_files)
         present = set(maps)
         if names is not None and present != names:
             raise DataDirError(f"{source} has files {sorted(present)}, the first source "
@@ -297,25 +404,40 @@ def combine_data(target, sources) -> List[str]:
     return [f"{target}: {len(owner)} utterances from {len(sources)} directories"]
 
 
-def subset_data_dir(source, target, num=None, first=None, last=None, utt_list=None):
-    """A subset: ``num`` evenly spaced utterances, the ``first``/``last`` N, or those in
-    ``utt_list`` (a file of keys)."""
+SUBSET_WAYS = ("even", "first", "last", "shortest", "per-spk", "speakers")
+
+
+def subset_data_dir(source, target, num=None, way="even", utt_list=None, spk_list=None,
+                    seed=0) -> List[str]:
+    """A subset of a data directory, chosen as Kaldi's subset_data_dir.sh chooses it.
+
+    With ``num``: ``even`` (default) ``num`` utterances spread evenly over utt2spk (the
+    same lines as Kaldi's subset_scp.pl), ``first``/``last`` the first/last ``num``,
+    ``shortest`` the ``num`` shortest (by utt2num_frames, else utt2dur), ``per-spk`` up to
+    ``num`` per speaker spread over its utterances, ``speakers`` whole speakers in a
+    random order (``seed``; not Kaldi's Perl generator) until ``num`` utterances are
+    reached. Or the utterances of ``utt_list`` / the speakers of ``spk_list`` (files
+    whose first field counts).
+    """
     source = Path(source)
     maps = _per_utterance_maps(source)
-    keys = sorted(maps["utt2spk"], key=str.encode)
+    utt2spk = maps["utt2spk"]
+    keys = sorted(utt2spk, key=str.encode)
     if utt_list is not None:
         wanted = set(read_map(utt_list, allow_empty_values=True)[0])
         chosen = [key for key in keys if key in wanted]
-    elif first is not None:
-        chosen = keys[:first]
-    elif last is not None:
-        chosen = keys[-last:] if last else []
-    elif num is not None:
-        if num > len(keys):
-            raise DataDirError(f"{source}: asked for {num} of {len(keys)} utterances")
-        chosen = [keys[(index * len(keys)) // num] for index in range(num)]
+    elif spk_list is not None:
+        wanted = set(read_map(spk_list, allow_empty_values=True)[0])
+        chosen = [key for key in keys if utt2spk[key] in wanted]
     else:
-        raise DataDirError("subset_data_dir needs num, first, last or utt_list")
+        if way not in SUBSET_WAYS:
+            raise DataDirError(f"subset: unknown way {way!r}; one of {', '.join(SUBSET_WAYS)}")
+        if num is None or num < 0:
+            raise DataDirError(f"subset: the number of utterances must be >= 0, got {num}")
+        if way in ("even", "first", "last", "shortest") and num > len(keys):
+            raise DataDirError(f"{source}: cannot subset to {num} utterances, it has "
+                               f"{len(keys)}")
+        chosen = _choose(source, maps, keys, num, way, seed)
     chosen = set(chosen)
     subset = {}
     for name, entries in maps.items():
@@ -325,6 +447,71 @@ def subset_data_dir(source, target, num=None, first=None, last=None, utt_list=No
         else:
             subset[name] = {key: value for key, value in entries.items() if key in chosen}
     _write_dir(Path(target), subset)
+    speakers = set(subset["utt2spk"].values())
+    for name in SPEAKER_FILES:
+        if (source / name).exists():
+            entries = read_map(source / name)[0]
+            write_map(Path(target) / name, {k: v for k, v in entries.items() if k in speakers})
+    return [f"{target}: reducing #utt from {len(keys)} to {len(chosen)}"]
+
+
+def _choose(source, maps, keys, num, way, seed) -> List[str]:
+    """The utterances ``subset_data_dir`` keeps for a way that takes a number."""
+    if way == "first":
+        return keys[:num]
+    if way == "last":
+        return keys[len(keys) - num:]
+    if way == "even":
+        return [keys[index] for index in evenly_spread(len(keys), num)]
+    if way == "shortest":
+        name = next((n for n in ("utt2num_frames", "utt2dur") if n in maps), None)
+        if name is None:
+            raise DataDirError(f"{source}: --shortest needs utt2num_frames or utt2dur "
+                               "(utils/data/get_utt2dur.sh writes utt2dur)")
+        lengths = maps[name]
+        return sorted(keys, key=lambda key: (float(lengths[key]), key.encode()))[:num]
+    spk2utt: Dict[str, List[str]] = {}
+    for key in keys:
+        spk2utt.setdefault(maps["utt2spk"][key], []).append(key)
+    speakers = sorted(spk2utt, key=str.encode)
+    if way == "per-spk":
+        chosen = []
+        for speaker in speakers:
+            utts = spk2utt[speaker]
+            # every skip-th utterance, skip as large as still gives num of them
+            skip = 1
+            while num * (skip + 1) <= len(utts):
+                skip += 1
+            chosen += [utts[i] for i in range(0, len(utts), skip) if i + 2 <= num * skip]
+        return chosen
+    random.Random(seed).shuffle(speakers)
+    chosen = []
+    for speaker in speakers:  # whole speakers while fewer than num utterances are chosen
+        if len(chosen) >= num:
+            break
+        chosen += spk2utt[speaker]
+    return chosen
+
+
+def evenly_spread(count: int, needed: int) -> List[int]:
+    """Indices of ``needed`` of ``count`` lines spread evenly, by halving the range and the
+    number needed (needed // 2 from the first half) down to single lines: the lines
+    Kaldi's subset_scp.pl picks."""
+    picked = []
+
+    def pick(start, end, wanted):
+        if wanted == 0:
+            return
+        if end - start == 1:
+            picked.append(start)
+            return
+        half = (end - start) // 2
+        pick(start, start + half, wanted // 2)
+        pick(start + half, end, wanted - wanted // 2)
+
+    if count:
+        pick(0, count, needed)
+    return picked
 
 
 def get_utt2dur(directory) -> List[str]:
@@ -353,118 +540,380 @@ def get_utt2dur(directory) -> List[str]:
     return [f"{directory}/utt2dur: {len(durations)} utterances"]
 
 
-def split_scp(path, outputs: List[str]):
-    """Split a key-value file into len(outputs) parts of consecutive lines, sizes within one."""
-    entries, problems = read_map(path, allow_empty_values=True)
+def _raw_lines(path) -> List[bytes]:
+    """The lines of a file (or of stdin for None / "-") as bytes, endings kept: the
+    scp tools print what they read unchanged, as Kaldi's do."""
+    if path is None or str(path) == "-":
+        return sys.stdin.buffer.readlines()
+    with open(path, "rb") as stream:
+        return stream.readlines()
+
+
+def _split_by_speaker(lines: List[bytes], utt2spk_path, parts: int, path) -> List[List[bytes]]:
+    """Kaldi's --utt2spk split: whole speakers per part, about equal numbers of lines.
+
+    Speakers in order of first appearance go to parts by their index (speaker i of S to
+    part i * parts // S); then, while it makes two neighbouring parts closer in size,
+    a part's last speaker moves to the next part or its first speaker to the previous.
+    """
+    utt2spk = {}
+    for number, line in enumerate(_raw_lines(utt2spk_path), start=1):
+        fields = line.split()
+        if len(fields) != 2:
+            raise DataDirError(f"{utt2spk_path}:{number}: bad line (want 'utterance speaker')")
+        utt2spk[fields[0]] = fields[1]
+    speakers, lines_of = [], {}
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            raise DataDirError(f"{path}:{number}: empty or space-only line")
+        if fields[0] not in utt2spk:
+            raise DataDirError(f"{path}:{number}: utterance {fields[0].decode(errors='replace')} "
+                               f"is not in {utt2spk_path}")
+        speaker = utt2spk[fields[0]]
+        if speaker not in lines_of:
+            speakers.append(speaker)
+            lines_of[speaker] = []
+        lines_of[speaker].append(line)
+    if len(speakers) < parts:
+        raise DataDirError(f"{path}: {len(speakers)} speakers cannot be split into {parts} "
+                           "parts (each part needs a speaker)")
+    groups = [[] for _ in range(parts)]
+    for index, speaker in enumerate(speakers):
+        groups[index * parts // len(speakers)].append(speaker)
+    size = [sum(len(lines_of[s]) for s in group) for group in groups]
+    changed = True
+    while changed:
+        changed = False
+        for part in range(parts):
+            if part < parts - 1 and groups[part]:
+                count = len(lines_of[groups[part][-1]])
+                if abs((size[part + 1] + count) - (size[part] - count)) < abs(size[part + 1] - size[part]):
+                    groups[part + 1].insert(0, groups[part].pop())
+                    size[part] -= count
+                    size[part + 1] += count
+                    changed = True
+            if part > 0 and groups[part]:
+                count = len(lines_of[groups[part][0]])
+                if abs((size[part] - count) - (size[part - 1] + count)) < abs(size[part] - size[part - 1]):
+                    groups[part - 1].append(groups[part].pop(0))
+                    size[part] -= count
+                    size[part - 1] += count
+                    changed = True
+    return [[line for speaker in group for line in lines_of[speaker]] for group in groups]
+
+
+def split_scp(path, outputs: List, utt2spk=None, job=None):
+    """Split a file into len(outputs) parts of consecutive lines, as Kaldi's split_scp.pl.
+
+    Without ``utt2spk`` the sizes differ by at most one line (the first parts get the
+    extra lines); with it, parts follow speaker boundaries. ``job``: write only that
+    (0-based) part; the other entries of ``outputs`` may be None. An output of None or
+    "-" is the standard output.
+    """
+    lines = _raw_lines(path)
+    parts = len(outputs)
+    if not lines:
+        raise DataDirError(f"{path}: empty; nothing to split")
+    if utt2spk is not None:
+        groups = _split_by_speaker(lines, utt2spk, parts, path)
+    else:
+        if len(lines) < parts:
+            raise DataDirError(f"{path}: {len(lines)} lines cannot be split into {parts} parts")
+        size, extra = divmod(len(lines), parts)
+        groups, start = [], 0
+        for index in range(parts):
+            stop = start + size + (1 if index < extra else 0)
+            groups.append(lines[start:stop])
+            start = stop
+    for index, (output, group) in enumerate(zip(outputs, groups)):
+        if job is not None and index != job:
+            continue
+        if output is None or str(output) == "-":
+            sys.stdout.buffer.writelines(group)
+            sys.stdout.buffer.flush()
+        else:
+            with open(output, "wb") as stream:
+                stream.writelines(group)
+
+
+def filter_scp(keys_path, path=None, exclude=False, field=1) -> List[bytes]:
+    """The lines of ``path`` (stdin for None) whose ``field``-th field (1-based) is (with
+    ``exclude``: is not) the first field of a line of ``keys_path``; lines unchanged."""
+    keys = set()
+    for number, line in enumerate(_raw_lines(keys_path), start=1):
+        fields = line.split()
+        if not fields:
+            raise DataDirError(f"{keys_path}:{number}: empty line in the id list")
+        keys.add(fields[0])
+    kept = []
+    for number, line in enumerate(_raw_lines(path), start=1):
+        fields = line.split()
+        if len(fields) < field:
+            raise DataDirError(f"{path or 'stdin'}:{number}: no field {field}")
+        if (fields[field - 1] in keys) != exclude:
+            kept.append(line)
+    return kept
+
+
+# --- the command lines of utils/ (Kaldi's calling forms) ----------------------------
+class UsageError(DataDirError):
+    """A command line Kaldi's script would not accept (or an option not supported)."""
+
+
+def _options(argv, flags=(), valued=(), command=""):
+    """Kaldi-style leading options: ``--name value`` or ``--name=value`` for ``valued``,
+    ``--name`` (or ``--name true|false``) for ``flags``; dashes and underscores alike.
+    Returns ({name: value}, remaining positional arguments)."""
+    found, args = {}, list(argv)
+    norm = lambda name: name.replace("_", "-")
+    flags, valued = {norm(f) for f in flags}, {norm(v) for v in valued}
+    while args and args[0].startswith("--"):
+        name, equals, value = args.pop(0)[2:].partition("=")
+        name = norm(name)
+        if name in flags:
+            if equals or (args and args[0] in ("true", "false")):
+                value = value if equals else args.pop(0)
+                if value not in ("true", "false"):
+                    raise UsageError(f"{command}: --{name} takes true or false, got {value!r}")
+                found[name] = value == "true"
+            else:
+                found[name] = True
+        elif name in valued:
+            if not equals:
+                if not args:
+                    raise UsageError(f"{command}: --{name} needs a value")
+                value = args.pop(0)
+            found[name] = value
+        else:
+            known = " ".join(f"--{o}" for o in sorted(flags | valued)) or "none"
+            raise UsageError(f"{command}: option --{name} is not supported (supported: {known})")
+    return found, args
+
+
+def _usage(command, usage, args, counts):
+    if len(args) not in counts:
+        raise UsageError(f"usage: {command} {usage}")
+
+
+def _cli_validate(argv):
+    usage = "[--no-feats] [--no-text] [--non-print] [--no-wav] [--no-spk-sort] <data-dir>"
+    options, args = _options(argv, ("no-feats", "no-text", "non-print", "no-wav", "no-spk-sort"),
+                             command="validate_data_dir.sh")
+    _usage("validate_data_dir.sh", usage, args, (1,))
+    return _report_validation(args[0], {k.replace("-", "_"): v for k, v in options.items()})
+
+
+def _report_validation(directory, flags) -> int:
+    problems = validate_data_dir(directory, **flags)
+    for problem in problems:
+        print(problem, file=sys.stderr)
     if problems:
-        raise DataDirError("; ".join(problems))
-    keys = list(entries)
-    if len(outputs) > len(keys):
-        raise DataDirError(f"{path}: {len(keys)} lines cannot be split into {len(outputs)} parts")
-    size, extra = divmod(len(keys), len(outputs))
-    start = 0
-    for index, output in enumerate(outputs):
-        stop = start + size + (1 if index < extra else 0)
-        with open(output, "w", encoding="utf-8", newline="\n") as stream:
-            for key in keys[start:stop]:
-                stream.write(f"{key} {entries[key]}\n" if entries[key] else f"{key}\n")
-        start = stop
+        print(f"{directory}: not valid; run utils/fix_data_dir.sh {directory}", file=sys.stderr)
+        return 1
+    print(f"Successfully validated data-directory {directory}", file=sys.stderr)
+    return 0
 
 
-def filter_scp(keys_path, path, exclude=False) -> Dict[str, str]:
-    """Lines of ``path`` whose key is (or with exclude, is not) the first field of keys_path."""
-    keys = set(read_map(keys_path, allow_empty_values=True)[0])
-    entries = read_map(path, allow_empty_values=True)[0]
-    return {key: value for key, value in entries.items() if (key in keys) != exclude}
+def _cli_fix(argv):
+    options, args = _options(argv, valued=("utt-extra-files", "spk-extra-files"),
+                             command="fix_data_dir.sh")
+    _usage("fix_data_dir.sh", "[--utt_extra_files 'f1 f2'] [--spk_extra_files 'f1 f2'] "
+           "<data-dir>", args, (1,))
+    report = fix_data_dir(args[0], utt_extra_files=options.get("utt-extra-files", "").split(),
+                          spk_extra_files=options.get("spk-extra-files", "").split())
+    for line in report:
+        print(line, file=sys.stderr)
+    return 0
+
+
+VALIDATE_FLAGS = ("--no-feats", "--no-text", "--non-print", "--no-wav", "--no-spk-sort")
+
+
+def _cli_copy(argv):
+    affixes = ("utt-prefix", "utt-suffix", "spk-prefix", "spk-suffix")
+    options, args = _options(argv, valued=(*affixes, "validate-opts"), command="copy_data_dir.sh")
+    _usage("copy_data_dir.sh", "[--utt-prefix P] [--utt-suffix S] [--spk-prefix P] "
+           "[--spk-suffix S] [--validate-opts '...'] <srcdir> <destdir>", args, (2,))
+    source, target = map(Path, args)
+    validate_opts = shlex.split(options.get("validate-opts", ""))
+    bad = [o for o in validate_opts if o not in VALIDATE_FLAGS]
+    if bad:
+        raise UsageError(f"copy_data_dir.sh: --validate-opts {bad[0]} is not a "
+                         f"validate_data_dir.sh option ({' '.join(VALIDATE_FLAGS)})")
+    copy_data_dir(source, target, *(options.get(a, "") for a in affixes))
+    for name in SPEAKER_FILES:  # per-speaker files follow the renamed speakers
+        if (source / name).exists():
+            entries = read_map(source / name)[0]
+            write_map(target / name, {f"{options.get('spk-prefix', '')}{k}"
+                                      f"{options.get('spk-suffix', '')}": v
+                                      for k, v in entries.items()})
+    # as Kaldi's: a file the source lacks is not required of the copy
+    for name, flag in (("feats.scp", "--no-feats"), ("text", "--no-text"), ("wav.scp", "--no-wav")):
+        if not (source / name).exists():
+            validate_opts.append(flag)
+    print(f"copy_data_dir.sh: copied data from {source} to {target}", file=sys.stderr)
+    flags = {o[2:].replace("-", "_"): True for o in validate_opts}
+    return _report_validation(target, flags)
+
+
+def _cli_combine(argv):
+    options, args = _options(argv, flags=("skip-fix",), valued=("extra-files",),
+                             command="combine_data.sh")
+    _usage("combine_data.sh", "[--extra-files 'f1 f2'] [--skip-fix true|false] <dest-data-dir> "
+           "<src-data-dir1> <src-data-dir2> ...", args, range(2, 1 << 20))
+    extra = options.get("extra-files", "").split()
+    for line in combine_data(args[0], args[1:], extra):
+        print(line, file=sys.stderr)
+    if not options.get("skip-fix", False):
+        for line in fix_data_dir(args[0], utt_extra_files=extra):
+            print(line, file=sys.stderr)
+    return 0
+
+
+def _cli_subset(argv):
+    usage = ("[--speakers|--shortest|--first|--last|--per-spk] <srcdir> <num-utt> <destdir>\n"
+             "   or: subset_data_dir.sh --utt-list <utt-list-file> <srcdir> <destdir>\n"
+             "   or: subset_data_dir.sh --spk-list <spk-list-file> <srcdir> <destdir>")
+    ways = {"--first": "first", "--last": "last", "--shortest": "shortest",
+            "--per-spk": "per-spk", "--speakers": "speakers"}
+    args = list(argv)
+    if args and args[0] in ("--utt-list", "--spk-list"):
+        option = args.pop(0)
+        _usage("subset_data_dir.sh", usage, args, (3,))
+        listed = {"utt_list" if option == "--utt-list" else "spk_list": args[0]}
+        report = subset_data_dir(args[1], args[2], **listed)
+    else:
+        way = "even"
+        if args and args[0].startswith("--"):
+            if args[0] not in ways:
+                raise UsageError(f"subset_data_dir.sh: option {args[0]} is not supported "
+                                 f"(supported: {' '.join(ways)} --utt-list --spk-list)")
+            way = ways[args.pop(0)]
+        _usage("subset_data_dir.sh", usage, args, (3,))
+        if not args[1].isdigit():
+            raise UsageError(f"subset_data_dir.sh: <num-utt> must be a whole number, got "
+                             f"{args[1]!r}; usage: subset_data_dir.sh {usage}")
+        report = subset_data_dir(args[0], args[2], int(args[1]), way)
+    for line in report:
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _cli_split(argv):
+    usage = ("[--utt2spk=<utt2spk>] in.scp out1.scp out2.scp ...\n"
+             "   or: split_scp.pl -j <num-jobs> <job-id> [--one-based] [--utt2spk=<utt2spk>] "
+             "in.scp [out.scp]")
+    args, jobs, job, one_based, utt2spk = list(argv), None, None, False, None
+    while args and args[0].startswith("-") and args[0] != "-":
+        option = args.pop(0)
+        if option == "-j":
+            if len(args) < 2 or not args[0].isdigit() or not args[1].isdigit():
+                raise UsageError(f"split_scp.pl: -j needs <num-jobs> <job-id>; usage: "
+                                 f"split_scp.pl {usage}")
+            jobs, job = int(args.pop(0)), int(args.pop(0))
+        elif option == "--one-based":
+            one_based = True
+        elif option.startswith("--utt2spk"):
+            utt2spk = option.partition("=")[2] or (args.pop(0) if args else "")
+        elif option.startswith("--utt2dur"):
+            raise UsageError("split_scp.pl: --utt2dur (parts balanced by duration) is not "
+                             "supported; split by --utt2spk or by lines")
+        else:
+            raise UsageError(f"split_scp.pl: option {option} is not supported (supported: -j "
+                             "--one-based --utt2spk)")
+    if jobs is None:
+        _usage("split_scp.pl", usage, args, range(2, 1 << 20))
+        return split_scp(args[0], args[1:], utt2spk) or 0
+    _usage("split_scp.pl", usage, args, (1, 2))
+    job -= int(one_based)
+    if jobs < 1 or not 0 <= job < jobs:
+        raise UsageError(f"split_scp.pl: invalid job number/index '-j {jobs} "
+                         f"{job + int(one_based)}'{' --one-based' if one_based else ''}")
+    outputs = [None] * jobs
+    outputs[job] = args[1] if len(args) == 2 else "-"
+    return split_scp(args[0], outputs, utt2spk, job) or 0
+
+
+def _cli_filter(argv):
+    usage = "[--exclude] [-f <field>] id_list [in.scp] > out.scp"
+    args, exclude, field = list(argv), False, 1
+    while args and args[0] in ("--exclude", "-f"):
+        if args.pop(0) == "--exclude":
+            exclude = True
+        else:
+            if not args or not args[0].isdigit() or int(args[0]) < 1:
+                raise UsageError(f"filter_scp.pl: -f needs a field number >= 1; usage: "
+                                 f"filter_scp.pl {usage}")
+            field = int(args.pop(0))
+    if args and args[0].startswith("-") and args[0] != "-":
+        raise UsageError(f"filter_scp.pl: option {args[0]} is not supported (supported: "
+                         "--exclude -f)")
+    _usage("filter_scp.pl", usage, args, (1, 2))
+    kept = filter_scp(args[0], args[1] if len(args) == 2 else None, exclude, field)
+    sys.stdout.buffer.writelines(kept)
+    return 0
+
+
+def _cli_utt2spk_to_spk2utt(argv):
+    _usage("utt2spk_to_spk2utt.pl", "[utt2spk] > spk2utt", argv, (0, 1))
+    speakers: Dict[bytes, List[bytes]] = {}  # in order of first appearance, as Kaldi's
+    for number, line in enumerate(_raw_lines(argv[0] if argv else None), start=1):
+        fields = line.split()
+        if len(fields) != 2:
+            raise DataDirError(f"{argv[0] if argv else 'stdin'}:{number}: bad line "
+                               "(want 'utterance speaker')")
+        speakers.setdefault(fields[1], []).append(fields[0])
+    sys.stdout.buffer.writelines(b" ".join([s, *u]) + b"\n" for s, u in speakers.items())
+    return 0
+
+
+def _cli_spk2utt_to_utt2spk(argv):
+    _usage("spk2utt_to_utt2spk.pl", "[spk2utt] > utt2spk", argv, (0, 1))
+    for line in _raw_lines(argv[0] if argv else None):
+        speaker, *utts = line.split()
+        sys.stdout.buffer.writelines(u + b" " + speaker + b"\n" for u in utts)
+    return 0
+
+
+def _cli_speed(argv):
+    _usage("perturb_data_dir_speed.sh", "<factor> <srcdir> <destdir>", argv, (3,))
+    try:
+        factor = float(argv[0])
+    except ValueError:
+        raise UsageError(f"perturb_data_dir_speed.sh: <factor> must be a number, got {argv[0]!r}")
+    for line in perturb_data_dir_speed(argv[1], argv[2], factor):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _cli_utt2dur(argv):
+    _, args = _options(argv, command="get_utt2dur.sh")
+    _usage("get_utt2dur.sh", "<data-dir>", args, (1,))
+    for line in get_utt2dur(args[0]):
+        print(line, file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "validate": _cli_validate, "fix": _cli_fix, "copy": _cli_copy, "combine": _cli_combine,
+    "subset": _cli_subset, "split": _cli_split, "filter": _cli_filter,
+    "utt2spk_to_spk2utt": _cli_utt2spk_to_spk2utt, "spk2utt_to_utt2spk": _cli_spk2utt_to_utt2spk,
+    "speed": _cli_speed, "utt2dur": _cli_utt2dur,
+}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    validate = sub.add_parser("validate", help="report problems; exit 1 if any")
-    validate.add_argument("--no-wav", action="store_true",
-                          help="a text-only directory (src_text instead of audio)")
-    validate.add_argument("dir")
-    sub.add_parser("fix", help="repair in place and report").add_argument("dir")
-    split = sub.add_parser("split", help="split a scp into N parts")
-    split.add_argument("scp")
-    split.add_argument("outputs", nargs="+")
-    filt = sub.add_parser("filter", help="keep lines whose key is in a key list")
-    filt.add_argument("--exclude", action="store_true")
-    filt.add_argument("keys")
-    filt.add_argument("scp")
-    to_spk2utt = sub.add_parser("utt2spk_to_spk2utt")
-    to_spk2utt.add_argument("file")
-    to_utt2spk = sub.add_parser("spk2utt_to_utt2spk")
-    to_utt2spk.add_argument("file")
-    copy = sub.add_parser("copy", help="copy, optionally renaming keys")
-    for option in ("--utt-prefix", "--utt-suffix", "--spk-prefix", "--spk-suffix"):
-        copy.add_argument(option, default="")
-    copy.add_argument("source")
-    copy.add_argument("target")
-    combine = sub.add_parser("combine", help="union of directories")
-    combine.add_argument("target")
-    combine.add_argument("sources", nargs="+")
-    subset = sub.add_parser("subset", help="a subset of utterances")
-    group = subset.add_mutually_exclusive_group(required=True)
-    group.add_argument("--first", type=int)
-    group.add_argument("--last", type=int)
-    group.add_argument("--utt-list")
-    group.add_argument("--num", type=int)
-    subset.add_argument("source")
-    subset.add_argument("target")
-    sub.add_parser("utt2dur", help="write utt2dur").add_argument("dir")
-    speed = sub.add_parser("speed", help="a speed-perturbed copy")
-    speed.add_argument("factor", type=float)
-    speed.add_argument("source")
-    speed.add_argument("target")
-    args = parser.parse_args(argv)
+    """``datadir.py <command> <Kaldi's arguments>``; utils/datadir_tool.sh calls this."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: datadir.py {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        return 1
     try:
-        if args.command == "validate":
-            require = ("text", "utt2spk") if args.no_wav else ("wav.scp", "text", "utt2spk")
-            problems = validate_data_dir(args.dir, require)
-            for problem in problems:
-                print(problem, file=sys.stderr)
-            if problems:
-                print(f"{args.dir}: not valid; run utils/fix_data_dir.sh {args.dir}",
-                      file=sys.stderr)
-                return 1
-            print(f"{args.dir}: valid", file=sys.stderr)
-        elif args.command == "fix":
-            for line in fix_data_dir(args.dir):
-                print(line, file=sys.stderr)
-        elif args.command == "split":
-            split_scp(args.scp, args.outputs)
-        elif args.command == "filter":
-            for key, value in filter_scp(args.keys, args.scp, args.exclude).items():
-                print(f"{key} {value}" if value else key)
-        elif args.command == "utt2spk_to_spk2utt":
-            for key, value in utt2spk_to_spk2utt(read_map(args.file)[0]).items():
-                print(f"{key} {value}")
-        elif args.command == "copy":
-            copy_data_dir(args.source, args.target, args.utt_prefix, args.utt_suffix,
-                          args.spk_prefix, args.spk_suffix)
-        elif args.command == "combine":
-            for line in combine_data(args.target, args.sources):
-                print(line, file=sys.stderr)
-        elif args.command == "subset":
-            subset_data_dir(args.source, args.target, args.num, args.first, args.last,
-                            args.utt_list)
-        elif args.command == "utt2dur":
-            for line in get_utt2dur(args.dir):
-                print(line, file=sys.stderr)
-        elif args.command == "speed":
-            for line in perturb_data_dir_speed(args.source, args.target, args.factor):
-                print(line, file=sys.stderr)
-        elif args.command == "spk2utt_to_utt2spk":
-            mapping = spk2utt_to_utt2spk(read_map(args.file)[0])
-            for key in sorted(mapping, key=str.encode):
-                print(f"{key} {mapping[key]}")
-    except (DataDirError, OSError) as error:
+        return COMMANDS[argv[0]](argv[1:])
+    except (DataDirError, OSError) as error:  # usage errors included: exit 1, as Kaldi's
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

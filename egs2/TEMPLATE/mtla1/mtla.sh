@@ -163,7 +163,8 @@ if run_stage 1; then
     log "stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086
     local/data.sh ${local_data_opts}
-    validate_opts=""; [ "${task}" = summ ] && validate_opts="--no-wav"  # text input only
+    # features are computed later (as in ESPnet's recipes); summarisation has text input only
+    validate_opts="--no-feats"; [ "${task}" = summ ] && validate_opts="--no-feats --no-wav"
     for set in ${train_set} ${valid_set} ${test_sets}; do
         # shellcheck disable=SC2086
         utils/validate_data_dir.sh ${validate_opts} "data/${set}"
