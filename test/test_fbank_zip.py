@@ -172,6 +172,51 @@ def test_manifest_export_then_import_round_trips(archive, tmp_path):
     assert np.array_equal(reader["utt1"], ZipFeatureReader(feats / "feats.scp")["utt1"])
 
 
+def fairseq_read(audio: str, audio_root: str = ""):
+    """A feature the way fairseq's S2T dataset reads it: the path joined to the config's
+    audio_root (pathlib: an absolute path wins), split into path:offset:length, the bytes
+    at offset read from the file, and loaded as .npy (fairseq's is_npy_data)."""
+    import io
+    from pathlib import Path
+
+    path, offset, length = (Path(audio_root) / audio).as_posix().split(":")
+    with open(path, "rb") as stream:
+        stream.seek(int(offset))
+        data = stream.read(int(length))
+    assert data[:2] == b"\x93N"
+    return np.load(io.BytesIO(data))
+
+
+def test_exported_manifest_reads_in_fairseq_from_any_directory(archive, tmp_path, monkeypatch):
+    import csv
+
+    tsv = tmp_path / "manifests" / "train.tsv"
+    assert manifest(["export", "--data_dir", str(archive / "feats"), "--tsv", str(tsv)]) == 0
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # fairseq-train started from another folder
+    reader = ZipFeatureReader(archive / "feats" / "feats.scp")
+    with open(tsv, newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert len(rows) == len(TRANSCRIPTS)
+    for row in rows:
+        for root in ("", "/some/audio_root"):  # fairseq's default config, and another
+            features = fairseq_read(row["audio"], root)
+            assert np.array_equal(features, reader[row["id"]])
+            assert features.shape[0] == int(row["n_frames"])
+
+
+def test_import_takes_relative_paths_from_audio_root(archive, tmp_path):
+    tsv = tmp_path / "m" / "train.tsv"
+    assert manifest(["export", "--data_dir", str(archive / "feats"), "--tsv", str(tsv)]) == 0
+    zip_path = str((archive / "feats" / "fbank80.zip").resolve())
+    tsv.write_text(tsv.read_text().replace(zip_path, "fbank80.zip"))  # fairseq-relative
+    assert manifest(["import", "--tsv", str(tsv), "--out", str(tmp_path / "back"),
+                     "--audio_root", str(archive / "feats")]) == 0
+    reader = ZipFeatureReader(tmp_path / "back" / "feats.scp")
+    assert np.array_equal(reader["utt1"], ZipFeatureReader(archive / "feats" / "feats.scp")["utt1"])
+
+
 def test_bad_offsets_members_and_missing_statistics_are_named(archive, tmp_path):
     zip_path = archive / "feats" / "fbank80.zip"
     size = zip_path.stat().st_size

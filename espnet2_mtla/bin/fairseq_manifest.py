@@ -7,9 +7,12 @@
     python -m espnet2_mtla.bin.fairseq_manifest export --data_dir dump/fbank_zip/train \
         --tsv train.tsv
 
-Columns: ``id``, ``audio`` (``fbank80.zip:<offset>:<length>``, relative to the TSV's
-folder or absolute), ``n_frames``, ``tgt_text``, ``speaker``, optional ``src_text``,
-``src_lang``, ``tgt_lang``. Data dir files: ``feats.scp`` (absolute archive paths,
+Columns: ``id``, ``audio`` (``<zip>:<offset>:<length>``), ``n_frames``, ``tgt_text``,
+``speaker``, optional ``src_text``, ``src_lang``, ``tgt_lang``. ``export`` writes absolute
+archive paths, as fairseq's own data preparation does for an absolute data root: fairseq
+joins ``audio`` to its config's ``audio_root`` (default: none, i.e. the working directory),
+and an absolute path wins whatever those are. ``import`` resolves a relative path against
+``--audio_root`` (fairseq's config key; default: the TSV's folder). Data dir files: ``feats.scp`` (absolute archive paths,
 read with the ``zip_npy`` type), ``utt2num_frames``, ``text``, ``utt2spk``, ``spk2utt``,
 optional ``src_text``, ``utt2src_lang``, ``utt2tgt_lang``.
 """
@@ -27,7 +30,10 @@ REQUIRED = ("id", "audio", "n_frames", "tgt_text", "speaker")
 OPTIONAL = {"src_text": "src_text", "src_lang": "utt2src_lang", "tgt_lang": "utt2tgt_lang"}
 
 
-def import_manifest(tsv: Path, out: Path):
+def import_manifest(tsv: Path, out: Path, audio_root: Path = None):
+    """Manifest -> data dir; relative ``audio`` paths are taken from ``audio_root`` (default:
+    the TSV's folder)."""
+    root = Path(audio_root) if audio_root is not None else tsv.parent
     with open(tsv, encoding="utf-8", newline="") as stream:
         reader = csv.DictReader(stream, delimiter="\t", quotechar=None, quoting=csv.QUOTE_NONE)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
@@ -45,7 +51,7 @@ def import_manifest(tsv: Path, out: Path):
                 raise ValueError(f"{tsv}:{number}: id {key} repeats")
             path, offset, length = parse_location(row["audio"])
             if not os.path.isabs(path):
-                path = str((tsv.parent / path).resolve())
+                path = str((root / path).resolve())
             maps["feats.scp"][key] = f"{path}:{offset}:{length}"
             maps["utt2num_frames"][key] = str(int(row["n_frames"]))
             maps["text"][key] = row["tgt_text"]
@@ -60,6 +66,7 @@ def import_manifest(tsv: Path, out: Path):
 
 
 def export_manifest(data_dir: Path, tsv: Path):
+    """Data dir with feats.scp -> manifest with absolute archive paths."""
     maps = {name: read_map(data_dir / name, allow_empty_values=name == "text")[0]
             for name in ("feats.scp", "utt2num_frames", "text", "utt2spk")}
     extra = [c for c, name in OPTIONAL.items() if (data_dir / name).exists()]
@@ -72,12 +79,8 @@ def export_manifest(data_dir: Path, tsv: Path):
         writer.writerow([*REQUIRED, *extra])
         for key in sorted(maps["feats.scp"], key=str.encode):
             path, offset, length = parse_location(maps["feats.scp"][key])
-            if not os.path.isabs(path):
-                path = str((data_dir / path).resolve())
-            try:
-                path = os.path.relpath(path, tsv.parent.resolve())
-            except ValueError:
-                pass
+            # absolute, so fairseq finds it whatever its audio_root and working directory
+            path = str((data_dir / path).resolve())
             writer.writerow([key, f"{path}:{offset}:{length}", maps["utt2num_frames"][key],
                              maps["text"][key], maps["utt2spk"][key],
                              *(maps[OPTIONAL[c]][key] for c in extra)])
@@ -91,13 +94,16 @@ def main(argv=None):
     imp = sub.add_parser("import", help="TSV manifest -> data dir")
     imp.add_argument("--tsv", required=True, type=Path)
     imp.add_argument("--out", required=True, type=Path)
+    imp.add_argument("--audio_root", type=Path, default=None,
+                     help="folder that relative audio paths are under (fairseq's audio_root; "
+                          "default: the TSV's folder)")
     exp = sub.add_parser("export", help="data dir -> TSV manifest")
     exp.add_argument("--data_dir", required=True, type=Path)
     exp.add_argument("--tsv", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
         if args.command == "import":
-            count = import_manifest(args.tsv, args.out)
+            count = import_manifest(args.tsv, args.out, args.audio_root)
             print(f"fairseq_manifest: {count} utterances -> {args.out}", file=sys.stderr)
         else:
             count = export_manifest(args.data_dir, args.tsv)
