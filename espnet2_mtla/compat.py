@@ -1,5 +1,8 @@
 """The one place for compatibility shims around installed packages.
 
+- ``require_espnet(part)``: the attention modules and the Transformers classes install
+  without ESPnet (``pip install espnet2_mtla`` / ``[hf]``); the parts built on ESPnet
+  call this first, so a missing stack is named with the extra that installs it.
 - ``import_espnet_preprocessor()``: espnet2.train.preprocessor imports g2p_en (for TTS
   phonemes), which calls ``nltk.download`` at import time. There is no network at run
   time here, so that prints errors (or waits on a network that is not there). We import
@@ -14,6 +17,18 @@
 """
 
 import contextlib
+import importlib.util
+
+
+def require_espnet(part: str):
+    """Raise ModuleNotFoundError naming the [espnet] extra unless espnet is installed."""
+    missing = [name for name in ("espnet2", "espnet") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModuleNotFoundError(
+            f"{part} is built on ESPnet, which is not installed (no module {missing[0]!r}); "
+            "install the ESPnet stack with: pip install 'espnet2_mtla[espnet]' (or `make "
+            "env` in a checkout). The attention modules and espnet2_mtla.hf do not need it.",
+            name=missing[0])
 
 
 @contextlib.contextmanager

@@ -12,10 +12,14 @@ The model builds each layer's module with
 Importing this module imports espnet; ``espnet2_mtla.attention`` itself does not.
 """
 
-from espnet2.train.class_choices import ClassChoices
+from espnet2_mtla.compat import require_espnet
 
-from espnet2_mtla.attention.base import SelfAttention
-from espnet2_mtla.attention.factory import ATTENTION_CLASSES
+require_espnet("espnet2_mtla.attention.choices")
+
+from espnet2.train.class_choices import ClassChoices  # noqa: E402
+
+from espnet2_mtla.attention.base import SelfAttention  # noqa: E402
+from espnet2_mtla.attention.factory import ATTENTION_CLASSES  # noqa: E402
 
 attention_choices = ClassChoices(
     "attention", classes=ATTENTION_CLASSES, type_check=SelfAttention, default="mtla"
