@@ -7,7 +7,8 @@ import warnings
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCache, LlamaConfig
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCache, LlamaConfig,
+                          LlamaForCausalLM)
 
 import espnet2_mtla.hf as hf
 
@@ -190,3 +191,93 @@ def test_a_checkpoint_that_does_not_fit_is_refused_unless_not_strict(tmp_path):
     base = tiny_model(2)
     base.save_pretrained(tmp_path / "lm")
     hf.LlamaMTLAModel.from_pretrained(tmp_path / "lm")  # the head's weights are ignored
+
+
+# --- Transformers' conventions, as LlamaForCausalLM keeps them ---------------------
+def test_hidden_states_follow_llama_and_reach_generate():
+    model = tiny_model(2)
+    llama = LlamaForCausalLM(LLAMA).eval()
+    ids, mask = left_padded_prompts()
+    ours = model(ids, attention_mask=mask, output_hidden_states=True)
+    theirs = llama(ids, attention_mask=mask, output_hidden_states=True)
+    assert len(ours.hidden_states) == len(theirs.hidden_states) == LLAMA.num_hidden_layers + 1
+    assert torch.equal(ours.hidden_states[0], model.model.embed_tokens(ids))
+    assert torch.equal(ours.hidden_states[-1],
+                       model.model(ids, attention_mask=mask).last_hidden_state)
+    assert model(ids, attention_mask=mask).hidden_states is None
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=3, do_sample=False,
+                         return_dict_in_generate=True, output_hidden_states=True,
+                         output_scores=True)
+    assert len(out.hidden_states) == 3 and len(out.scores) == 3
+    assert all(len(step) == LLAMA.num_hidden_layers + 1 for step in out.hidden_states)
+
+
+def test_return_dict_false_gives_tuples_from_the_call_and_the_config():
+    model = tiny_model(3)
+    ids, mask = left_padded_prompts()
+    full = model(ids, attention_mask=mask, use_cache=False)
+    as_tuple = model(ids, attention_mask=mask, use_cache=False, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], full.logits)
+    model.config.return_dict = False
+    assert isinstance(model.model(ids, attention_mask=mask, use_cache=False), tuple)
+
+
+def test_rope_theta_is_used_and_decoding_stays_exact():
+    base = tiny_model(2)
+    config = hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "rope_parameters": {
+        "rope_type": "default", "rope_theta": 5e5}}, **LATENT, down_rate=2)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.load_state_dict(base.state_dict())
+    assert all(layer.self_attn.rope_base == 5e5 for layer in model.model.layers)
+    ids, mask = left_padded_prompts()
+    assert not torch.allclose(model(ids, attention_mask=mask).logits,
+                              base(ids, attention_mask=mask).logits)
+    cached = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    full = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                          use_cache=False)
+    assert torch.equal(cached, full)
+
+
+@pytest.mark.parametrize("rope_type", ["linear", "dynamic", "yarn"])
+def test_rope_scaling_types_are_refused_not_ignored(rope_type):
+    with pytest.raises(ValueError, match=f"'{rope_type}' is not supported"):
+        hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "rope_parameters": {
+            "rope_type": rope_type, "factor": 2.0, "rope_theta": 1e4}}, **LATENT)
+
+
+def test_output_attentions_is_refused_clearly():
+    ids, mask = left_padded_prompts()
+    with pytest.raises(ValueError, match="output_attentions is not supported"):
+        tiny_model(2)(ids, attention_mask=mask, output_attentions=True)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model(3).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.model.gradient_checkpointing        ids, mask = left_padded_prompts()
+        model(ids, attention_mask=mask, labels=ids, use_cache=False).loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for plain, checkpointed in zip(*grads):
+        torch.testing.assert_close(plain, checkpointed)
+
+
+def test_tensor_parallel_plan_names_only_modules_that_exist():
+    model = tiny_model(2)
+    names = {name for name, _ in model.model.named_modules()}
+    for pattern in (model.config.base_model_tp_plan or {}):
+        regex = re.compile("^" + re.escape(pattern).replace(r"\*", r"\d+") + "$")
+        assert any(regex.match(name) for name in names), pattern
+
+
+@pytest.mark.parametrize("mode", ["prompt_lookup", "assisted"])
+def test_assisted_and_prompt_lookup_decoding_are_refused_clearly(mode):
+    model = tiny_model(2)
+    ids = torch.tensor([[5, 9, 11, 5, 9, 11, 5]])
+    extra = ({"prompt_lookup_num_tokens": 2} if mode == "prompt_lookup"
+             else {"assistant_model": tiny_model(2, seed=1)})
+    with pytest.raises(NotImplementedError, match="MTLACache cannot be cropped"):
+        model.generate(ids, max_new_tokens=8, do_sample=False, **extra)

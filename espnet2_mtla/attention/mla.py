@@ -24,6 +24,7 @@ class MultiHeadLatentAttention(MultiheadTemporalLatentAttention):
         qk_nope_head_dim=64,
         qk_rope_head_dim=32,
         v_head_dim=64,
+        rope_base=10000.0,
     ):
         super().__init__(
             embed_dim,
@@ -36,4 +37,5 @@ class MultiHeadLatentAttention(MultiheadTemporalLatentAttention):
             qk_rope_head_dim=qk_rope_head_dim,
             v_head_dim=v_head_dim,
             down_rate=1,
+            rope_base=rope_base,
         )

@@ -169,6 +169,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         v_head_dim=64,
         down_rate=2,
         recompute_prompt_attn=False,
+        rope_base=10000.0,
     ):
         super().__init__()
         for name, value in (
@@ -203,6 +204,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         self.v_head_dim = v_head_dim
         self.down_rate = down_rate
         self.recompute_prompt_attn = recompute_prompt_attn
+        self.rope_base = float(rope_base)  # RoPE's theta (Llama's rope_theta)
         self.softmax_scale = self.qk_head_dim**-0.5
 
         if q_lora_rank == 0:
@@ -229,7 +231,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
-        angles = rotary_angles(positions, self.qk_rope_head_dim)  # (B, Tk, d_r/2)
+        angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base)  # (B, Tk, d_r/2)
 
         q = self.wq(query) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(query)))
         q = q.view(batch, query_len, self.num_heads, self.qk_head_dim)

@@ -36,6 +36,13 @@ class LatentCacheLayer(CacheLayerMixin):
     def reset(self):
         self.latent = None
 
+    def crop(self, max_length: int):
+        raise NotImplementedError(
+            "MTLACache cannot be cropped: it keeps merged chunks of down_rate tokens, not "
+            "the tokens, so assisted and prompt-lookup decoding (which crop the cache to "
+            "drop rejected candidate tokens) are not supported with LlamaMTLA models; use "
+            "greedy, sampling or beam search")
+
     def reorder_cache(self, beam_idx: torch.LongTensor):
         if self.latent is not None:
             self.latent.reorder(beam_idx.to(self.latent.entries.device))

@@ -10,6 +10,9 @@ class LlamaMTLAConfig(LlamaConfig):
     configs; it does not change the outputs here."""
 
     model_type = "llama-mtla"
+    # no tensor-parallel plan: Llama's names q/k/v/o_proj that the latent attention does
+    # not have, and its per-head views assume all heads on one device
+    base_model_tp_plan = {}
 
     def __init__(self, kv_lora_rank=256, q_lora_rank=0, qk_nope_head_dim=64,
                  qk_rope_head_dim=32, v_head_dim=64, down_rate=2, recompute_prompt_attn=True,
@@ -27,3 +30,14 @@ class LlamaMTLAConfig(LlamaConfig):
             raise ValueError(f"down_rate must be >= 1, got {down_rate}")
         if kv_lora_rank % 4:
             raise ValueError(f"kv_lora_rank must be divisible by 4, got {kv_lora_rank}")
+        rope_type = (self.rope_parameters or {}).get("rope_type", "default")
+        if rope_type != "default":
+            raise ValueError(
+                f"rope scaling type {rope_type!r} is not supported by LlamaMTLA (its RoPE is "
+                "the latent attention's decoupled rope key); supported: 'default' with any "
+                "rope_theta")
+
+    @property
+    def rope_base(self) -> float:
+        """RoPE's theta, from the rope parameters as LlamaConfig keeps them."""
+        return float((self.rope_parameters or {}).get("rope_theta", 10000.0))

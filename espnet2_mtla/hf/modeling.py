@@ -34,11 +34,26 @@ def cache_argument(past_key_values, kwargs):
     return cache if cache is not None else past_key_values
 
 
+def output_options(config, output_attentions, output_hidden_states, return_dict):
+    """The call's output options, the config's where not given; attentions refused."""
+    if output_attentions if output_attentions is not None else config.output_attentions:
+        raise ValueError(
+            "output_attentions is not supported by LlamaMTLA models: the latent attention "
+            "never forms the per-head attention matrix (fused kernels during training and "
+            "prefill, attention over compressed chunks while decoding)")
+    if output_hidden_states is None:
+        output_hidden_states = config.output_hidden_states
+    if return_dict is None:
+        return_dict = config.return_dict
+    return False, bool(output_hidden_states), bool(return_dict)
+
+
 def latent_attention(config: LlamaMTLAConfig) -> nn.Module:
     sizes = dict(kv_lora_rank=config.kv_lora_rank, q_lora_rank=config.q_lora_rank,
                  qk_nope_head_dim=config.qk_nope_head_dim,
                  qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
-                 dropout=config.attention_dropout, bias=config.attention_bias)
+                 dropout=config.attention_dropout, bias=config.attention_bias,
+                 rope_base=config.rope_base)
     if config.down_rate == 1:
         return build_attention("mla", config.hidden_size, config.num_attention_heads, **sizes)
     return build_attention("mtla", config.hidden_size, config.num_attention_heads,
@@ -65,7 +80,7 @@ class LlamaMTLAPreTrainedModel(PreTrainedModel):
     config_class = LlamaMTLAConfig
     config: LlamaMTLAConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _no_split_modules = ["LlamaMTLADecoderLayer"]
     _skip_keys_device_placement = [CACHE_FIELD]
 
@@ -105,6 +120,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         self.layers = nn.ModuleList(LlamaMTLADecoderLayer(config)
                                     for _ in range(config.num_hidden_layers))
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         self.post_init()
 
     def get_input_embeddings(self):
@@ -115,8 +131,16 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None,
                 past_key_values: Optional[MTLACache] = None, inputs_embeds=None,
-                use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+                use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs) -> BaseModelOutputWithPast:
+        """Llama's conventions: ``output_hidden_states`` gives the embeddings, each
+        layer's output and the final normed state ((num_layers + 1) tensors, the last
+        normed, as LlamaModel); ``return_dict=False`` (or config.return_dict False)
+        a tuple. ``output_attentions`` is refused: the latent attention never forms the
+        per-head probability matrix (flash kernels, absorbed decoding)."""
         past_key_values = cache_argument(past_key_values, kwargs)
+        output_attentions, output_hidden_states, return_dict = output_options(
+            self.config, output_attentions, output_hidden_states, return_dict)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
@@ -129,6 +153,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
             past_key_values = MTLACache(self.config.num_hidden_layers)
         positions, padding = self._positions_and_padding(
             attention_mask, position_ids, past_key_values, batch, length, hidden.device)
+        states = []
         for layer, cache_layer in zip(self.layers, past_key_values.layers
                                       if past_key_values is not None else [None] * len(self.layers)):
             cache = None
@@ -137,9 +162,20 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                     cache_layer.latent = layer.self_attn.make_cache(batch, hidden.device,
                                                                     hidden.dtype)
                 cache = cache_layer.latent
-            hidden = layer(hidden, positions, padding, cache)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden),
-                                       **{CACHE_FIELD: past_key_values if use_cache else None})
+            states.append(hidden)
+            if self.gradient_checkpointing and self.training and cache is None:
+                hidden = self._gradient_checkpointing_func(layer.__call__, hidden, positions,
+                                                           padding, None)
+            else:
+                hidden = layer(hidden, positions, padding, cache)
+        hidden = self.norm(hidden)
+        # as LlamaModel: the embeddings, the output of every layer but the last, and the
+        # final normed state
+        outputs = BaseModelOutputWithPast(
+            last_hidden_state=hidden,
+            hidden_states=(*states, hidden) if output_hidden_states else None,
+            **{CACHE_FIELD: past_key_values if use_cache else None})
+        return outputs if return_dict else outputs.to_tuple()
 
     @staticmethod
     def _positions_and_padding(attention_mask, position_ids, cache, batch, length, device):
@@ -185,11 +221,15 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None,
                 past_key_values=None, inputs_embeds=None, labels=None, use_cache=None,
-                logits_to_keep=0, **kwargs) -> CausalLMOutputWithPast:
+                logits_to_keep=0, output_attentions=None, output_hidden_states=None,
+                return_dict=None, **kwargs) -> CausalLMOutputWithPast:
         past_key_values = cache_argument(past_key_values, kwargs)
+        output_attentions, output_hidden_states, return_dict = output_options(
+            self.config, output_attentions, output_hidden_states, return_dict)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids, past_key_values=past_key_values,
-                             inputs_embeds=inputs_embeds, use_cache=use_cache)
+                             inputs_embeds=inputs_embeds, use_cache=use_cache,
+                             output_hidden_states=output_hidden_states, return_dict=True)
         hidden = outputs.last_hidden_state
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
@@ -200,8 +240,10 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels,
                                       vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits,
-                                      **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)})
+        result = CausalLMOutputWithPast(loss=loss, logits=logits,
+                                        hidden_states=outputs.hidden_states,
+                                        **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)})
+        return result if return_dict else result.to_tuple()
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         """generate() gets the compressed latent cache unless told not to cache."""
