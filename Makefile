@@ -8,9 +8,11 @@ env:
 
 # The whole test suite (GPU tests skip on a machine without CUDA; the mini-corpus tests
 # skip, saying why, where espeak-ng cannot be installed), then the Transformers tests on
-# the newest supported Transformers release too (a side folder, built once).
+# the newest supported Transformers release too (a side folder, built once). Transformers'
+# own common model tests come from its source distribution (a side folder, built once).
 test: env
 	tools/install_mini_sources.sh --optional
+	tools/fetch_transformers_tests.sh
 	$(PYTHON_ENV) -m pytest test
 	tools/test_transformers_releases.sh -q
 

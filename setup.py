@@ -39,9 +39,10 @@ extras_require = {
     ],
     "triton": ["triton>=3.4.0"],  # the GPU kernels (torch 2.8.0 is built against 3.4.0)
     # the reference package is a numerical oracle in the tests only
-    # nbclient + ipykernel execute the notebook demo in the tests
+    # nbclient + ipykernel execute the notebook demo in the tests; parameterized is what
+    # Transformers' common model tests (tools/fetch_transformers_tests.sh) import
     "test": ["pytest>=8", "hypothesis>=6.100", "mtla==0.3.2", "nbclient==0.10.2",
-             "nbformat==5.11.1", "ipykernel==7.4.0"],
+             "nbformat==5.11.1", "ipykernel==7.4.0", "parameterized==0.9.0"],
 }
 
 setup(

@@ -257,7 +257,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model = tiny_model(3).train()
         if checkpointing:
             model.gradient_checkpointing_enable()
-            assert model.model.gradient_checkpointing
+            assert all(layer.gradient_checkpointing for layer in model.model.layers)
         ids, mask = left_padded_prompts()
         model(ids, attention_mask=mask, labels=ids, use_cache=False).loss.backward()
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])

@@ -12,7 +12,7 @@ class LlamaMTLAConfig(LlamaConfig):
     model_type = "llama-mtla"
     # no tensor-parallel plan: Llama's names q/k/v/o_proj that the latent attention does
     # not have, and its per-head views assume all heads on one device
-    base_model_tp_plan = {}
+    base_model_tp_plan = None
 
     def __init__(self, kv_lora_rank=256, q_lora_rank=0, qk_nope_head_dim=64,
                  qk_rope_head_dim=32, v_head_dim=64, down_rate=2, recompute_prompt_attn=True,

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 
@@ -60,7 +61,11 @@ def latent_attention(config: LlamaMTLAConfig) -> nn.Module:
                            down_rate=config.down_rate, **sizes)
 
 
-class LlamaMTLADecoderLayer(nn.Module):
+class LlamaMTLADecoderLayer(GradientCheckpointingLayer):
+    """Llama's layer with the latent attention. Under gradient checkpointing (training)
+    Transformers' base class recomputes it in the backward pass and drops its cache (the
+    attention writes its cache, which a replay would write twice)."""
+
     def __init__(self, config: LlamaMTLAConfig):
         super().__init__()
         self.self_attn = latent_attention(config)
@@ -68,10 +73,11 @@ class LlamaMTLADecoderLayer(nn.Module):
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, hidden, positions, padding, cache):
-        """hidden (B, T, D); positions (B, T); padding (B, T) bool or None."""
+    def forward(self, hidden, positions, padding, past_key_values=None):
+        """hidden (B, T, D); positions (B, T); padding (B, T) bool or None;
+        past_key_values: this layer's LatentCache or None."""
         attended = self.self_attn(self.input_layernorm(hidden), key_padding_mask=padding,
-                                  position=positions, cache=cache)
+                                  position=positions, cache=past_key_values)
         hidden = hidden + attended
         return hidden + self.mlp(self.post_attention_layernorm(hidden))
 
@@ -120,7 +126,6 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         self.layers = nn.ModuleList(LlamaMTLADecoderLayer(config)
                                     for _ in range(config.num_hidden_layers))
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         self.post_init()
 
     def get_input_embeddings(self):
@@ -163,11 +168,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                                                                     hidden.dtype)
                 cache = cache_layer.latent
             states.append(hidden)
-            if self.gradient_checkpointing and self.training and cache is None:
-                hidden = self._gradient_checkpointing_func(layer.__call__, hidden, positions,
-                                                           padding, None)
-            else:
-                hidden = layer(hidden, positions, padding, cache)
+            hidden = layer(hidden, positions, padding, past_key_values=cache)
         hidden = self.norm(hidden)
         # as LlamaModel: the embeddings, the output of every layer but the last, and the
         # final normed state
