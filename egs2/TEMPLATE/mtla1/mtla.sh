@@ -166,6 +166,11 @@ if run_stage 1; then
     # features are computed later (as in ESPnet's recipes); summarisation has text input only
     validate_opts="--no-feats"; [ "${task}" = summ ] && validate_opts="--no-feats --no-wav"
     for set in ${train_set} ${valid_set} ${test_sets}; do
+        if [ -f "data/${set}/utt2spk" ] && [ ! -f "data/${set}/spk2utt" ]; then
+            # Kaldi's data preparation writes it; a local/data.sh that does not gets it here
+            log "stage 1: data/${set}/spk2utt missing: made from utt2spk"
+            utils/utt2spk_to_spk2utt.pl "data/${set}/utt2spk" > "data/${set}/spk2utt"
+        fi
         # shellcheck disable=SC2086
         utils/validate_data_dir.sh ${validate_opts} "data/${set}"
     done
