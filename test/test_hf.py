@@ -283,3 +283,22 @@ def test_assisted_and_prompt_lookup_decoding_are_refused_clearly(mode):
     # ours (5.23), or Transformers' own check of is_croppable (5.24): a clear refusal
     with pytest.raises((NotImplementedError, ValueError), match="crop"):
         model.generate(ids, max_new_tokens=8, do_sample=False, **extra)
+
+
+@pytest.mark.parametrize("down_rate", [1, 3])
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_sampling_and_beam_sampling_equal_full_recomputation(down_rate, num_beams):
+    """Same seed, same draws: the cached run samples the tokens of the uncached one, and
+    its scores (the processed logits) match."""
+    model = tiny_model(down_rate)
+    ids, mask = left_padded_prompts()
+    common = dict(attention_mask=mask, max_new_tokens=7, do_sample=True, top_k=20,
+                  temperature=0.8, num_beams=num_beams, eos_token_id=None, pad_token_id=0,
+                  return_dict_in_generate=True, output_scores=True)
+    torch.manual_seed(123)
+    cached = model.generate(ids, **common)
+    torch.manual_seed(123)
+    full = model.generate(ids, **common, use_cache=False)
+    assert torch.equal(cached.sequences, full.sequences)
+    for step_cached, step_full in zip(cached.scores, full.scores):
+        torch.testing.assert_close(step_cached, step_full, atol=1e-4, rtol=1e-4)
