@@ -79,8 +79,12 @@ def test_constructor_defaults_match_the_reference():
     reference_class = load_reference_class()
     theirs = inspect.signature(reference_class.__init__).parameters
     mine = inspect.signature(MultiheadTemporalLatentAttention.__init__).parameters
-    assert list(mine) == list(theirs)
-    assert {k: p.default for k, p in mine.items()} == {k: p.default for k, p in theirs.items()}
+    shared = list(mine)[: len(theirs)]
+    assert shared == list(theirs)
+    assert {k: mine[k].default for k in shared} == {k: p.default for k, p in theirs.items()}
+    # what we add (rope_base) is keyword-only with a default: every reference call still fits
+    extra = [mine[k] for k in list(mine)[len(theirs):]]
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extra)
 
 
 @pytest.mark.parametrize("conf", CONFIGS, ids=lambda c: f"s{c['down_rate']}")

@@ -24,6 +24,7 @@ class MultiHeadLatentAttention(MultiheadTemporalLatentAttention):
         qk_nope_head_dim=64,
         qk_rope_head_dim=32,
         v_head_dim=64,
+        *,
         rope_base=10000.0,
     ):
         super().__init__(

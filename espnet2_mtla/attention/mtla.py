@@ -169,6 +169,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         v_head_dim=64,
         down_rate=2,
         recompute_prompt_attn=False,
+        *,
         rope_base=10000.0,
     ):
         super().__init__()
