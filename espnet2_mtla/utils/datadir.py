@@ -102,18 +102,6 @@ def _present(directory: Path, extra=()):
     return [name for name in names if (directory / name).exists()]
 
 
-def _file_order(path) -> List[Tuple[str, str]]:
-    """(key, value) pairs of a key-value file in file order, blank lines skipped."""
-    pairs = []
-    with open(path, "rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = decode_line(raw, path, number).rstrip("\r\n").rstrip()
-            if line.strip():
-                key, _, value = line.partition(" ")
-                pairs.append((key, value.strip()))
-    return pairs
-
-
 def validate_data_dir(directory, no_feats=False, no_text=False, no_wav=False,
                       non_print=False, no_spk_sort=False) -> List[str]:
     """Problems of a data directory (empty list: valid), as Kaldi's validate_data_dir.sh
@@ -155,7 +143,7 @@ def validate_data_dir(directory, no_feats=False, no_text=False, no_wav=False,
         problems.append(f"{directory}/utt2spk: wrong format (not 'utterance speaker'), e.g. "
                         f"{bad_speakers[0]}")
     if not no_spk_sort:
-        pairs = _file_order(directory / "utt2spk")
+        pairs = list(maps["utt2spk"].items())  # file order (read_map keeps it)
         by_speaker = sorted(pairs, key=lambda kv: (kv[1].encode(), f"{kv[0]} {kv[1]}".encode()))
         if pairs != by_speaker:
             problems.append(f"{directory}/utt2spk: not sorted by speaker as well as by "
@@ -696,6 +684,12 @@ def _usage(command, usage, args, counts):
         raise UsageError(f"usage: {command} {usage}")
 
 
+def _print_report(lines) -> int:
+    for line in lines:
+        print(line, file=sys.stderr)
+    return 0
+
+
 def _cli_validate(argv):
     usage = "[--no-feats] [--no-text] [--non-print] [--no-wav] [--no-spk-sort] <data-dir>"
     options, args = _options(argv, ("no-feats", "no-text", "non-print", "no-wav", "no-spk-sort"),
@@ -720,11 +714,9 @@ def _cli_fix(argv):
                              command="fix_data_dir.sh")
     _usage("fix_data_dir.sh", "[--utt_extra_files 'f1 f2'] [--spk_extra_files 'f1 f2'] "
            "<data-dir>", args, (1,))
-    report = fix_data_dir(args[0], utt_extra_files=options.get("utt-extra-files", "").split(),
-                          spk_extra_files=options.get("spk-extra-files", "").split())
-    for line in report:
-        print(line, file=sys.stderr)
-    return 0
+    return _print_report(fix_data_dir(
+        args[0], utt_extra_files=options.get("utt-extra-files", "").split(),
+        spk_extra_files=options.get("spk-extra-files", "").split()))
 
 
 VALIDATE_FLAGS = ("--no-feats", "--no-text", "--non-print", "--no-wav", "--no-spk-sort")
@@ -763,11 +755,9 @@ def _cli_combine(argv):
     _usage("combine_data.sh", "[--extra-files 'f1 f2'] [--skip-fix true|false] <dest-data-dir> "
            "<src-data-dir1> <src-data-dir2> ...", args, range(2, 1 << 20))
     extra = options.get("extra-files", "").split()
-    for line in combine_data(args[0], args[1:], extra):
-        print(line, file=sys.stderr)
+    _print_report(combine_data(args[0], args[1:], extra))
     if not options.get("skip-fix", False):
-        for line in fix_data_dir(args[0], utt_extra_files=extra):
-            print(line, file=sys.stderr)
+        _print_report(fix_data_dir(args[0], utt_extra_files=extra))
     return 0
 
 
@@ -795,9 +785,7 @@ def _cli_subset(argv):
             raise UsageError(f"subset_data_dir.sh: <num-utt> must be a whole number, got "
                              f"{args[1]!r}; usage: subset_data_dir.sh {usage}")
         report = subset_data_dir(args[0], args[2], int(args[1]), way)
-    for line in report:
-        print(line, file=sys.stderr)
-    return 0
+    return _print_report(report)
 
 
 def _cli_split(argv):
@@ -882,17 +870,13 @@ def _cli_speed(argv):
         factor = float(argv[0])
     except ValueError:
         raise UsageError(f"perturb_data_dir_speed.sh: <factor> must be a number, got {argv[0]!r}")
-    for line in perturb_data_dir_speed(argv[1], argv[2], factor):
-        print(line, file=sys.stderr)
-    return 0
+    return _print_report(perturb_data_dir_speed(argv[1], argv[2], factor))
 
 
 def _cli_utt2dur(argv):
     _, args = _options(argv, command="get_utt2dur.sh")
     _usage("get_utt2dur.sh", "<data-dir>", args, (1,))
-    for line in get_utt2dur(args[0]):
-        print(line, file=sys.stderr)
-    return 0
+    return _print_report(get_utt2dur(args[0]))
 
 
 COMMANDS = {
