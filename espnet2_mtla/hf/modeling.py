@@ -36,7 +36,8 @@ def cache_argument(past_key_values, kwargs):
 
 
 def output_options(config, output_attentions, output_hidden_states, return_dict):
-    """The call's output options, the config's where not given; attentions refused."""
+    """(output_hidden_states, return_dict) of a call, the config's where not given;
+    output_attentions refused."""
     if output_attentions if output_attentions is not None else config.output_attentions:
         raise ValueError(
             "output_attentions is not supported by LlamaMTLA models: the latent attention "
@@ -46,7 +47,7 @@ def output_options(config, output_attentions, output_hidden_states, return_dict)
         output_hidden_states = config.output_hidden_states
     if return_dict is None:
         return_dict = config.return_dict
-    return False, bool(output_hidden_states), bool(return_dict)
+    return bool(output_hidden_states), bool(return_dict)
 
 
 def latent_attention(config: LlamaMTLAConfig) -> nn.Module:
@@ -144,7 +145,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         a tuple. ``output_attentions`` is refused: the latent attention never forms the
         per-head probability matrix (flash kernels, absorbed decoding)."""
         past_key_values = cache_argument(past_key_values, kwargs)
-        output_attentions, output_hidden_states, return_dict = output_options(
+        output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -158,7 +159,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
             past_key_values = MTLACache(self.config.num_hidden_layers)
         positions, padding = self._positions_and_padding(
             attention_mask, position_ids, past_key_values, batch, length, hidden.device)
-        states = []
+        states = []  # each layer's input, kept only when hidden states are asked for
         for layer, cache_layer in zip(self.layers, past_key_values.layers
                                       if past_key_values is not None else [None] * len(self.layers)):
             cache = None
@@ -167,7 +168,8 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                     cache_layer.latent = layer.self_attn.make_cache(batch, hidden.device,
                                                                     hidden.dtype)
                 cache = cache_layer.latent
-            states.append(hidden)
+            if output_hidden_states:
+                states.append(hidden)
             hidden = layer(hidden, positions, padding, past_key_values=cache)
         hidden = self.norm(hidden)
         # as LlamaModel: the embeddings, the output of every layer but the last, and the
@@ -225,7 +227,7 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
                 logits_to_keep=0, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs) -> CausalLMOutputWithPast:
         past_key_values = cache_argument(past_key_values, kwargs)
-        output_attentions, output_hidden_states, return_dict = output_options(
+        output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids, past_key_values=past_key_values,
