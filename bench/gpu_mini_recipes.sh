@@ -12,28 +12,13 @@
 # `--`; its RESULTS_gpu.md, the
 # training curves and the logs are copied to <out dir>/<corpus>_<task>/.
 set -euo pipefail
-carry=$(cd "${1:?usage: $0 <carry dir> <out dir> <recipe>... [-- options]}" && pwd)
-out=$(mkdir -p "${2:?}" && cd "$2" && pwd)
+[ $# -ge 2 ] || { echo "usage: $0 <carry dir> <out dir> <recipe>... [-- options]" >&2; exit 1; }
+. "$(dirname "$0")/gpu_recipe_env.sh" "$1"
+out=$(mkdir -p "$2" && cd "$2" && pwd)
 shift 2
 recipes=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do recipes+=("$1"); shift; done
 [ $# -eq 0 ] || shift
-root=$(cd "$(dirname "$0")/.." && pwd)
-
-[ -e "${root}/tools/venv/.complete" ] || "${root}/bench/offline_env.sh" "${carry}/wheels"
-# espeak-ng unpacked beside the carried files, found through PATH and its data path
-prefix=${carry}/espeak-root
-for deb in "${carry}"/*.deb; do dpkg -x "${deb}" "${prefix}"; done
-export PATH=${prefix}/usr/bin:${PATH}
-export LD_LIBRARY_PATH=${prefix}/usr/lib/x86_64-linux-gnu:${prefix}/usr/lib/x86_64-linux-gnu/pulseaudio:${prefix}/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}
-export ESPEAK_DATA_PATH=${prefix}/usr/lib/x86_64-linux-gnu
-espeak-ng -v en-us --stdout "ready" > /dev/null \
-    || { echo "$0: espeak-ng from ${carry} does not run here:" >&2
-         ldd "${prefix}/usr/bin/espeak-ng" "${prefix}"/usr/lib/x86_64-linux-gnu/*.so.? | grep "not found" >&2
-         exit 1; }
-# the Debian descriptions index where apt keeps it (make_mini_corpus reads it there)
-mkdir -p /var/lib/apt/lists
-cp -n "${carry}"/*_i18n_Translation-en* /var/lib/apt/lists/ 2>/dev/null || true
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${out}/gpu.txt"
 status=0

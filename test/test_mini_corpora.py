@@ -59,6 +59,31 @@ def test_asr_build_is_deterministic_and_tests_are_unseen(tmp_path):
     assert 0.15 * len(words.split()) < info.duration < 1.5 * len(words.split()) + 1
 
 
+def test_more_voices_change_training_voices_only():
+    from espnet2_mtla.mini.speech import NAMED_VARIANTS
+    plain = corpus.voices_for("train", 400, seed=1)
+    more = corpus.voices_for("train", 400, seed=1, more_voices=True)
+    assert not {v.variant for v in plain} & set(NAMED_VARIANTS)
+    assert {v.variant for v in more} & set(NAMED_VARIANTS)
+    assert not {v.variant for v in more} & set(corpus.HELD_OUT_VARIANTS)
+    for split in ("dev", "test"):  # the unseen voices stay as they were
+        assert corpus.voices_for(split, 50, 1, more_voices=True) == corpus.voices_for(split, 50, 1)
+
+
+@needs_text
+@needs_espeak
+def test_train_voices_per_item_speaks_each_training_sentence_again(tmp_path):
+    once = build(tmp_path, "once")
+    twice = build(tmp_path, "twice", "--train_voices_per_item", "2")
+    texts = read_map(twice / "train" / "text")[0]
+    assert len(texts) == 24
+    assert sorted(texts.values()) == sorted(2 * list(read_map(once / "train" / "text")[0].values()))
+    for split in ("dev", "test"):
+        assert (once / split / "text").read_bytes() == (twice / split / "text").read_bytes()
+    assert make_mini_corpus(["asr", "--out", str(tmp_path / "bad"), *TINY,
+                             "--train_voices_per_item", "0"]) == 1
+
+
 def test_sentence_filter_keeps_spoken_words_only():
     assert debian_text.normalise("Tools for the GNOME desktop, and more.") == \
         "tools for the gnome desktop and more"

@@ -34,7 +34,7 @@ def build_asr(args):
     splits = corpus.split_items(kept, sizes(args), args.seed)
     corpus.spoken_splits(Path(args.out), splits, text_of=lambda s: s,
                          extras=lambda s: {"text": s}, seed=args.seed,
-                         noise_snr_db=args.noise_snr_db, jobs=args.jobs)
+                         **speech_options(args))
 
 
 def build_st(args):
@@ -45,7 +45,7 @@ def build_st(args):
     splits = corpus.split_items(sorted(pairs.items()), sizes(args), args.seed)
     corpus.spoken_splits(Path(args.out), splits, text_of=lambda pair: pair[0],
                          extras=lambda pair: {"text": pair[1], "text.en": pair[0]},
-                         seed=args.seed, noise_snr_db=args.noise_snr_db, jobs=args.jobs)
+                         seed=args.seed, **speech_options(args))
 
 
 def build_slu(args):
@@ -55,7 +55,7 @@ def build_slu(args):
     # SLURP-style text: the intent label, then the transcript
     corpus.spoken_splits(Path(args.out), splits, text_of=lambda item: item[1],
                          extras=lambda item: {"text": f"{item[0]} {item[1]}"},
-                         seed=args.seed, noise_snr_db=args.noise_snr_db, jobs=args.jobs)
+                         seed=args.seed, **speech_options(args))
 
 
 def build_summ(args):
@@ -84,6 +84,13 @@ def build_summ(args):
 BUILDERS = {"asr": build_asr, "st": build_st, "slu": build_slu, "summ": build_summ}
 
 
+def speech_options(args):
+    """The options of corpus.spoken_splits that say how the audio is made."""
+    return {"noise_snr_db": args.noise_snr_db, "jobs": args.jobs,
+            "more_voices": args.more_voices,
+            "train_voices_per_item": args.train_voices_per_item}
+
+
 def sizes(args):
     return {"train": args.num_train, "dev": args.num_dev, "test": args.num_test}
 
@@ -104,6 +111,12 @@ def get_parser():
                         help="asr: keep sentences made of the N most frequent words")
     parser.add_argument("--noise_snr_db", type=float, default=None,
                         help="add white noise at this SNR (default: clean)")
+    parser.add_argument("--more_voices", action="store_true",
+                        help="train also with espeak-ng's named voice variants (Alex, "
+                        "Annie, ...; dev/test keep their held-out variants)")
+    parser.add_argument("--train_voices_per_item", type=int, default=1,
+                        help="speak each training item this many times, each by a "
+                        "different voice draw")
     parser.add_argument("--download_dir", default="downloads",
                         help="st: where the Debian packages with German catalogs go")
     parser.add_argument("--apt_lists", default=str(debian_text.APT_LISTS))

@@ -5,7 +5,8 @@ import random
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from espnet2_mtla.mini.speech import VARIANTS, Voice, random_voice, write_utterances
+from espnet2_mtla.mini.speech import (NAMED_VARIANTS, VARIANTS, Voice, random_voice,
+                                      write_utterances)
 from espnet2_mtla.utils.datadir import utt2spk_to_spk2utt, write_map
 
 SPLITS = ("train", "dev", "test")
@@ -28,8 +29,12 @@ def split_items(items: Sequence, sizes: Dict[str, int], seed: int) -> Dict[str, 
     return out
 
 
-def voices_for(split: str, count: int, seed: int) -> List[Voice]:
+def voices_for(split: str, count: int, seed: int, more_voices: bool = False) -> List[Voice]:
+    """Seeded voices of one split: dev/test speak with the held-out variants only; train
+    with the others, and with espeak-ng's named variants too when ``more_voices``."""
     train_variants = tuple(v for v in VARIANTS if v not in HELD_OUT_VARIANTS)
+    if more_voices:
+        train_variants += NAMED_VARIANTS
     variants = train_variants if split == "train" else HELD_OUT_VARIANTS
     rng = random.Random(f"{seed}-{split}-voices")
     return [random_voice(rng, variants) for _ in range(count)]
@@ -55,13 +60,19 @@ def write_split(data_dir: Path, rows: List[Dict[str, str]], extra_files: Sequenc
 
 
 def spoken_splits(out_dir: Path, splits: Dict[str, list], text_of, extras=(), seed: int = 0,
-                  noise_snr_db=None, jobs: int = 2):
+                  noise_snr_db=None, jobs: int = 2, more_voices: bool = False,
+                  train_voices_per_item: int = 1):
     """Synthesize every split's items (``text_of(item)`` is what is spoken) and write
-    data dirs ``out_dir/<split>`` with the extra per-utterance fields of ``extras(item)``."""
+    data dirs ``out_dir/<split>`` with the extra per-utterance fields of ``extras(item)``.
+    Each training item is spoken ``train_voices_per_item`` times, by different draws of
+    voice; dev and test items once."""
+    if train_voices_per_item < 1:
+        raise ValueError(f"train_voices_per_item must be >= 1, got {train_voices_per_item}")
     for split in SPLITS:
-        voices = voices_for(split, len(splits[split]), seed)
+        items = splits[split] * (train_voices_per_item if split == "train" else 1)
+        voices = voices_for(split, len(items), seed, more_voices)
         jobs_items, rows = [], []
-        for index, (item, voice) in enumerate(zip(splits[split], voices)):
+        for index, (item, voice) in enumerate(zip(items, voices)):
             key = utterance_key(voice, split, index)
             jobs_items.append((key, text_of(item), voice))
             rows.append({"key": key, "spk": f"{voice.accent}_{voice.variant}",

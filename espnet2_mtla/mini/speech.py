@@ -19,6 +19,17 @@ INSTALL_HINT = "install it with 'apt-get install espeak-ng' (Debian/Ubuntu)"
 ACCENTS = ("en-gb", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
            "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5")
+# espeak-ng's named voice variants (espeak-ng --voices=variant) that sound like a person
+# (no whisper, robot, announcer or croak): more speakers to train on (--more_voices)
+NAMED_VARIANTS = (
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda",
+    "benjamin", "boris", "caleb", "david", "Denis", "Diogo", "ed", "edward", "edward2",
+    "Gene", "Gene2", "gustave", "Henrique", "Hugo", "iven", "iven2", "iven3", "iven4",
+    "Jacky", "john", "kaukovalta", "Lee", "linda", "marcelo", "Marco", "Mario", "max",
+    "Michael", "michel", "miguel", "Mike", "Mr", "Nguyen", "pablo", "paul", "pedro",
+    "quincy", "rob", "robert", "steph", "steph2", "steph3", "Storm", "Tweaky", "zac",
+    "anika", "AnxiousAndy", "grandpa", "norbert", "sandro", "shelby", "travis", "victor",
+    "klatt", "klatt2", "klatt3", "klatt4")
 
 
 @dataclass(frozen=True)

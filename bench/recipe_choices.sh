@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Compares set-ups of one recipe on the dev set, all at once on a lent GPU machine: each
+# set-up runs in its own copy of the recipe (egs2/<recipe>_<name>, its own data/ dump/ exp/)
+# through stages 1-10 with the test sets replaced by the dev set, so choices are made
+# without looking at the test set.
+#
+#   bench/recipe_choices.sh <carry dir> <out dir> <recipe> '<name>|<local_data_opts>|<config overrides>|<run.sh options>'...
+#
+# <config overrides>: top-level `key=value` pairs (separated by ';', values as YAML) applied
+# to the recipe's conf/train.yaml, e.g. 'max_epoch=3;frontend_conf={n_mels: 80}'. Example:
+#   bench/recipe_choices.sh .gpu /tmp/out mini_en/asr1 \
+#       'base|--num_train 4000 --num_dev 150 --num_test 200||' \
+#       'more|--num_train 4000 --num_dev 150 --num_test 200 --more_voices||'
+# Each set-up's RESULTS.md (dev scores), per-epoch lines and configs go to <out dir>/<name>/.
+set -euo pipefail
+[ $# -ge 4 ] || { sed -n 2,14p "$0" >&2; exit 1; }
+. "$(dirname "$0")/gpu_recipe_env.sh" "$1"
+out=$(mkdir -p "$2" && cd "$2" && pwd)
+recipe=$3
+shift 3
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${out}/gpu.txt" 2>/dev/null || true
+valid_set=$(grep -o -- "--valid_set [^ ]*" "${root}/egs2/${recipe}/run.sh" | cut -d' ' -f2)
+
+run_one() {  # run_one <spec>
+    local name data_opts overrides options dir
+    IFS='|' read -r name data_opts overrides options <<< "$1"
+    dir=${root}/egs2/${recipe}_${name}
+    rm -rf "${dir}"; cp -a "${root}/egs2/${recipe}" "${dir}"
+    rm -rf "${dir}"/{data,dump,exp,RESULTS.md,RESULTS.png}
+    "${root}/tools/venv/bin/python" - "${dir}/conf/train.yaml" "${overrides}" <<'PY'
+import sys, yaml
+path, overrides = sys.argv[1], sys.argv[2]
+config = yaml.safe_load(open(path))
+for pair in filter(None, overrides.split(";")):
+    key, value = pair.split("=", 1)
+    config[key.strip()] = yaml.safe_load(value)
+yaml.safe_dump(config, open(path, "w"), sort_keys=False)
+PY
+    mkdir -p "${out}/${name}"
+    local start; start=$(date +%s)
+    # shellcheck disable=SC2086
+    (cd "${dir}" && ./run.sh --ngpu 1 --gpu_inference true --nj 4 --inference_nj 1 \
+        --local_data_opts "${data_opts} --jobs 4" --test_sets "${valid_set}" --stop_stage 10 ${options}) \
+        > "${out}/${name}/run.log" 2>&1 || echo "${name} failed" >> "${out}/${name}/run.log"
+    echo "${name}: $(( $(date +%s) - start )) s" >> "${out}/times.txt"
+    cp "${dir}"/RESULTS.md "${dir}/conf/train.yaml" "${out}/${name}/" 2>/dev/null || true
+    for log in "${dir}"/exp/*/train.log; do
+        [ -f "${log}" ] || continue
+        grep -E "epoch results" "${log}" \
+            > "${out}/${name}/$(basename "$(dirname "${log}")")_epochs.log" || true
+    done
+}
+for spec in "$@"; do run_one "${spec}" & done
+wait
