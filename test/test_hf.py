@@ -274,15 +274,72 @@ def test_tensor_parallel_plan_names_only_modules_that_exist():
         assert any(regex.match(name) for name in names), pattern
 
 
+@pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
 @pytest.mark.parametrize("mode", ["prompt_lookup", "assisted"])
-def test_assisted_and_prompt_lookup_decoding_are_refused_clearly(mode):
+def test_assisted_and_prompt_lookup_decoding_equal_full_recomputation(down_rate, mode, monkeypatch):
+    """Rejected drafts are cropped from the compressed cache; a crop inside a merged chunk
+    re-feeds that chunk's kept tokens (counted below, so the test sees that path)."""
+    refed = []
+    crop = hf.MTLACache.crop
+
+    def counting_crop(cache, tokens_to_remove):
+        crop(cache, tokens_to_remove)
+        refed.append(0 if cache.refeed is None else cache.refeed.shape[1])
+
+    monkeypatch.setattr(hf.MTLACache, "crop", counting_crop)
+    model = tiny_model(down_rate)
+    ids = torch.tensor([[5, 9, 11, 5, 9, 11, 5, 9, 11, 7, 13, 5, 9]])
+    extra = ({"prompt_lookup_num_tokens": 3} if mode == "prompt_lookup"
+             else {"assistant_model": tiny_model(down_rate, seed=1)})
+    common = dict(max_new_tokens=20, do_sample=False, eos_token_id=None, pad_token_id=0)
+    full = model.generate(ids, use_cache=False, **common)
+    drafted = model.generate(ids, **common, **extra)
+    assert torch.equal(drafted, full)
+    assert refed, "no draft was cropped: the test did not exercise crop"
+    if down_rate > 1:
+        assert max(refed) > 0  # a crop fell inside a chunk
+
+
+def test_crop_inside_a_chunk_recomputes_it_exactly():
+    model = tiny_model(3)
+    ids = torch.tensor([[5, 9, 11, 3, 17, 23, 8, 30, 4, 12]])
+    with torch.no_grad():
+        cache = model(ids, use_cache=True).past_key_values
+        cache.crop(-4)  # 6 tokens stay: chunks {0,1,2} {3,4,5}
+        assert cache.get_seq_length() == 6 and cache.refeed is None
+        cache.crop(-2)  # 4 stay: chunk {3} is cut, token 3 is re-fed
+        assert cache.get_seq_length() == 4 and cache.refeed.tolist() == [[3]]
+        resumed = model(ids[:, 4:], past_key_values=cache, use_cache=True).logits
+        fresh = model(ids, use_cache=False).logits[:, 4:]
+        torch.testing.assert_close(resumed, fresh, atol=1e-5, rtol=1e-5)
+        assert cache.get_seq_length() == 10
+    embedded = model(inputs_embeds=model.model.embed_tokens(ids), use_cache=True).past_key_values
+    with pytest.raises(NotImplementedError, match="inputs_embeds"):
+        embedded.crop(-2)
+
+
+def test_crop_refuses_rows_cut_at_different_chunk_offsets():
     model = tiny_model(2)
-    ids = torch.tensor([[5, 9, 11, 5, 9, 11, 5]])
-    extra = ({"prompt_lookup_num_tokens": 2} if mode == "prompt_lookup"
-             else {"assistant_model": tiny_model(2, seed=1)})
-    # ours (5.23), or Transformers' own check of is_croppable (5.24): a clear refusal
-    with pytest.raises((NotImplementedError, ValueError), match="crop"):
-        model.generate(ids, max_new_tokens=8, do_sample=False, **extra)
+    ids, mask = left_padded_prompts()  # real lengths 7, 4, 1
+    cache = model(ids, attention_mask=mask, use_cache=True).past_key_values
+    with pytest.raises(ValueError, match="different offsets"):
+        cache.crop(-1)
+
+
+@pytest.mark.parametrize("down_rate", [1, 2])
+def test_the_forward_exports_with_torch_export(down_rate):
+    """torch.export of the uncached forward; the program gives eager's logits on other
+    inputs of the same shape (other ids, other padding)."""
+    model = tiny_model(down_rate)
+    ids, mask = left_padded_prompts()
+    program = torch.export.export(model, (), {"input_ids": ids, "attention_mask": mask,
+                                              "use_cache": False})
+    other_ids = torch.randint(3, 61, ids.shape)
+    for other_mask in (mask.flip(0), torch.ones_like(mask)):
+        exported = program.module()(input_ids=other_ids, attention_mask=other_mask,
+                                    use_cache=False)
+        eager = model(other_ids, attention_mask=other_mask, use_cache=False)
+        torch.testing.assert_close(exported.logits, eager.logits, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("down_rate", [1, 3])

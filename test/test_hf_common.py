@@ -10,8 +10,8 @@ Tests that do not apply, and why (each is skipped with its reason):
   test_hf.py tests both).
 - ``test_generation_tester_mixin_inheritance``: GenerationTesterMixin lives in
   tests/generation/, which the sdist does not ship; generation (greedy, sampling, beam,
-  dict outputs with scores and hidden states, refusal of assisted / prompt-lookup
-  decoding) is tested against full recomputation in test_hf.py.
+  dict outputs with scores and hidden states, assisted and prompt-lookup decoding) is
+  tested against full recomputation in test_hf.py.
 The training tests run for the causal LM only: Transformers skips base models there by
 name (its static model mapping, which holds only its own models).
 """

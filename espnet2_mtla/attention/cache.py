@@ -280,6 +280,36 @@ class LatentCache:
         self.num_entries.copy_(torch.maximum(self.num_entries, entry + 1))
         self.next_position.copy_(positions + 1)
 
+    def crop(self, num_tokens: int) -> int:
+        """Forget every step after the first ``num_tokens`` (speculative decoding rejects
+        drafted tokens), in whole chunks: the chunk the cut falls in is dropped too (its
+        entry sums tokens that go), and the number of its tokens that were to stay is
+        returned: the caller feeds those again, which rebuilds the chunk exactly. The
+        dropped steps must be real tokens of every row, and the rows must agree on where
+        the cut falls in its chunk (one row always does). Dynamic mode only."""
+        dropped = self.num_tokens - num_tokens
+        if self.static:
+            raise RuntimeError("a static LatentCache (CUDA graphs) cannot be cropped")
+        if dropped < 0 or num_tokens < 0:
+            raise ValueError(f"cannot crop a cache of {self.num_tokens} steps to {num_tokens}")
+        if dropped == 0:
+            return 0
+        keep_position = self.next_position - dropped  # (B,) positions below it stay
+        if bool((keep_position < 0).any()):
+            raise ValueError(f"cannot drop {dropped} steps: a row holds fewer real tokens")
+        refeed = torch.remainder(keep_position, self.down_rate)  # kept tokens of the cut chunk
+        count = int(refeed[0])
+        if bool((refeed != count).any()):
+            raise ValueError("cannot crop inside merged chunks at different offsets per row "
+                             "(rows padded differently); crop one row at a time")
+        whole_chunks = torch.div(keep_position, self.down_rate, rounding_mode="floor")
+        self.num_entries = torch.where(self.first_chunk >= 0,
+                                       (whole_chunks - self.first_chunk).clamp(min=0), 0)
+        self.first_chunk = torch.where(self.num_entries > 0, self.first_chunk, -1)
+        self.next_position = keep_position - refeed
+        self.num_tokens = num_tokens - count
+        return count
+
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
         names = ("entries", "num_entries", "first_chunk", "next_position")

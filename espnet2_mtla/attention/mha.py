@@ -66,7 +66,7 @@ class MultiHeadAttention(SelfAttention):
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
-        angles = rotary_angles(positions, self.head_dim, self.rope_base)  # (B, Tk, d_h/2)
+        angles = rotary_angles(positions, self.head_dim, self.rope_base)  # (B, Tk, d_h/2, 2)
 
         q = self.q_proj(query).view(batch, query_len, self.num_heads, self.head_dim)
         k = self.k_proj(key).view(batch, key_len, self.num_kv_heads, self.head_dim)

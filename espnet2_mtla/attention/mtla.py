@@ -232,7 +232,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
-        angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base)  # (B, Tk, d_r/2)
+        angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base)  # (B, Tk, d_r/2, 2)
 
         q = self.wq(query) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(query)))
         q = q.view(batch, query_len, self.num_heads, self.qk_head_dim)
@@ -316,11 +316,12 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         num_slots = num_chunks * s
         local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
         # (one token always fits: no check when decoding). On CUDA the check is
-        # asynchronous: a host sync per layer would stall the launch queue in training.
+        # asynchronous: a host sync per layer would stall the launch queue in training;
+        # traced (torch.export / compile) too: it cannot branch on data.
         if length > 1:
             out_of_chunks = ((local < 0) | (local >= num_slots)) & real
             message = "position: real tokens of a row must carry consecutive increasing positions"
-            if local.is_cuda:
+            if local.is_cuda or torch.compiler.is_compiling():
                 torch._assert_async(~out_of_chunks.any(), message)
             elif bool(out_of_chunks.any()):
                 raise ValueError(message)

@@ -4,7 +4,7 @@ Every attention type of this package uses the same convention: the pair
 (x[2i], x[2i+1]) of a head vector at position p is rotated by the angle
 p * base^(-2i/d), where d is the rotated width. This is the layout of the
 reference ``mtla`` package (and of DeepSeek's MLA code), so checkpoints carry over.
-The rotation is computed in float32 (as complex numbers) and cast back to the input dtype.
+The rotation is computed in float32 and cast back to the input dtype.
 """
 
 import functools
@@ -12,26 +12,40 @@ import functools
 import torch
 
 
-@functools.lru_cache(maxsize=None)
-def _inverse_frequencies(rotary_dim: int, base: float, device: torch.device) -> torch.Tensor:
+def _computed_inverse_frequencies(rotary_dim: int, base: float, device) -> torch.Tensor:
     steps = torch.arange(0, rotary_dim, 2, device=device, dtype=torch.float32)
     return base ** (-steps / rotary_dim)
 
 
+_cached_inverse_frequencies = functools.lru_cache(maxsize=None)(_computed_inverse_frequencies)
+
+
+def _inverse_frequencies(rotary_dim: int, base: float, device) -> torch.Tensor:
+    """base^(-2i/d), cached per (d, base, device) in eager mode; computed afresh when
+    traced (a tensor made while tracing must not outlive the trace)."""
+    if torch.compiler.is_compiling():
+        return _computed_inverse_frequencies(rotary_dim, base, device)
+    return _cached_inverse_frequencies(rotary_dim, base, device)
+
+
 def rotary_angles(positions: torch.Tensor, rotary_dim: int, base: float = 10000.0):
-    """Unit complex rotations (B, T, rotary_dim/2) for positions (B, T)."""
+    """Rotations (B, T, rotary_dim/2, 2): cos and sin of each pair's angle at positions (B, T)."""
     angles = positions.to(torch.float32).unsqueeze(-1) * _inverse_frequencies(
         rotary_dim, float(base), positions.device
     )
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
 def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs of the last axis of x.
 
-    x: (B, T, d) or (B, T, H, d); rotation: (B, T, d/2) from ``rotary_angles``.
+    x: (B, T, d) or (B, T, H, d); rotation: (B, T, d/2, 2) from ``rotary_angles``.
+    Real arithmetic (no complex view), so the rotation traces (torch.export).
     """
     if x.dim() == 4:
-        rotation = rotation.unsqueeze(2)  # (B, T, 1, d/2): same rotation for every head
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (..., d/2)
-    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
+        rotation = rotation.unsqueeze(2)  # (B, T, 1, d/2, 2): same rotation for every head
+    pairs = x.float().unflatten(-1, (-1, 2))  # (..., d/2, 2)
+    even, odd = pairs[..., 0], pairs[..., 1]
+    cos, sin = rotation[..., 0], rotation[..., 1]
+    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
+    return rotated.flatten(-2).to(x.dtype)

@@ -11,7 +11,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 class LatentCacheLayer(CacheLayerMixin):
     is_compileable = False
-    is_croppable = False
+    is_croppable = True  # through MTLACache.crop, which re-feeds a cut chunk
     supports_early_init = False
 
     def __init__(self):
@@ -35,13 +35,6 @@ class LatentCacheLayer(CacheLayerMixin):
 
     def reset(self):
         self.latent = None
-
-    def crop(self, max_length: int):
-        raise NotImplementedError(
-            "MTLACache cannot be cropped: it keeps merged chunks of down_rate tokens, not "
-            "the tokens, so assisted and prompt-lookup decoding (which crop the cache to "
-            "drop rejected candidate tokens) are not supported with LlamaMTLA models; use "
-            "greedy, sampling or beam search")
 
     def reorder_cache(self, beam_idx: torch.LongTensor):
         if self.latent is not None:
@@ -67,10 +60,20 @@ class LatentCacheLayer(CacheLayerMixin):
 
 
 class MTLACache(Cache):
-    """The compressed cache of a ``LlamaMTLAForCausalLM`` (one layer per decoder layer)."""
+    """The compressed cache of a ``LlamaMTLAForCausalLM`` (one layer per decoder layer).
+
+    It also keeps the ids of every token fed (8 bytes a token, reordered with the rows),
+    so that ``crop`` (assisted and prompt-lookup decoding drop rejected drafts) can cut
+    inside a merged chunk: the chunk is dropped from every layer and its tokens that stay
+    are fed again before the next tokens (``take_refeed``), which recomputes it exactly.
+    ``get_seq_length`` counts those tokens as cached, as the caller expects."""
 
     def __init__(self, num_layers: int):
         super().__init__(layers=[LatentCacheLayer() for _ in range(num_layers)])
+        self.fed_ids = None  # (B, capacity) int64: the ids fed so far (num_fed of them)
+        self.num_fed = 0
+        self.ids_known = True  # False once inputs_embeds were fed (nothing to re-feed then)
+        self.refeed = None  # (B, p) ids a crop left to feed again, or None
 
     @property
     def batch_size(self) -> int:
@@ -79,3 +82,73 @@ class MTLACache(Cache):
     def nbytes(self) -> int:
         """Bytes of the latent entries held, all layers (exact; syncs the device)."""
         return sum(layer.latent.nbytes() for layer in self.layers if layer.latent is not None)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        pending = 0 if self.refeed is None else self.refeed.shape[1]
+        return self.layers[layer_idx].get_seq_length() + pending
+
+    def record(self, input_ids):
+        """Note the ids of a forward's tokens (None: embeddings were fed)."""
+        if input_ids is None:
+            self.ids_known = False
+            return
+        count = input_ids.shape[1]
+        if self.fed_ids is None:
+            self.fed_ids = input_ids.new_zeros(input_ids.shape[0], max(64, 2 * count))
+        elif self.num_fed + count > self.fed_ids.shape[1]:  # grow by doubling
+            grown = self.fed_ids.new_zeros(self.fed_ids.shape[0],
+                                           2 * (self.num_fed + count))
+            grown[:, :self.num_fed] = self.fed_ids[:, :self.num_fed]
+            self.fed_ids = grown
+        self.fed_ids[:, self.num_fed:self.num_fed + count] = input_ids
+        self.num_fed += count
+
+    def take_refeed(self):
+        """The ids (B, p) to feed before the next tokens, or None; forgotten once taken."""
+        refeed, self.refeed = self.refeed, None
+        return refeed
+
+    def crop(self, tokens_to_remove: int):
+        """Drop the newest ``-tokens_to_remove`` steps (Transformers' convention; a
+        positive value is the older one: the number of steps to keep)."""
+        length = self.get_seq_length()
+        keep = length + tokens_to_remove if tokens_to_remove <= 0 else min(tokens_to_remove,
+                                                                            length)
+        if keep == length:
+            return
+        held = self.layers[0].get_seq_length()  # steps the layers hold (all layers alike)
+        if keep >= held:  # only tokens still waiting to be re-fed go
+            self.refeed = self.refeed[:, :keep - held] if keep > held else None
+            return
+        self.refeed = None
+        counts = {layer.latent.crop(keep) for layer in self.layers if layer.latent is not None}
+        count = counts.pop() if counts else 0
+        if count and not self.ids_known:
+            raise NotImplementedError(
+                f"crop to {keep} tokens cuts a merged chunk of down_rate tokens, which is "
+                "recomputed from the token ids, but this cache was fed inputs_embeds; use "
+                "input_ids (or a crop at a multiple of down_rate)")
+        self.num_fed = keep - count
+        if count:
+            self.refeed = self.fed_ids[:, self.num_fed:keep].clone()
+
+    def _reorder_ids(self, rows: torch.Tensor):
+        if self.fed_ids is not None:
+            self.fed_ids = self.fed_ids[rows.to(self.fed_ids.device)]
+        if self.refeed is not None:
+            self.refeed = self.refeed[rows.to(self.refeed.device)]
+
+    def reorder_cache(self, beam_idx: torch.LongTensor):
+        super().reorder_cache(beam_idx)
+        self._reorder_ids(beam_idx)
+
+    def batch_select_indices(self, indices: torch.Tensor):
+        super().batch_select_indices(indices)
+        self._reorder_ids(indices)
+
+    def batch_repeat_interleave(self, repeats: int):
+        super().batch_repeat_interleave(repeats)
+        if self.fed_ids is not None or self.refeed is not None:
+            batch = (self.fed_ids if self.fed_ids is not None else self.refeed).shape[0]
+            rows = torch.arange(batch).repeat_interleave(repeats)
+            self._reorder_ids(rows)

@@ -149,14 +149,21 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
             self.config, output_attentions, output_hidden_states, return_dict)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, length = hidden.shape[:2]
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if past_key_values is not None and not isinstance(past_key_values, MTLACache):
             raise TypeError(f"past_key_values must be an MTLACache (the compressed latent "
                             f"cache), got {type(past_key_values).__name__}")
         if use_cache and past_key_values is None:
             past_key_values = MTLACache(self.config.num_hidden_layers)
+        refed = 0  # tokens of a chunk a crop cut, fed again first (their outputs dropped)
+        if past_key_values is not None:
+            refeed = past_key_values.take_refeed()
+            if refeed is not None:
+                input_ids, position_ids, refed = self._with_refeed(
+                    refeed, input_ids, inputs_embeds, position_ids)
+            past_key_values.record(input_ids)
+        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = hidden.shape[:2]
         positions, padding = self._positions_and_padding(
             attention_mask, position_ids, past_key_values, batch, length, hidden.device)
         states = []  # each layer's input, kept only when hidden states are asked for
@@ -172,6 +179,8 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                 states.append(hidden)
             hidden = layer(hidden, positions, padding, past_key_values=cache)
         hidden = self.norm(hidden)
+        if refed:
+            hidden, states = hidden[:, refed:], [state[:, refed:] for state in states]
         # as LlamaModel: the embeddings, the output of every layer but the last, and the
         # final normed state
         outputs = BaseModelOutputWithPast(
@@ -179,6 +188,18 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
             hidden_states=(*states, hidden) if output_hidden_states else None,
             **{CACHE_FIELD: past_key_values if use_cache else None})
         return outputs if return_dict else outputs.to_tuple()
+
+    @staticmethod
+    def _with_refeed(refeed, input_ids, inputs_embeds, position_ids):
+        """(input_ids, position_ids, count) with a crop's re-fed ids (B, p) in front."""
+        if input_ids is None:
+            raise ValueError("the cache was cropped inside a merged chunk, whose tokens are "
+                             "fed again as ids: continue with input_ids, not inputs_embeds")
+        count = refeed.shape[1]
+        if position_ids is not None:  # the re-fed tokens precede the first new position
+            before = torch.arange(-count, 0, device=position_ids.device)
+            position_ids = torch.cat([position_ids[:, :1] + before, position_ids], dim=1)
+        return torch.cat([refeed.to(input_ids.device), input_ids], dim=1), position_ids, count
 
     @staticmethod
     def _positions_and_padding(attention_mask, position_ids, cache, batch, length, device):
@@ -196,7 +217,14 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
             past = (latent.next_position if latent is not None
                     else torch.zeros(batch, dtype=torch.long, device=device))
             position_ids = (past[:, None] + real.long().cumsum(-1) - 1).clamp(min=0)
-        padding = None if bool(real.all()) else ~real
+        if attention_mask is None:
+            padding = None
+        elif torch.compiler.is_compiling():
+            # traced (torch.export / torch.compile): the mask always, no data-dependent
+            # branch; the same outputs as without it when nothing is padded
+            padding = ~real
+        else:
+            padding = None if bool(real.all()) else ~real
         return position_ids.to(device), padding
 
 
