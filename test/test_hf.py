@@ -238,11 +238,58 @@ def test_rope_theta_is_used_and_decoding_stays_exact():
     assert torch.equal(cached, full)
 
 
-@pytest.mark.parametrize("rope_type", ["linear", "dynamic", "yarn"])
-def test_rope_scaling_types_are_refused_not_ignored(rope_type):
+ROPE_SCALING = {
+    "linear": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4},
+    "yarn": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4,
+             "original_max_position_embeddings": 8},
+    "llama3": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 8},
+}
+
+
+@pytest.mark.parametrize("rope_type", sorted(ROPE_SCALING))
+def test_rope_scaling_types_rotate_as_llama_does(rope_type):
+    """The decoupled rope key/query turn by the angles (and YaRN's attention factor) that
+    LlamaRotaryEmbedding computes for a Llama whose head is the rope width; the model's
+    outputs change, and cached decoding stays equal to full recomputation."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from espnet2_mtla.attention.rotary import rotary_angles
+
+    parameters = ROPE_SCALING[rope_type]
+    config = hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "rope_parameters": parameters},
+                                **LATENT, down_rate=2)
+    width = config.qk_rope_head_dim
+    llama = LlamaConfig(**{**LLAMA.to_dict(), "rope_parameters": parameters,
+                           "head_dim": width})
+    positions = torch.arange(40)[None]
+    cos, sin = LlamaRotaryEmbedding(llama)(torch.zeros(1, 40, width), positions)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    attention = model.model.layers[0].self_attn
+    ours = rotary_angles(positions, width, attention.rope_base, attention.rope_frequencies,
+                         attention.rope_scale)  # (1, 40, width/2, 2)
+    # Llama's layout repeats the half-width angles: the first half is each pair's
+    torch.testing.assert_close(ours[..., 0], cos[..., :width // 2], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ours[..., 1], sin[..., :width // 2], atol=1e-6, rtol=1e-5)
+
+    model.load_state_dict(tiny_model(2).state_dict())
+    ids, mask = left_padded_prompts()
+    assert not torch.allclose(model(ids, attention_mask=mask).logits,
+                              tiny_model(2)(ids, attention_mask=mask).logits)
+    cached = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    full = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
+                          use_cache=False)
+    assert torch.equal(cached, full)
+
+
+@pytest.mark.parametrize("rope_type", ["dynamic", "longrope"])
+def test_length_dependent_rope_types_are_refused_not_ignored(rope_type):
+    parameters = {"rope_type": rope_type, "factor": 2.0, "rope_theta": 1e4}
+    if rope_type == "longrope":
+        parameters.update(short_factor=[1.0] * 2, long_factor=[2.0] * 2,
+                          original_max_position_embeddings=8)
     with pytest.raises(ValueError, match=f"'{rope_type}' is not supported"):
-        hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "rope_parameters": {
-            "rope_type": rope_type, "factor": 2.0, "rope_theta": 1e4}}, **LATENT)
+        hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "rope_parameters": parameters}, **LATENT)
 
 
 def test_output_attentions_is_refused_clearly():

@@ -26,6 +26,8 @@ class MultiHeadLatentAttention(MultiheadTemporalLatentAttention):
         v_head_dim=64,
         *,
         rope_base=10000.0,
+        rope_frequencies=None,
+        rope_scale=1.0,
     ):
         super().__init__(
             embed_dim,
@@ -39,4 +41,6 @@ class MultiHeadLatentAttention(MultiheadTemporalLatentAttention):
             v_head_dim=v_head_dim,
             down_rate=1,
             rope_base=rope_base,
+            rope_frequencies=rope_frequencies,
+            rope_scale=rope_scale,
         )

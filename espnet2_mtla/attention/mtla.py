@@ -171,7 +171,12 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         recompute_prompt_attn=False,
         *,
         rope_base=10000.0,
+        rope_frequencies=None,
+        rope_scale=1.0,
     ):
+        """rope_base: RoPE's theta; rope_frequencies: the qk_rope_head_dim / 2 inverse
+        frequencies instead of theta's (a rope scaling rule's); rope_scale: factor on the
+        rotated query and key parts (YaRN's attention factor)."""
         super().__init__()
         for name, value in (
             ("embed_dim", embed_dim),
@@ -206,6 +211,13 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         self.down_rate = down_rate
         self.recompute_prompt_attn = recompute_prompt_attn
         self.rope_base = float(rope_base)  # RoPE's theta (Llama's rope_theta)
+        if rope_frequencies is not None:
+            rope_frequencies = tuple(float(f) for f in rope_frequencies)
+            if len(rope_frequencies) != qk_rope_head_dim // 2:
+                raise ValueError(f"rope_frequencies must hold qk_rope_head_dim / 2 = "
+                                 f"{qk_rope_head_dim // 2} numbers, got {len(rope_frequencies)}")
+        self.rope_frequencies = rope_frequencies
+        self.rope_scale = float(rope_scale)
         self.softmax_scale = self.qk_head_dim**-0.5
 
         if q_lora_rank == 0:
@@ -232,7 +244,8 @@ class MultiheadTemporalLatentAttention(SelfAttention):
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
-        angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base)  # (B, Tk, d_r/2, 2)
+        angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base,
+                               self.rope_frequencies, self.rope_scale)  # (B, Tk, d_r/2, 2)
 
         q = self.wq(query) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(query)))
         q = q.view(batch, query_len, self.num_heads, self.qk_head_dim)

@@ -12,7 +12,9 @@ import functools
 import torch
 
 
-def _computed_inverse_frequencies(rotary_dim: int, base: float, device) -> torch.Tensor:
+def _computed_inverse_frequencies(rotary_dim: int, base: float, device, given=None):
+    if given is not None:  # (d/2,) from a rope scaling rule
+        return torch.tensor(given, dtype=torch.float32, device=device)
     steps = torch.arange(0, rotary_dim, 2, device=device, dtype=torch.float32)
     return base ** (-steps / rotary_dim)
 
@@ -20,20 +22,27 @@ def _computed_inverse_frequencies(rotary_dim: int, base: float, device) -> torch
 _cached_inverse_frequencies = functools.lru_cache(maxsize=None)(_computed_inverse_frequencies)
 
 
-def _inverse_frequencies(rotary_dim: int, base: float, device) -> torch.Tensor:
-    """base^(-2i/d), cached per (d, base, device) in eager mode; computed afresh when
-    traced (a tensor made while tracing must not outlive the trace)."""
+def _inverse_frequencies(rotary_dim: int, base: float, device, given=None) -> torch.Tensor:
+    """base^(-2i/d) (or the ``given`` tuple), cached per arguments in eager mode; computed
+    afresh when traced (a tensor made while tracing must not outlive the trace)."""
     if torch.compiler.is_compiling():
-        return _computed_inverse_frequencies(rotary_dim, base, device)
-    return _cached_inverse_frequencies(rotary_dim, base, device)
+        return _computed_inverse_frequencies(rotary_dim, base, device, given)
+    return _cached_inverse_frequencies(rotary_dim, base, device, given)
 
 
-def rotary_angles(positions: torch.Tensor, rotary_dim: int, base: float = 10000.0):
-    """Rotations (B, T, rotary_dim/2, 2): cos and sin of each pair's angle at positions (B, T)."""
+def rotary_angles(positions: torch.Tensor, rotary_dim: int, base: float = 10000.0,
+                  frequencies=None, scale: float = 1.0):
+    """Rotations (B, T, rotary_dim/2, 2): cos and sin of each pair's angle at positions (B, T).
+
+    frequencies: None (base^(-2i/d)), or a tuple of the rotary_dim/2 inverse frequencies
+    (what a rope scaling rule gives, e.g. Transformers' ``linear`` or ``yarn``);
+    scale: multiplies cos and sin (YaRN's attention factor: rotated parts scaled by it).
+    """
     angles = positions.to(torch.float32).unsqueeze(-1) * _inverse_frequencies(
-        rotary_dim, float(base), positions.device
+        rotary_dim, float(base), positions.device, frequencies
     )
-    return torch.stack([angles.cos(), angles.sin()], dim=-1)
+    rotation = torch.stack([angles.cos(), angles.sin()], dim=-1)
+    return rotation if scale == 1.0 else rotation * scale
 
 
 def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:

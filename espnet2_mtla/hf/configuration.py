@@ -1,6 +1,12 @@
 """``LlamaMTLAConfig``: a Llama config plus the latent-attention sizes."""
 
+import copy
+
 from transformers import LlamaConfig
+
+# Transformers' rope types (LlamaConfig.rope_parameters["rope_type"]) whose frequencies are
+# fixed: applied to the latent attention's decoupled rope key and query
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 
 
 class LlamaMTLAConfig(LlamaConfig):
@@ -31,13 +37,31 @@ class LlamaMTLAConfig(LlamaConfig):
         if kv_lora_rank % 4:
             raise ValueError(f"kv_lora_rank must be divisible by 4, got {kv_lora_rank}")
         rope_type = (self.rope_parameters or {}).get("rope_type", "default")
-        if rope_type != "default":
+        if rope_type not in SUPPORTED_ROPE_TYPES:
             raise ValueError(
-                f"rope scaling type {rope_type!r} is not supported by LlamaMTLA (its RoPE is "
-                "the latent attention's decoupled rope key); supported: 'default' with any "
-                "rope_theta")
+                f"rope scaling type {rope_type!r} is not supported by LlamaMTLA: "
+                f"supported are {', '.join(SUPPORTED_ROPE_TYPES)} (rules that fix the "
+                "frequencies once; 'dynamic' and 'longrope' change them with the length of "
+                "each call, which the rotated keys held in the compressed cache cannot follow)")
 
     @property
     def rope_base(self) -> float:
         """RoPE's theta, from the rope parameters as LlamaConfig keeps them."""
         return float((self.rope_parameters or {}).get("rope_theta", 10000.0))
+
+    def rope_rotation(self):
+        """(inverse frequencies, scale) of the decoupled rope key of width
+        qk_rope_head_dim under the config's rope type, from Transformers' own rules
+        (``ROPE_INIT_FUNCTIONS``): (None, 1.0) for 'default' (theta's frequencies)."""
+        rope_type = (self.rope_parameters or {}).get("rope_type", "default")
+        if rope_type == "default":
+            return None, 1.0
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        rope_config = copy.deepcopy(self)  # the rule reads the rotated width as head_dim
+        rope_config.head_dim = self.qk_rope_head_dim
+        parameters = dict(rope_config.rope_parameters)
+        parameters.pop("partial_rotary_factor", None)
+        rope_config.rope_parameters = parameters
+        frequencies, scale = ROPE_INIT_FUNCTIONS[rope_type](rope_config, device=None)
+        return tuple(frequencies.tolist()), float(scale)

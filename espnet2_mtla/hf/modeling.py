@@ -50,12 +50,15 @@ def output_options(config, output_attentions, output_hidden_states, return_dict)
     return bool(output_hidden_states), bool(return_dict)
 
 
-def latent_attention(config: LlamaMTLAConfig) -> nn.Module:
+def latent_attention(config: LlamaMTLAConfig, rope_rotation=(None, 1.0)) -> nn.Module:
+    """The layer's MLA/MTLA module; rope_rotation: (frequencies, scale) of the config's
+    rope type (``config.rope_rotation()``, computed once for all layers)."""
+    frequencies, scale = rope_rotation
     sizes = dict(kv_lora_rank=config.kv_lora_rank, q_lora_rank=config.q_lora_rank,
                  qk_nope_head_dim=config.qk_nope_head_dim,
                  qk_rope_head_dim=config.qk_rope_head_dim, v_head_dim=config.v_head_dim,
                  dropout=config.attention_dropout, bias=config.attention_bias,
-                 rope_base=config.rope_base)
+                 rope_base=config.rope_base, rope_frequencies=frequencies, rope_scale=scale)
     if config.down_rate == 1:
         return build_attention("mla", config.hidden_size, config.num_attention_heads, **sizes)
     return build_attention("mtla", config.hidden_size, config.num_attention_heads,
@@ -67,9 +70,9 @@ class LlamaMTLADecoderLayer(GradientCheckpointingLayer):
     Transformers' base class recomputes it in the backward pass and drops its cache (the
     attention writes its cache, which a replay would write twice)."""
 
-    def __init__(self, config: LlamaMTLAConfig):
+    def __init__(self, config: LlamaMTLAConfig, rope_rotation=(None, 1.0)):
         super().__init__()
-        self.self_attn = latent_attention(config)
+        self.self_attn = latent_attention(config, rope_rotation)
         self.mlp = LlamaMLP(config)
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
@@ -124,7 +127,8 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size,
                                          config.pad_token_id)
-        self.layers = nn.ModuleList(LlamaMTLADecoderLayer(config)
+        rope_rotation = config.rope_rotation()
+        self.layers = nn.ModuleList(LlamaMTLADecoderLayer(config, rope_rotation)
                                     for _ in range(config.num_hidden_layers))
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_init()
