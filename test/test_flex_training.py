@@ -118,3 +118,33 @@ def test_training_memory_grows_linearly_in_length():
         peaks[length] = torch.cuda.max_memory_allocated() - base
     # 4x the length: linear memory gives ~4x; a (T, T) mask or score tensor would give 16x
     assert peaks[8192] < 6 * peaks[2048], peaks
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mla_causal_training_on_cuda_equals_the_cpu(dtype):
+    """MLA without padding trains through SDPA's causal kernel on CUDA (values padded to
+    the query-key width so the flash kernel takes bf16): outputs and gradients of the CPU."""
+    import copy
+
+    torch.manual_seed(0)
+    module = build_attention("mla", 256, 8, kv_lora_rank=256, qk_nope_head_dim=64,
+                             qk_rope_head_dim=32, v_head_dim=64).train()
+    x = torch.randn(2, 300, 256)
+
+    def run(device, dtype):
+        copied = copy.deepcopy(module).to(device, dtype)
+        xin = x.to(device, dtype).requires_grad_(True)
+        out = copied(xin)
+        out.float().square().sum().backward()
+        grads = [xin.grad] + [p.grad for p in copied.parameters()]
+        return out.float().cpu(), [g.float().cpu() for g in grads]
+
+    want_out, want_grads = run("cpu", torch.float32)
+    got_out, got_grads = run("cuda", dtype)
+    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    assert ((got_out - want_out).norm() / want_out.norm()) < tolerance
+    for got, want in zip(got_grads, want_grads):
+        assert ((got - want).norm() / want.norm().clamp(min=1e-12)) < tolerance
+

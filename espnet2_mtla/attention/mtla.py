@@ -280,9 +280,11 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         # training on CUDA: the stride-aware mask as FlexAttention's mask_mod, O(T) memory
         # (FlexAttention has no attention dropout; inference keeps SDPA, which needs no
         # compilation per new shape)
+        # (MLA without padding is plain causal: SDPA's flash kernel, not FlexAttention)
         use_flex = (no_cache_read and attn_bias is None and query.is_cuda
                     and kernels_enabled() and torch.is_grad_enabled()
-                    and not (self.training and self.dropout > 0))
+                    and not (self.training and self.dropout > 0)
+                    and (self.down_rate > 1 or key_padding_mask is not None))
         if use_flex or (self.down_rate == 1 and key_padding_mask is None
                         and attn_bias is None and no_cache_read):
             visible = None  # flex masks itself; with s = 1 the mask is plain causal
@@ -401,13 +403,18 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         mask = None if visible is None else visible[:, None]  # (B, 1, Tq, Tk)
         if attn_bias is not None:
             mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
+        value_width = v.shape[-1]
+        if mask is None and q.is_cuda and value_width < q.shape[-1]:
+            # the flash kernel wants one head width: values padded with zeros (the extra
+            # output columns are zero and dropped); otherwise SDPA takes a slower kernel
+            v = F.pad(v, (0, q.shape[-1] - value_width))
         out = scaled_dot_product_attention(
             q, k, v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=visible is None,
             scale=self.softmax_scale,
-        )  # (B, H, Tq, d_v)
+        )[..., :value_width]  # (B, H, Tq, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 
     def _flex_attention(self, q_nope, q_pe, key_latent, key_rope, positions, padding,

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Where a training step's time goes, per attention variant: forward + backward of the
+benchmark's decoder stack (the paper-sized 9 x d 512 decoder, 8 heads, FFN 2048; MLA/MTLA
+r 256, rope 32) on random tokens, batch B of T tokens, parameters in --dtype.
+
+For each B x T shape it prints, side by side in one run: the median step time of every
+variant, its ratio to MHA, and the arithmetic bound (the step's FLOPs relative to MHA's,
+counted by torch.utils.flop_counter on the same step); then, per variant and shape, the
+GPU time of one profiled step split into kinds of kernels (attention, GEMM, elementwise,
+...) and its top kernels. A variant name with ":dense" runs MTLA's dense-mask SDPA path
+(the kernels switch off) instead of the FlexAttention one; ":compile" runs the stack
+through torch.compile (the first step, not measured, compiles it).
+
+    python bench/profile_train.py --shapes 32x512 16x1024 8x2048 4x4096 \
+        --variants mha mla mtla_s2 mtla_s2:dense mtla_s4 --out $OUT/profile
+
+Writes <out>/steps.csv, <out>/kinds.csv and <out>/top_<variant>_<B>x<T>.txt.
+"""
+
+import argparse
+import csv
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from espnet2_mtla.bin.benchmark import PAPER_SIZES, VARIANTS, median_time, peak_memory, reset_peak
+from espnet2_mtla.kernels import set_kernels_enabled
+from espnet2_mtla.model.decoder import DecoderOnlyStack
+
+# kinds of CUDA kernels, by name (first match wins)
+KINDS = [
+    ("attention", re.compile(r"flash|fmha|attention|attn|flex|sdpa|triton_tem", re.I)),
+    ("gemm", re.compile(r"gemm|cutlass|sm90_xmma|cublas|nvjet|matmul|splitk", re.I)),
+    ("softmax/norm", re.compile(r"softmax|norm", re.I)),
+    ("reduce/scan", re.compile(r"reduce|scan|cumsum|sum_", re.I)),
+    ("copy/cast", re.compile(r"copy|cast|cat|transpose|convert|index|gather|scatter", re.I)),
+    ("elementwise", re.compile(r"elementwise|vectorized|unrolled|triton", re.I)),
+]
+
+
+def kind_of(name: str) -> str:
+    for kind, pattern in KINDS:
+        if pattern.search(name):
+            return kind
+    return "other"
+
+
+def build(variant: str, sizes: dict, device, dtype):
+    name, *options = variant.split(":")
+    attention, conf = VARIANTS[name]
+    set_kernels_enabled("dense" not in options)
+    torch.manual_seed(0)
+    return DecoderOnlyStack(sizes["vocab"], sizes["d_model"], sizes["heads"],
+                            sizes["decoder_layers"], sizes["ffn"], 0.0, attention,
+                            conf).to(device, dtype)
+
+
+def step_fn(model, batch, length, vocab, device, compiled=False):
+    tokens = torch.randint(0, vocab, (batch, length), device=device)
+    positions = torch.arange(length, device=device).expand(batch, -1)
+    stack = torch.compile(model) if compiled else model
+
+    def step():
+        hidden = stack(model.embed(tokens), positions, None)
+        loss = F.cross_entropy(model.logits(hidden).flatten(0, 1).float(), tokens.flatten())
+        loss.backward()
+
+    return step
+
+
+def count_flops(step) -> int:
+    """FLOPs of one step, counted on the dense SDPA path (the flop counter cannot trace
+    FlexAttention; the dense path does the same products, masked positions included)."""
+    set_kernels_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step()
+    finally:
+        set_kernels_enabled(True)
+    return counter.get_total_flops()
+
+
+def profile_step(step):
+    """(kind -> ms, [(kernel name, ms)]) of one step's CUDA kernels."""
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    kernels = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kernels[event.name] = kernels.get(event.name, 0.0) + event.device_time / 1e3
+    kinds = {}
+    for name, ms in kernels.items():
+        kinds[kind_of(name)] = kinds.get(kind_of(name), 0.0) + ms
+    return kinds, sorted(kernels.items(), key=lambda item: -item[1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=["32x512", "16x1024", "8x2048", "4x4096"],
+                        help="B x T of each step")
+    parser.add_argument("--variants", nargs="+",
+                        default=["mha", "mla", "mtla_s2", "mtla_s2:dense", "mtla_s4"])
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--top", type=int, default=12, help="kernels listed per profile")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU")
+    device, dtype = torch.device("cuda"), getattr(torch, args.dtype)
+    sizes = PAPER_SIZES
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.dtype}, "
+          f"decoder {sizes['decoder_layers']} x d {sizes['d_model']}, {sizes['heads']} heads, "
+          f"FFN {sizes['ffn']}, vocabulary {sizes['vocab']}", flush=True)
+    steps, kinds_rows = [], []
+    for shape in args.shapes:
+        batch, length = (int(x) for x in shape.split("x"))
+        base_ms = base_flops = None
+        for variant in args.variants:
+            model = build(variant, sizes, device, dtype)
+            options = variant.split(":")[1:]
+            step = step_fn(model, batch, length, sizes["vocab"], device, "compile" in options)
+            try:
+                flops = count_flops(step_fn(model, batch, length, sizes["vocab"], device))
+                set_kernels_enabled("dense" not in options)
+                step()  # compiles (FlexAttention) outside the measurement
+                reset_peak(device)
+                seconds = median_time(step, device, repeats=args.repeats, warmup=2)
+                memory = peak_memory(device) / 1e6
+                kinds, top = profile_step(step)
+            except torch.OutOfMemoryError:
+                print(f"{variant} {shape}: out of memory", flush=True)
+                del model, step
+                torch.cuda.empty_cache()
+                continue
+            finally:
+                set_kernels_enabled(True)
+            ms = seconds * 1e3
+            if variant == "mha":
+                base_ms, base_flops = ms, flops
+            row = dict(shape=shape, variant=variant, ms_per_step=round(ms, 2),
+                       ratio_to_mha=round(ms / base_ms, 2) if base_ms else "",
+                       flops_ratio_to_mha=round(flops / base_flops, 2) if base_flops else "",
+                       tflops_per_s=round(flops / seconds / 1e12, 1),
+                       peak_memory_MB=round(memory))
+            steps.append(row)
+            print("[step] " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            total = sum(kinds.values())
+            kinds_rows.append(dict(shape=shape, variant=variant, gpu_ms=round(total, 2),
+                                   **{k: round(v, 2) for k, v in sorted(kinds.items())}))
+            print(f"[kinds] {variant} {shape}: GPU {total:.1f} ms = " + ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])),
+                flush=True)
+            with open(args.out / f"top_{variant.replace(':', '_')}_{shape}.txt", "w") as stream:
+                for name, kernel_ms in top[:args.top]:
+                    stream.write(f"{kernel_ms:9.2f} ms  {kind_of(name):12s} {name[:160]}\n")
+            del model, step
+            torch.cuda.empty_cache()
+    for name, rows in (("steps", steps), ("kinds", kinds_rows)):
+        if rows:
+            fields = list(dict.fromkeys(k for row in rows for k in row))
+            with open(args.out / f"{name}.csv", "w", newline="") as stream:
+                writer = csv.DictWriter(stream, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+    print("\n| B x T | " + " | ".join(args.variants) + " |")
+    print("|---|" + "---|" * len(args.variants))
+    for shape in args.shapes:
+        cells = []
+        for variant in args.variants:
+            row = next((r for r in steps if r["shape"] == shape and r["variant"] == variant), None)
+            cells.append("OOM" if row is None else
+                         f"{row['ms_per_step']} ms ({row['ratio_to_mha']}x; "
+                         f"bound {row['flops_ratio_to_mha']}x)")
+        print(f"| {shape} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
