@@ -281,7 +281,8 @@ class BenchModel(nn.Module, PrefixLM):
         feats, lengths = batch["speech"], batch["speech_lengths"]
         encoded = self.encoder(self.front(feats))
         prefix, padding, positions = left_aligned(encoded, lengths)
-        return prefix, padding, positions, lengths
+        # as ESPnetDecoderOnlyModel.encode_prefix; no CTC head: no encoder output for it
+        return prefix, padding, positions, lengths, None, None
 
 
 class FixedLengthBeamSearch(BatchBeamSearch):
