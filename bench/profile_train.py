@@ -137,7 +137,7 @@ def main(argv=None):
                 kinds, top = profile_step(step)
             except torch.OutOfMemoryError:
                 print(f"{variant} {shape}: out of memory", flush=True)
-                del model, step
+                model = step = None
                 torch.cuda.empty_cache()
                 continue
             finally:

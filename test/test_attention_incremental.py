@@ -146,3 +146,26 @@ def test_training_mode_gradients_match_between_paths():
     out[~padding].square().sum().backward()
     assert module.hypernet_down.fc_p.weight.grad.abs().sum() > 0
     assert x.grad[padding].abs().max() == 0  # padding never influences real outputs
+
+
+@pytest.mark.parametrize("name", ["mla", "mtla_s2", "mtla_s3", "mtla_s3_qlora"])
+def test_probabilities_of_cached_steps_equal_the_parallel_forward(name):
+    """need_weights: a prefill then steps through the cache give, placed at the key
+    positions they return, the probabilities of one parallel forward; the outputs are
+    those of the call without weights. Types without weights refuse clearly."""
+    module = make_attention(name)
+    x = torch.randn(2, 9, module.embed_dim)
+    out, (weights, key_positions) = module(x, need_weights=True)
+    assert torch.allclose(out, module(x), atol=TOLERANCE)
+    assert torch.equal(key_positions, torch.arange(9).expand(2, -1))
+    cache = module.make_cache(2)
+    module(x[:, :4], cache=cache)  # a prefill, then one step at a time
+    for step in range(4, 9):
+        _, (got, positions) = module(x[:, step:step + 1], position=torch.full((2, 1), step),
+                                     cache=cache, need_weights=True)
+        placed = torch.zeros(2, got.shape[1], 1, 10)
+        index = torch.where(positions >= 0, positions, 9)[:, None, None, :].expand_as(got)
+        placed.scatter_add_(3, index, got)
+        assert torch.allclose(placed[..., :9], weights[:, :, step:step + 1], atol=TOLERANCE)
+    with pytest.raises(NotImplementedError, match="need_weights"):
+        make_attention("mha")(x, need_weights=True)

@@ -292,10 +292,46 @@ def test_length_dependent_rope_types_are_refused_not_ignored(rope_type):
         hf.LlamaMTLAConfig(**{**LLAMA.to_dict(), "rope_parameters": parameters}, **LATENT)
 
 
-def test_output_attentions_is_refused_clearly():
+@pytest.mark.parametrize("down_rate", [1, 2, 3])
+def test_output_attentions_of_cached_generate_equal_full_recomputation(down_rate):
+    """Each step's probabilities (B, H, 1, T) from the compressed cache are the last
+    query row of full recomputation's (B, H, T, T); rows sum to one over real steps, and
+    with s > 1 only steps that end a chunk, and the query's own, carry weight."""
+    model = tiny_model(down_rate)
     ids, mask = left_padded_prompts()
-    with pytest.raises(ValueError, match="output_attentions is not supported"):
-        tiny_model(2)(ids, attention_mask=mask, output_attentions=True)
+    common = dict(attention_mask=mask, max_new_tokens=5, do_sample=False, eos_token_id=None,
+                  pad_token_id=0, return_dict_in_generate=True, output_attentions=True)
+    cached = model.generate(ids, **common)
+    full = model.generate(ids, use_cache=False, **common)
+    assert torch.equal(cached.sequences, full.sequences)
+    assert len(cached.attentions) == 5 and len(cached.attentions[0]) == LLAMA.num_hidden_layers
+    for step_cached, step_full in zip(cached.attentions, full.attentions):
+        for layer_cached, layer_full in zip(step_cached, step_full):
+            rows = layer_cached.shape[2]  # the prompt at the first step, then one token
+            torch.testing.assert_close(layer_cached, layer_full[:, :, -rows:],
+                                       atol=1e-5, rtol=1e-5)
+    last = full.attentions[-1][0]  # (B, H, T, T) of the first layer, final step
+    total = last.shape[-1]
+    real = torch.cat([mask, torch.ones(3, total - mask.shape[1], dtype=mask.dtype)], 1).bool()
+    row = last[:, :, -1]  # the newest query of each row
+    torch.testing.assert_close(row.sum(-1), torch.ones_like(row.sum(-1)))
+    assert (row.masked_select(~real[:, None, :].expand_as(row)) == 0).all()
+    position = real.long().cumsum(-1) - 1
+    own = torch.arange(total) == total - 1
+    may_attend = real & (((position + 1) % down_rate == 0) | own)
+    assert (row.masked_select(~may_attend[:, None, :].expand_as(row)) == 0).all()
+    assert (row.masked_select(may_attend[:, None, :].expand_as(row)) > 0).all()
+
+
+def test_output_attentions_from_the_config_and_in_tuples():
+    model = tiny_model(2)
+    model.config.output_attentions = True
+    ids, mask = left_padded_prompts()
+    outputs = model(ids, attention_mask=mask)
+    assert len(outputs.attentions) == LLAMA.num_hidden_layers
+    assert outputs.attentions[0].shape == (3, LLAMA.num_attention_heads, 7, 7)
+    as_tuple = model(ids, attention_mask=mask, return_dict=False)
+    torch.testing.assert_close(as_tuple[-1][0], outputs.attentions[0])
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():

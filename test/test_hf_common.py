@@ -73,7 +73,6 @@ class LlamaMTLAModelTester:
 
 class LlamaMTLACommonTest(ModelTesterMixin, unittest.TestCase):
     all_model_classes = (hf.LlamaMTLAModel, hf.LlamaMTLAForCausalLM)
-    has_attentions = False  # output_attentions is refused (test_hf.py)
 
     def setUp(self):
         hf.register()

@@ -42,6 +42,7 @@ class SelfAttention(nn.Module):
     """Base class: validates a call and hands a normalised one to ``_attend``."""
 
     embed_dim: int
+    supports_weights = False  # need_weights=True answered (see forward)
 
     def __init__(self):
         super().__init__()
@@ -77,9 +78,16 @@ class SelfAttention(nn.Module):
         must have the shape of ``key`` (keys and values are both projected from ``key``).
         ``self_attn_mask`` (Tq, Tk) is an additive float mask applied on top of the
         type's own causal mask; it is only allowed when no cached tokens are attended.
-        ``need_weights`` and ``use_flashattn_infer`` are accepted and ignored (weights are
-        never returned; the decode kernel is picked automatically).
+        ``need_weights``: return ``(out, (weights, key_positions))`` instead, where the
+        types that support it (``supports_weights``: MLA, MTLA) give the attention
+        probabilities (B, H, Tq, K) over the K keys of the call and the newest position
+        each key covers (B, K; -1 for a key that is not one), on the explicit (slower)
+        path. ``use_flashattn_infer`` is accepted and ignored (the decode kernel is
+        picked automatically).
         """
+        if need_weights and not self.supports_weights:
+            raise NotImplementedError(f"{type(self).__name__} does not return attention "
+                                      "weights (need_weights=True); MLA and MTLA do")
         if key is None:
             key = query
         self._check_inputs(query, key, value)
@@ -111,6 +119,9 @@ class SelfAttention(nn.Module):
                 )
             if cache is not None and cache.num_tokens > 0:
                 raise ValueError("self_attn_mask cannot be used once the cache holds tokens")
+        if need_weights:
+            return self._attend(query, key, positions, key_padding_mask, self_attn_mask,
+                                cache, need_weights=True)
         return self._attend(query, key, positions, key_padding_mask, self_attn_mask, cache)
 
     def _cache_placement(self, device, dtype):

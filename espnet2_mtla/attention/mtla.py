@@ -155,6 +155,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
     """
 
     has_merge_weights = True  # MLA sets False: w_j = 1
+    supports_weights = True
 
     def __init__(
         self,
@@ -241,7 +242,10 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                            self.down_rate, device, dtype, capacity)
 
     # --- the attention --------------------------------------------------------------
-    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
+    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
+                need_weights=False):
+        """need_weights: also return (probabilities (B, H, Tq, K), key positions (B, K)):
+        each key is a chunk state, placed at the newest position it sums up to."""
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
         angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base,
@@ -262,7 +266,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
         if cache is not None and query_len == key_len == 1 and key_padding_mask is None:
             cache.add_step(latent[:, 0], k_pe[:, 0], positions[:, 0])  # the decoding step
-            return self._decode_step(q_nope, q_pe, cache)
+            return self._decode_step(q_nope, q_pe, cache, need_weights)
 
         if cache is None:
             carry = None
@@ -273,7 +277,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
         if cache is not None and query_len == key_len == 1:  # a step with padding
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
-            return self._decode_step(q_nope, q_pe, cache)
+            return self._decode_step(q_nope, q_pe, cache, need_weights)
 
         # keys: cached entries still visible, then one column per new token
         no_cache_read = query_len == key_len and (cache is None or cache.max_entries == 0)
@@ -281,16 +285,18 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         # (FlexAttention has no attention dropout; inference keeps SDPA, which needs no
         # compilation per new shape)
         # (MLA without padding is plain causal: SDPA's flash kernel, not FlexAttention)
-        use_flex = (no_cache_read and attn_bias is None and query.is_cuda
+        use_flex = (no_cache_read and attn_bias is None and query.is_cuda and not need_weights
                     and kernels_enabled() and torch.is_grad_enabled()
                     and not (self.training and self.dropout > 0)
                     and (self.down_rate > 1 or key_padding_mask is not None))
-        if use_flex or (self.down_rate == 1 and key_padding_mask is None
+        if use_flex or (self.down_rate == 1 and key_padding_mask is None and not need_weights
                         and attn_bias is None and no_cache_read):
             visible = None  # flex masks itself; with s = 1 the mask is plain causal
         else:
             visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
         key_latent, key_rope = columns, k_pe
+        key_positions = (positions if key_padding_mask is None
+                         else positions.masked_fill(key_padding_mask, -1))  # (B, Tk)
         if cache is not None and cache.max_entries > 0:
             entries, valid = cache.held()
             if continues is not None:
@@ -302,12 +308,35 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             key_latent = torch.cat([entries[..., : self.kv_lora_rank], columns], dim=1)
             key_rope = torch.cat([entries[..., self.kv_lora_rank :], k_pe], dim=1)
             visible = torch.cat([valid[:, None, :].expand(-1, query_len, -1), visible], 2)
+            if need_weights:
+                key_positions = torch.cat([self._entry_positions(cache, valid), key_positions], 1)
         if cache is not None:
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
         if use_flex:
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
                                         key_padding_mask)
+        if need_weights:
+            out, weights = self._explicit_attention(q_nope, q_pe, key_latent, key_rope,
+                                                    visible, attn_bias)
+            return out, (weights, key_positions)
         return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, visible, attn_bias)
+
+    def _entry_positions(self, cache, valid):
+        """(B, N): the newest position each held entry sums up to; -1 where not valid."""
+        chunk = cache.first_chunk[:, None] + torch.arange(valid.shape[1], device=valid.device)
+        newest = torch.minimum((chunk + 1) * self.down_rate - 1, cache.next_position[:, None] - 1)
+        return torch.where(valid, newest, -1)
+
+    def _explicit_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
+        """``_expanded_attention`` with its probabilities formed: (out, (B, H, Tq, Tk))."""
+        q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * self.softmax_scale
+        scores = scores.masked_fill(~visible[:, None], float("-inf"))
+        if attn_bias is not None:
+            scores = scores + attn_bias.float()
+        probs = scores.softmax(dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
+        out = torch.matmul(F.dropout(probs, self.dropout, self.training), v)
+        return self.wo(out.transpose(1, 2).flatten(2)), probs
 
     def _merge_chunks(self, latent, k_pe, positions, padding, carry):
         """Partial chunk state after every token, and the cache entry of every chunk.
@@ -426,26 +455,34 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         )  # (B, H, T, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 
-    def _decode_attention_torch(self, q_full, cache):
-        """(B, H, 1, r): softmax over the valid entries of q_full . entries, times latents."""
+    def _decode_attention_torch(self, q_full, cache, need_weights=False):
+        """(B, H, 1, r): softmax over the valid entries of q_full . entries, times latents
+        (need_weights: and the probabilities (B, H, 1, N) with the entries' positions)."""
         rank = self.kv_lora_rank
         entries, valid = cache.held()  # (B, N, r + d_r), (B, N)
         valid = valid | (torch.arange(valid.shape[1], device=valid.device) == 0)  # no empty row
         # (a row with no entry yet attends to a zero entry: finite, and its output unused)
         scores = torch.matmul(q_full, entries[:, None].transpose(-1, -2)) * self.softmax_scale
         scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))  # (B, H, 1, N)
-        probs = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
-        return torch.matmul(probs, entries[:, None, :, :rank])
+        probs = scores.softmax(dim=-1)
+        out = torch.matmul(F.dropout(probs, self.dropout, self.training),
+                           entries[:, None, :, :rank])
+        if need_weights:
+            return out, (probs, self._entry_positions(cache, cache.held()[1]))
+        return out
 
-    def _decode_step(self, q_nope, q_pe, cache):
+    def _decode_step(self, q_nope, q_pe, cache, need_weights=False):
         """One query per row against all cached entries, in latent space (W_kvb absorbed)."""
         rank = self.kv_lora_rank
         w_kvb = self.wkv_b.weight.view(self.num_heads, -1, rank)  # (H, d_n + d_v, r)
         w_uk, w_uv = w_kvb.split([self.qk_nope_head_dim, self.v_head_dim], dim=1)
         q_latent = torch.einsum("bqhd,hdr->bhqr", q_nope, w_uk)  # (B, H, 1, r)
         q_full = torch.cat([q_latent, q_pe.transpose(1, 2)], dim=-1)  # (B, H, 1, r + d_r)
+        weights = None
         kernel = None if self.training and self.dropout > 0 else latent_decode_kernel(q_full, rank)
-        if kernel is not None:  # Triton flash-decoding over the whole cache
+        if need_weights:
+            out_latent, weights = self._decode_attention_torch(q_full, cache, need_weights=True)
+        elif kernel is not None:  # Triton flash-decoding over the whole cache
             out_latent = kernel(
                 q_full[:, :, 0], cache.entries, cache.num_entries, rank,
                 self.softmax_scale, cache.read_entries,
@@ -456,4 +493,5 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         value_bias = self._value_bias()
         if value_bias is not None:
             out = out + value_bias
-        return self.wo(out.flatten(2))
+        out = self.wo(out.flatten(2))
+        return out if weights is None else (out, weights)

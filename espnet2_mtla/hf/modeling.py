@@ -36,18 +36,38 @@ def cache_argument(past_key_values, kwargs):
 
 
 def output_options(config, output_attentions, output_hidden_states, return_dict):
-    """(output_hidden_states, return_dict) of a call, the config's where not given;
-    output_attentions refused."""
-    if output_attentions if output_attentions is not None else config.output_attentions:
-        raise ValueError(
-            "output_attentions is not supported by LlamaMTLA models: the latent attention "
-            "never forms the per-head attention matrix (fused kernels during training and "
-            "prefill, attention over compressed chunks while decoding)")
+    """(output_attentions, output_hidden_states, return_dict) of a call, the config's
+    where not given."""
+    if output_attentions is None:
+        output_attentions = config.output_attentions
     if output_hidden_states is None:
         output_hidden_states = config.output_hidden_states
     if return_dict is None:
         return_dict = config.return_dict
-    return bool(output_hidden_states), bool(return_dict)
+    return bool(output_attentions), bool(output_hidden_states), bool(return_dict)
+
+
+def attention_over_time(weights, key_positions, attention_mask, total):
+    """A layer's probabilities over its keys (B, H, Tq, K) placed at time steps
+    (B, H, Tq, total), as Llama's attentions: each key (a chunk state with s > 1) at the
+    step of the newest token it covers, zero elsewhere. key_positions (B, K): that
+    token's position (-1: no key); attention_mask (B, >= total) says which steps are
+    real (position p is the row's (p + 1)-th real step), None: position p is step p."""
+    batch = weights.shape[0]
+    if attention_mask is None:
+        time_of_key = key_positions.clamp(max=total)
+    else:
+        real = attention_mask[:, -total:].to(device=weights.device, dtype=torch.bool)
+        position_of_step = real.long().cumsum(-1) - 1  # (B, total)
+        step_of_position = torch.full((batch, total + 1), total, device=weights.device)
+        steps = torch.arange(total, device=weights.device).expand(batch, -1)
+        step_of_position.scatter_(1, torch.where(real, position_of_step, total), steps)
+        step_of_position[:, total] = total  # the dummy slot of padded steps
+        time_of_key = step_of_position.gather(1, key_positions.clamp(0, total))
+    time_of_key = torch.where(key_positions >= 0, time_of_key, total)  # (B, K)
+    placed = weights.new_zeros(*weights.shape[:3], total + 1)
+    placed.scatter_add_(3, time_of_key[:, None, None, :].expand_as(weights), weights)
+    return placed[..., :total]
 
 
 def latent_attention(config: LlamaMTLAConfig, rope_rotation=(None, 1.0)) -> nn.Module:
@@ -77,13 +97,19 @@ class LlamaMTLADecoderLayer(GradientCheckpointingLayer):
         self.input_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, hidden, positions, padding, past_key_values=None):
+    def forward(self, hidden, positions, padding, past_key_values=None, output_attentions=False):
         """hidden (B, T, D); positions (B, T); padding (B, T) bool or None;
-        past_key_values: this layer's LatentCache or None."""
+        past_key_values: this layer's LatentCache or None. Returns the new hidden
+        states, with (probabilities, key positions) when output_attentions."""
         attended = self.self_attn(self.input_layernorm(hidden), key_padding_mask=padding,
-                                  position=positions, cache=past_key_values)
+                                  position=positions, cache=past_key_values,
+                                  need_weights=output_attentions)
+        weights = None
+        if output_attentions:
+            attended, weights = attended
         hidden = hidden + attended
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        return hidden if weights is None else (hidden, weights)
 
 
 class LlamaMTLAPreTrainedModel(PreTrainedModel):
@@ -146,10 +172,11 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         """Llama's conventions: ``output_hidden_states`` gives the embeddings, each
         layer's output and the final normed state ((num_layers + 1) tensors, the last
         normed, as LlamaModel); ``return_dict=False`` (or config.return_dict False)
-        a tuple. ``output_attentions`` is refused: the latent attention never forms the
-        per-head probability matrix (flash kernels, absorbed decoding)."""
+        a tuple. ``output_attentions`` gives each layer's attention probabilities
+        (B, H, Tq, past + new) on the explicit path (no fused kernels): with s > 1 each
+        key is a merged chunk, shown at the step of its newest token (``attention_over_time``)."""
         past_key_values = cache_argument(past_key_values, kwargs)
-        output_hidden_states, return_dict = output_options(
+        output_attentions, output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -171,6 +198,8 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         positions, padding = self._positions_and_padding(
             attention_mask, position_ids, past_key_values, batch, length, hidden.device)
         states = []  # each layer's input, kept only when hidden states are asked for
+        attentions = []  # each layer's (probabilities, key positions), when asked for
+        fresh = past_key_values is None or past_key_values.layers[0].get_seq_length() == 0
         for layer, cache_layer in zip(self.layers, past_key_values.layers
                                       if past_key_values is not None else [None] * len(self.layers)):
             cache = None
@@ -181,8 +210,21 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                 cache = cache_layer.latent
             if output_hidden_states:
                 states.append(hidden)
-            hidden = layer(hidden, positions, padding, past_key_values=cache)
+            hidden = layer(hidden, positions, padding, past_key_values=cache,
+                           output_attentions=output_attentions)
+            if output_attentions:
+                hidden, weights = hidden
+                attentions.append(weights)
         hidden = self.norm(hidden)
+        if attentions and fresh:  # keys = the steps of this call: the probabilities
+            # as computed (the tensors the outputs were made from, when nothing was re-fed)
+            attentions = [weights[:, :, refed:] if refed else weights for weights, _ in attentions]
+        elif attentions:
+            total = (attention_mask.shape[1] if attention_mask is not None
+                     else past_key_values.layers[0].get_seq_length())
+            attentions = [attention_over_time(weights, key_positions, attention_mask,
+                                              total)[:, :, refed:]
+                          for weights, key_positions in attentions]
         if refed:
             hidden, states = hidden[:, refed:], [state[:, refed:] for state in states]
         # as LlamaModel: the embeddings, the output of every layer but the last, and the
@@ -190,6 +232,7 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
         outputs = BaseModelOutputWithPast(
             last_hidden_state=hidden,
             hidden_states=(*states, hidden) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
             **{CACHE_FIELD: past_key_values if use_cache else None})
         return outputs if return_dict else outputs.to_tuple()
 
@@ -259,11 +302,12 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
                 logits_to_keep=0, output_attentions=None, output_hidden_states=None,
                 return_dict=None, **kwargs) -> CausalLMOutputWithPast:
         past_key_values = cache_argument(past_key_values, kwargs)
-        output_hidden_states, return_dict = output_options(
+        output_attentions, output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict)
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids, past_key_values=past_key_values,
                              inputs_embeds=inputs_embeds, use_cache=use_cache,
+                             output_attentions=output_attentions,
                              output_hidden_states=output_hidden_states, return_dict=True)
         hidden = outputs.last_hidden_state
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
@@ -277,6 +321,7 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
                                       vocab_size=self.config.vocab_size, **kwargs)
         result = CausalLMOutputWithPast(loss=loss, logits=logits,
                                         hidden_states=outputs.hidden_states,
+                                        attentions=outputs.attentions,
                                         **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)})
         return result if return_dict else result.to_tuple()
 
