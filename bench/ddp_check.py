@@ -59,11 +59,11 @@ class TeacherForcedLoss(torch.nn.Module):
     def forward(self, speech, text):
         model = self.model
         lengths = torch.full((len(speech),), speech.shape[1], device=speech.device)
-        prefix_out = model.encode_prefix({"speech": speech, "speech_lengths": lengths})
+        encoded = model.encode_prefix({"speech": speech, "speech_lengths": lengths})
         bos = torch.full((len(text), 1), model.task_token_id, device=text.device)
         text_in = torch.cat([bos, text[:, :-1]], dim=1)
         text_lengths = torch.full((len(text),), text.shape[1], device=text.device)
-        logits = model.text_logits(prefix_out, text_in, text_lengths)
+        logits = model.text_logits(encoded, text_in, text_lengths)
         return F.cross_entropy(logits.float().flatten(0, 1), text.flatten())
 
 

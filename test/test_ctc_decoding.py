@@ -57,8 +57,8 @@ def reference_ctc_search(model, utterance, beam, max_len):
     """Beam search over CTC prefix scores alone, one hypothesis at a time, with ESPnet's
     numpy CTCPrefixScore and the rules of BatchBeamSearch (best 2K candidates; eos among
     the best K finishes; stop at K finished or the length limit)."""
-    encoded, lengths = model.encode_prefix(utterance)[4:6]
-    x = model.ctc.log_softmax(encoded)[0, : int(lengths[0])].double().numpy()
+    prefix = model.encode_prefix(utterance)
+    x = model.ctc.log_softmax(prefix.encoded)[0, : int(prefix.encoded_lengths[0])].double().numpy()
     vocab, eos = x.shape[1], model.eos
     scorer = CTCPrefixScore(x, model.blank_id, eos, np)
     hyps = [([], 0.0, 0.0, scorer.initial_state())]  # tokens, score, log psi, CTC state
@@ -99,8 +99,9 @@ def test_ctc_weight_one_equals_a_reference_ctc_prefix_beam_search(trained_ctc_mo
             assert abs(hyp.score - score) < 1e-4
         # with w = 1 a finished score is the CTC log-likelihood of the whole hypothesis
         with torch.no_grad():
-            encoded, lengths = model.encode_prefix(single(batch, row))[4:6]
-            log_probs = model.ctc.log_softmax(encoded).transpose(0, 1).double()
+            prefix = model.encode_prefix(single(batch, row))
+            lengths = prefix.encoded_lengths
+            log_probs = model.ctc.log_softmax(prefix.encoded).transpose(0, 1).double()
             best = result[0].tokens
             likelihood = -torch.nn.functional.ctc_loss(
                 log_probs, torch.tensor([best]), lengths, torch.tensor([len(best)]),

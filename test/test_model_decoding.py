@@ -36,14 +36,14 @@ def single(batch, row):
 
 def greedy_without_cache(model, one_utterance, max_tokens):
     """Argmax decoding that re-runs the whole sequence every step (no cache)."""
-    prefix_out = model.encode_prefix(one_utterance)
+    encoded = model.encode_prefix(one_utterance)
     prompt_block, prompt_lengths = model.prompts(one_utterance)
     prompt = prompt_block[0, : int(prompt_lengths[0])]
     tokens = []
     with torch.no_grad():
         for _ in range(max_tokens):
             text_in = torch.cat([prompt, torch.tensor(tokens, dtype=torch.long)])[None]
-            logits = model.text_logits(prefix_out, text_in, torch.tensor([text_in.shape[1]]))
+            logits = model.text_logits(encoded, text_in, torch.tensor([text_in.shape[1]]))
             best = int(logits[0, -1].argmax())
             if best == model.eos:
                 break
@@ -132,7 +132,7 @@ def test_length_limits_are_respected():
     results, _ = BatchBeamSearch(model, beam_size=2, maxlenratio=-6, minlenratio=0.1).search(
         batch
     )
-    prefix_lengths = model.encode_prefix(batch)[3]
+    prefix_lengths = model.encode_prefix(batch).lengths
     for result, length in zip(results, prefix_lengths.tolist()):
         assert all(len(h.tokens) >= int(0.1 * length) for h in result)
 

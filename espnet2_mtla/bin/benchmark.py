@@ -42,7 +42,7 @@ from espnet2_mtla.attention.mha import MultiHeadAttention
 from espnet2_mtla.inference.beam_search import BatchBeamSearch
 from espnet2_mtla.kernels import set_kernels_enabled
 from espnet2_mtla.model.decoder import DecoderOnlyStack
-from espnet2_mtla.model.prefix_lm import PrefixLM, left_aligned
+from espnet2_mtla.model.prefix_lm import EncodedPrefix, PrefixLM, left_aligned
 
 LATENT = dict(kv_lora_rank=256, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64)
 VARIANTS = {  # name: (attention type, attention_conf)
@@ -280,9 +280,8 @@ class BenchModel(nn.Module, PrefixLM):
     def encode_prefix(self, batch):
         feats, lengths = batch["speech"], batch["speech_lengths"]
         encoded = self.encoder(self.front(feats))
-        prefix, padding, positions = left_aligned(encoded, lengths)
-        # as ESPnetDecoderOnlyModel.encode_prefix; no CTC head: no encoder output for it
-        return prefix, padding, positions, lengths, None, None
+        # no CTC head: no encoder output for it
+        return EncodedPrefix(*left_aligned(encoded, lengths), lengths)
 
 
 class FixedLengthBeamSearch(BatchBeamSearch):

@@ -26,6 +26,7 @@ import torch
 
 from espnet2_mtla.inference.ctc_prefix import CTCPrefixScorer
 from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
+from espnet2_mtla.model.prefix_lm import EncodedPrefix
 
 
 @dataclass
@@ -61,19 +62,19 @@ def encode_each(model, batch: Dict[str, torch.Tensor]):
         length = batch[f"{name}_lengths"][row : row + 1]
         single = {name: batch[name][row : row + 1, : int(length)], f"{name}_lengths": length}
         outputs.append(model.encode_prefix(single))
-    lengths = torch.cat([out[3] for out in outputs])
+    lengths = torch.cat([out.lengths for out in outputs])
     total = int(lengths.max())
-    prefix = _stack_left_padded([out[0] for out in outputs], total)
+    prefix = _stack_left_padded([out.prefix for out in outputs], total)
     steps = torch.arange(total, device=lengths.device)
     shift = (total - lengths)[:, None]
     padding = steps[None, :] < shift
     positions = torch.where(padding, 0, steps[None, :] - shift)
     encoded = encoded_lengths = None
-    if outputs[0][4] is not None:
+    if outputs[0].encoded is not None:
         encoded = torch.nn.utils.rnn.pad_sequence(
-            [out[4][0, : int(out[5][0])] for out in outputs], batch_first=True)
-        encoded_lengths = torch.cat([out[5] for out in outputs])
-    return prefix, padding, positions, lengths, encoded, encoded_lengths
+            [out.encoded[0, : int(out.encoded_lengths[0])] for out in outputs], batch_first=True)
+        encoded_lengths = torch.cat([out.encoded_lengths for out in outputs])
+    return EncodedPrefix(prefix, padding, positions, lengths, encoded, encoded_lengths)
 
 
 class BatchBeamSearch:
@@ -138,15 +139,14 @@ class BatchBeamSearch:
         min_lens = [min(int(self.minlenratio * n), m) for n, m in zip(lengths, max_lens)]
         return max_lens, min_lens
 
-    def ctc_scorer(self, prefix_out) -> Optional[CTCPrefixScorer]:
+    def ctc_scorer(self, encoded: EncodedPrefix) -> Optional[CTCPrefixScorer]:
         """The CTC prefix scorer over the encoder output, None without joint decoding."""
         if self.ctc_weight == 0:
             return None
-        encoded, encoded_lengths = prefix_out[4:6]
-        if encoded is None:
+        if encoded.encoded is None:
             raise ValueError("ctc_weight > 0 needs a speech encoder output (input_type speech)")
-        log_probs = self.model.ctc.log_softmax(encoded).float()  # (N, T, V)
-        return CTCPrefixScorer(log_probs, encoded_lengths, blank=self.model.blank_id,
+        log_probs = self.model.ctc.log_softmax(encoded.encoded).float()  # (N, T, V)
+        return CTCPrefixScorer(log_probs, encoded.encoded_lengths, blank=self.model.blank_id,
                                eos=self.model.eos)
 
     def joint_scores(self, att: torch.Tensor, ctc: CTCPrefixScorer, state) -> torch.Tensor:
@@ -171,13 +171,13 @@ class BatchBeamSearch:
         model, beam = self.model, self.beam_size
         eos = model.eos
         if self.encode_batched:
-            prefix_out = model.encode_prefix(batch)
+            encoded = model.encode_prefix(batch)
         else:
-            prefix_out = encode_each(model, batch)
-        max_lens, min_lens = self.length_limits(prefix_out[3])
-        ctc = self.ctc_scorer(prefix_out)
+            encoded = encode_each(model, batch)
+        max_lens, min_lens = self.length_limits(encoded.lengths)
+        ctc = self.ctc_scorer(encoded)
         caches, log_probs = model.start_decoding(
-            prefix_out, model.prompts(batch), max_new_tokens=max(max_lens) + 1
+            encoded, model.prompts(batch), max_new_tokens=max(max_lens) + 1
         )
         num_utts, vocab = log_probs.shape
         device = log_probs.device

@@ -29,7 +29,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet2_mtla.model.decoder import DecoderOnlyStack
-from espnet2_mtla.model.prefix_lm import PrefixLM, left_aligned
+from espnet2_mtla.model.prefix_lm import EncodedPrefix, PrefixLM, left_aligned
 
 
 class ESPnetDecoderOnlyModel(AbsESPnetModel, PrefixLM):
@@ -142,23 +142,22 @@ class ESPnetDecoderOnlyModel(AbsESPnetModel, PrefixLM):
             prefix = self.decoder.embed(source.clamp(min=0))  # -1 padding -> any id, masked
             encoded = encoded_lengths = None
         prefix, padding, positions = left_aligned(prefix, lengths)
-        return prefix, padding, positions, lengths, encoded, encoded_lengths
+        return EncodedPrefix(prefix, padding, positions, lengths, encoded, encoded_lengths)
 
     # --- training -----------------------------------------------------------------------
     def forward(
         self, text: torch.Tensor, text_lengths: torch.Tensor, **batch
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         batch_size = text.shape[0]
-        prefix_out = self.encode_prefix(batch)
+        encoded = self.encode_prefix(batch)
         text_in, text_out, lengths = self.teacher_forcing(*self.prompts(batch), text, text_lengths)
-        logits = self.text_logits(prefix_out, text_in, lengths)
+        logits = self.text_logits(encoded, text_in, lengths)
         loss_att = self.criterion(logits, text_out)
         accuracy = th_accuracy(logits.view(-1, self.vocab_size), text_out, self.ignore_id)
         stats = dict(loss_att=loss_att.detach(), acc=accuracy)
         loss = loss_att
         if self.ctc is not None:
-            encoded, encoded_lengths = prefix_out[4:]
-            loss_ctc = self.ctc(encoded, encoded_lengths, text, text_lengths)
+            loss_ctc = self.ctc(encoded.encoded, encoded.encoded_lengths, text, text_lengths)
             loss = (1 - self.ctc_weight) * loss_att + self.ctc_weight * loss_ctc
             stats["loss_ctc"] = loss_ctc.detach()
         stats["loss"] = loss.detach()

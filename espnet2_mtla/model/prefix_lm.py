@@ -4,11 +4,12 @@
 ``ESPnetDecoderOnlyModel`` for the token layout), scores sequences without a cache, and
 prefills and steps the caches for beam search. A class using it provides ``decoder``
 (a DecoderOnlyStack), ``eos``, ``ignore_id``, ``task_token_id``, ``prefix_input_name``
-(the data name of the prefix input, e.g. "speech") and ``encode_prefix(batch)``. It
-imports no espnet, so decoding and benchmarks run wherever torch does.
+(the data name of the prefix input, e.g. "speech") and ``encode_prefix(batch)``, which
+returns an ``EncodedPrefix``. It imports no espnet, so decoding and benchmarks run
+wherever torch does.
 """
 
-from typing import Dict, List
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -31,6 +32,18 @@ def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
     return moved, padding, torch.where(padding, 0, source)
 
 
+class EncodedPrefix(NamedTuple):
+    """What ``encode_prefix(batch)`` gives: the decoder's left-padded prefix and, for a
+    speech input, the encoder output that CTC reads."""
+
+    prefix: torch.Tensor  # (B, P, D) left-padded
+    padding: torch.Tensor  # (B, P) True at padding
+    positions: torch.Tensor  # (B, P) 0..len-1 of the real frames, 0 at padding
+    lengths: torch.Tensor  # (B,) real prefix frames
+    encoded: Optional[torch.Tensor] = None  # (B, T, D_enc) right-padded, or None (text)
+    encoded_lengths: Optional[torch.Tensor] = None  # (B,)
+
+
 class PrefixLM:
     """Mixin: the decoder-only layout, teacher forcing, scoring and cached decoding."""
 
@@ -43,17 +56,16 @@ class PrefixLM:
         block = torch.full((size, 1), self.task_token_id, dtype=torch.long, device=device)
         return block, torch.ones(size, dtype=torch.long, device=device)
 
-    def text_logits(self, prefix_out, text_in, text_lengths):
+    def text_logits(self, encoded: EncodedPrefix, text_in, text_lengths):
         """Logits (B, T, V) of a right-padded text block after the prefix."""
-        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
         steps = torch.arange(text_in.shape[1], device=text_in.device)
-        text_positions = prefix_lengths[:, None] + steps
+        text_positions = encoded.lengths[:, None] + steps
         text_padding = steps[None, :] >= text_lengths[:, None]
         hidden = self.decoder(
             self.decoder.embed(text_in.clamp(min=0)),
-            torch.cat([prefix_positions, text_positions], dim=1),
-            torch.cat([prefix_padding, text_padding], dim=1),
-            prefix=prefix,
+            torch.cat([encoded.positions, text_positions], dim=1),
+            torch.cat([encoded.padding, text_padding], dim=1),
+            prefix=encoded.prefix,
         )
         return self.decoder.logits(hidden)
 
@@ -88,25 +100,25 @@ class PrefixLM:
     def sequence_log_probs(self, batch, hypotheses: List[torch.Tensor]) -> torch.Tensor:
         """Sum of log-probabilities of each hypothesis (y then eos), without a cache;
         hypotheses[b] is scored against row b of the batch."""
-        prefix_out = self.encode_prefix(batch)
-        if len(hypotheses) != prefix_out[0].shape[0]:
+        encoded = self.encode_prefix(batch)
+        if len(hypotheses) != encoded.prefix.shape[0]:
             raise ValueError(f"sequence_log_probs: {len(hypotheses)} hypotheses for a batch of "
-                             f"{prefix_out[0].shape[0]} rows (one hypothesis per row)")
+                             f"{encoded.prefix.shape[0]} rows (one hypothesis per row)")
         hypothesis_lengths = torch.tensor([len(h) for h in hypotheses], device=hypotheses[0].device)
         text_in, text_out, lengths = self.teacher_forcing(
             *self.prompts(batch), pad_sequence(list(hypotheses), True, 0), hypothesis_lengths
         )
-        log_probs = self.text_logits(prefix_out, text_in, lengths).log_softmax(-1)
+        log_probs = self.text_logits(encoded, text_in, lengths).log_softmax(-1)
         picked = log_probs.gather(-1, text_out.clamp(min=0)[..., None])[..., 0]
         return picked.masked_fill(text_out == self.ignore_id, 0.0).sum(dim=1)
 
-    def start_decoding(self, prefix_out, prompts, max_new_tokens: int = 0):
+    def start_decoding(self, encoded: EncodedPrefix, prompts, max_new_tokens: int = 0):
         """Prefill caches with [prefix; prompt]; returns caches and log-probs (B, V) of y_1.
 
         prompts: (right-padded block (B, Lp), lengths (B,)) as ``prompts`` gives them. The
         caches are preallocated for ``max_new_tokens`` more steps.
         """
-        prefix, prefix_padding, prefix_positions, prefix_lengths = prefix_out[:4]
+        prefix, prefix_padding, prefix_positions, prefix_lengths = encoded[:4]
         prompt_block, prompt_lengths = prompts
         prompt_block = prompt_block.clamp(min=0)  # any padding value -> an id, masked
         prompt_embed = self.decoder.embed(prompt_block)
