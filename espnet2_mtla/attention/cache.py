@@ -57,7 +57,7 @@ def swap_spares(cache):
             setattr(cache, name, spare)
 
 
-def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
+def grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
     """``buffer`` with at least ``needed`` slots along ``time_axis`` (doubling), data kept."""
     capacity = buffer.shape[time_axis]
     if needed <= capacity:
@@ -65,9 +65,9 @@ def _grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tenso
     new_capacity = max(needed, 2 * capacity, 16)
     shape = list(buffer.shape)
     shape[time_axis] = new_capacity
-    grown = buffer.new_zeros(shape)
-    grown.narrow(time_axis, 0, capacity).copy_(buffer)
-    return grown
+    larger = buffer.new_zeros(shape)
+    larger.narrow(time_axis, 0, capacity).copy_(buffer)
+    return larger
 
 
 class KVCache:
@@ -108,9 +108,9 @@ class KVCache:
         if self.static:
             return self._append_static(keys, values, padding, positions)
         start, count = self.num_tokens, keys.shape[1]
-        self.keys = _grown(self.keys, start + count)
-        self.values = _grown(self.values, start + count)
-        self.padding = _grown(self.padding, start + count)
+        self.keys = grown(self.keys, start + count)
+        self.values = grown(self.values, start + count)
+        self.padding = grown(self.padding, start + count)
         self.keys[:, start : start + count] = keys
         self.values[:, start : start + count] = values
         if padding is not None:
@@ -203,7 +203,7 @@ class LatentCache:
         if needed > self.capacity and self.static:
             raise RuntimeError(f"static LatentCache is full ({self.capacity} entries)")
         if needed > self.capacity:  # the old dummy slot becomes an entry, written before use
-            self.entries = _grown(self.entries, needed + 1)
+            self.entries = grown(self.entries, needed + 1)
 
     @property
     def max_entries(self) -> int:

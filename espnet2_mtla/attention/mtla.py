@@ -316,8 +316,8 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
                                         key_padding_mask)
         if need_weights:
-            out, weights = self._explicit_attention(q_nope, q_pe, key_latent, key_rope,
-                                                    visible, attn_bias)
+            out, weights = self._expanded_attention(q_nope, q_pe, key_latent, key_rope,
+                                                    visible, attn_bias, need_weights=True)
             return out, (weights, key_positions)
         return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, visible, attn_bias)
 
@@ -326,17 +326,6 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         chunk = cache.first_chunk[:, None] + torch.arange(valid.shape[1], device=valid.device)
         newest = torch.minimum((chunk + 1) * self.down_rate - 1, cache.next_position[:, None] - 1)
         return torch.where(valid, newest, -1)
-
-    def _explicit_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
-        """``_expanded_attention`` with its probabilities formed: (out, (B, H, Tq, Tk))."""
-        q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
-        scores = torch.matmul(q, k.transpose(-1, -2)).float() * self.softmax_scale
-        scores = scores.masked_fill(~visible[:, None], float("-inf"))
-        if attn_bias is not None:
-            scores = scores + attn_bias.float()
-        probs = scores.softmax(dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
-        out = torch.matmul(F.dropout(probs, self.dropout, self.training), v)
-        return self.wo(out.transpose(1, 2).flatten(2)), probs
 
     def _merge_chunks(self, latent, k_pe, positions, padding, carry):
         """Partial chunk state after every token, and the cache entry of every chunk.
@@ -423,15 +412,25 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         q = torch.cat([q_nope, q_pe], dim=-1)  # (B, Tq, H, d_n + d_r)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
-    def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias):
+    def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias,
+                            need_weights=False):
         """Per-head attention over keys expanded from latents (prefill; training on CPU).
 
         visible: (B, Tq, Tk) boolean, or None for plain causal attention (Tq == Tk).
+        need_weights (visible given): the probabilities formed explicitly, returned too:
+        (out, (B, H, Tq, Tk)).
         """
         q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
         mask = None if visible is None else visible[:, None]  # (B, 1, Tq, Tk)
         if attn_bias is not None:
             mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
+        if need_weights:
+            scores = torch.matmul(q, k.transpose(-1, -2)).float() * self.softmax_scale
+            scores = (scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
+                      else scores + mask.float())
+            probs = scores.softmax(dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
+            out = torch.matmul(F.dropout(probs, self.dropout, self.training), v)
+            return self.wo(out.transpose(1, 2).flatten(2)), probs
         value_width = v.shape[-1]
         if mask is None and q.is_cuda and value_width < q.shape[-1]:
             # the flash kernel wants one head width: values padded with zeros (the extra
@@ -459,8 +458,8 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         """(B, H, 1, r): softmax over the valid entries of q_full . entries, times latents
         (need_weights: and the probabilities (B, H, 1, N) with the entries' positions)."""
         rank = self.kv_lora_rank
-        entries, valid = cache.held()  # (B, N, r + d_r), (B, N)
-        valid = valid | (torch.arange(valid.shape[1], device=valid.device) == 0)  # no empty row
+        entries, held = cache.held()  # (B, N, r + d_r), (B, N)
+        valid = held | (torch.arange(held.shape[1], device=held.device) == 0)  # no empty row
         # (a row with no entry yet attends to a zero entry: finite, and its output unused)
         scores = torch.matmul(q_full, entries[:, None].transpose(-1, -2)) * self.softmax_scale
         scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))  # (B, H, 1, N)
@@ -468,7 +467,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         out = torch.matmul(F.dropout(probs, self.dropout, self.training),
                            entries[:, None, :, :rank])
         if need_weights:
-            return out, (probs, self._entry_positions(cache, cache.held()[1]))
+            return out, (probs, self._entry_positions(cache, held))
         return out
 
     def _decode_step(self, q_nope, q_pe, cache, need_weights=False):

@@ -8,6 +8,8 @@ steps, as generate() expects; ``nbytes()`` gives the bytes actually held."""
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from espnet2_mtla.attention.cache import grown
+
 
 class LatentCacheLayer(CacheLayerMixin):
     is_compileable = False
@@ -94,12 +96,8 @@ class MTLACache(Cache):
             return
         count = input_ids.shape[1]
         if self.fed_ids is None:
-            self.fed_ids = input_ids.new_zeros(input_ids.shape[0], max(64, 2 * count))
-        elif self.num_fed + count > self.fed_ids.shape[1]:  # grow by doubling
-            grown = self.fed_ids.new_zeros(self.fed_ids.shape[0],
-                                           2 * (self.num_fed + count))
-            grown[:, :self.num_fed] = self.fed_ids[:, :self.num_fed]
-            self.fed_ids = grown
+            self.fed_ids = input_ids.new_zeros(input_ids.shape[0], 0)
+        self.fed_ids = grown(self.fed_ids, self.num_fed + count)  # doubling, ids kept
         self.fed_ids[:, self.num_fed:self.num_fed + count] = input_ids
         self.num_fed += count
 
