@@ -31,10 +31,6 @@ for recipe in "${recipes[@]}"; do
         > "${out}/${name}/run.log" 2>&1 || { status=1; echo "$0: ${recipe} failed" >&2; }
     echo "${recipe}: $(( $(date +%s) - start )) s" >> "${out}/times.txt"
     cp "${root}/egs2/${recipe}"/RESULTS_gpu.{md,png} "${out}/${name}/" 2>/dev/null || true
-    for log in "${root}/egs2/${recipe}"/exp_gpu/*/train.log; do
-        [ -f "${log}" ] || continue
-        grep -E "epoch results" "${log}" \
-            > "${out}/${name}/$(basename "$(dirname "${log}")")_epochs.log" || true
-    done
+    copy_epoch_lines "${root}/egs2/${recipe}/exp_gpu" "${out}/${name}"
 done
 exit "${status}"

@@ -2,7 +2,8 @@
 # installed, no espnet): `. bench/gpu_recipe_env.sh <carry dir>` builds the offline
 # environment from the carried wheels (once), unpacks espeak-ng from the carried .deb files
 # onto PATH, and puts the carried Debian Translation-en index where apt keeps it
-# (make_mini_corpus reads it there). Sets ${root} (this checkout) and ${carry}.
+# (make_mini_corpus reads it there). Sets ${root} (this checkout) and ${carry}, and defines
+# copy_epoch_lines.
 carry=$(cd "${1:?usage: . bench/gpu_recipe_env.sh <carry dir>}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -e "${root}/tools/venv/.complete" ] || "${root}/bench/offline_env.sh" "${carry}/wheels"
@@ -17,3 +18,12 @@ espeak-ng -v en-us --stdout "ready" > /dev/null \
          return 1; }
 mkdir -p /var/lib/apt/lists
 cp -n "${carry}"/*_i18n_Translation-en* /var/lib/apt/lists/ 2>/dev/null || true
+
+copy_epoch_lines() {  # copy_epoch_lines <exp dir> <out dir>: espnet's per-epoch summary
+    local log      # lines of each <exp dir>/*/train.log to <out dir>/<model>_epochs.log
+    for log in "$1"/*/train.log; do
+        [ -f "${log}" ] || continue
+        grep -E "epoch results" "${log}" \
+            > "$2/$(basename "$(dirname "${log}")")_epochs.log" || true
+    done
+}
