@@ -7,5 +7,5 @@ set -euo pipefail
 ./mtla.sh --task asr --train_set train --valid_set dev --test_sets test \
     --local_data_opts "--num_train 4000 --num_dev 150 --num_test 200" \
     --train_config conf/train.yaml --conf_dir conf --attn_confs "mha mtla_s2" --train_jobs 2 \
-    --token_type bpe --nbpe 300 --nj 2 --inference_nj 2 \
+    --token_type char --nj 2 --inference_nj 2 \
     --inference_config conf/decode.yaml "$@"
