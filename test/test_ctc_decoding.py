@@ -145,6 +145,26 @@ def test_joint_decoding_follows_the_better_scorer():
     assert [r[0].tokens for r in attention] != references
 
 
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_an_utterance_where_no_hypothesis_can_end_still_gets_its_best_one(
+        trained_ctc_model, cuda_graphs):
+    """With a minimum length beyond what CTC can align (2 tokens a frame), eos is out until
+    every hypothesis scores -inf: the search returns each utterance's best beam of the step
+    before, marked unfinished, instead of nothing (which lost the utterance's output)."""
+    batch = speech_batch(KEYS)
+    frames = trained_ctc_model.encode_prefix(batch).encoded_lengths.tolist()
+    search = BatchBeamSearch(trained_ctc_model, beam_size=3, maxlenratio=2.5,
+                             minlenratio=2.0, ctc_weight=0.5, cuda_graphs=cuda_graphs)
+    results, _ = search.search(batch)
+    usual, _ = BatchBeamSearch(trained_ctc_model, beam_size=3, maxlenratio=-MAX_TOKENS,
+                               ctc_weight=0.5).search(batch)
+    assert all(r[0].ended for r in usual)
+    for result, n in zip(results, frames):
+        assert len(result) == 1 and not result[0].ended
+        assert n < len(result[0].tokens) <= int(2.5 * n)
+        assert result[0].score == float("-inf")
+
+
 @pytest.mark.parametrize("weight", [-0.1, 1.5])
 def test_bad_ctc_weights_are_rejected(trained_ctc_model, weight):
     with pytest.raises(ValueError, match="ctc_weight must be in"):

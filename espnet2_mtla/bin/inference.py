@@ -47,8 +47,8 @@ from espnet2_mtla.tasks.decoder_only import (
     check_text_inputs,
     expected_sample_rate,
 )
-from espnet2_mtla.utils.audio_check import BadAudioError, check_sound_inputs
-from espnet2_mtla.utils.datadir import DataDirError, write_map
+from espnet2_mtla.data.audio_check import BadAudioError, check_sound_inputs
+from espnet2_mtla.data.datadir import DataDirError, write_map
 
 
 def get_parser():
@@ -261,6 +261,10 @@ def inference(args):
             tokens += stats.generated_tokens
             peak_cache = max(peak_cache, stats.peak_cache_bytes)
             for key, nbest in zip(keys, results):
+                if not nbest[0].ended:
+                    logging.warning(f"utterance {key}: no hypothesis ended within the length "
+                                    "limit (--maxlenratio/--minlenratio, or CTC could not "
+                                    "align one); its best unfinished hypothesis is written")
                 for rank, hyp in enumerate(nbest, start=1):
                     symbols = converter.ids2tokens(hyp.tokens)
                     out = writer[f"{rank}best_recog"]

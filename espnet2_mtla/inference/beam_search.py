@@ -5,7 +5,9 @@ all rows; per utterance the best 2K (K = beam size) continuations of its K beams
 ending in eos among the best K are finished hypotheses (score / length^length_penalty);
 the best K others continue; the caches are reordered by their back-pointers with one
 gather per layer. An utterance is done once it has K finished hypotheses or reaches its
-maximum length, and its rows leave the batch. Each utterance's prefix is encoded on its
+maximum length, and its rows leave the batch. One that stops with no finished hypothesis
+(none could end: e.g. CTC cannot align any hypothesis of that length) returns its best
+unfinished one, marked ``ended=False``, so every utterance gets an output. Each utterance's prefix is encoded on its
 own, so decoding it alone or in any batch gives the same result.
 
 Joint CTC/attention decoding (``ctc_weight`` w > 0, ESPnet's ``ctc_weight``): a candidate
@@ -26,7 +28,7 @@ import torch
 
 from espnet2_mtla.inference.ctc_prefix import CTCPrefixScorer
 from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
-from espnet2_mtla.model.prefix_lm import EncodedPrefix
+from espnet2_mtla.model.prefix_lm import EncodedPrefix, left_aligned
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Hypothesis:
     tokens: List[int]  # y_1..y_n, without eos
     score: float  # sum of log-probabilities of y_1..y_n and eos
     normalized_score: float  # score / (n + 1) ** length_penalty: the ranking key
+    ended: bool = True  # False: no hypothesis ended in eos; the best unfinished one
 
 
 @dataclass
@@ -42,15 +45,6 @@ class SearchStats:
     steps: int = 0
     peak_cache_bytes: int = 0  # largest total KV-cache size over all layers (host bound)
     graph_replays: int = 0  # steps replayed from a CUDA graph
-
-
-def _stack_left_padded(parts: List[torch.Tensor], total: int) -> torch.Tensor:
-    """(1, T_b, ...) tensors -> (B, total, ...) with each row right-aligned."""
-    rows = []
-    for part in parts:
-        pad = part.new_zeros(1, total - part.shape[1], *part.shape[2:])
-        rows.append(torch.cat([pad, part], dim=1))
-    return torch.cat(rows, dim=0)
 
 
 def encode_each(model, batch: Dict[str, torch.Tensor]):
@@ -63,12 +57,9 @@ def encode_each(model, batch: Dict[str, torch.Tensor]):
         single = {name: batch[name][row : row + 1, : int(length)], f"{name}_lengths": length}
         outputs.append(model.encode_prefix(single))
     lengths = torch.cat([out.lengths for out in outputs])
-    total = int(lengths.max())
-    prefix = _stack_left_padded([out.prefix for out in outputs], total)
-    steps = torch.arange(total, device=lengths.device)
-    shift = (total - lengths)[:, None]
-    padding = steps[None, :] < shift
-    positions = torch.where(padding, 0, steps[None, :] - shift)
+    # each prefix is (1, its length, D): right-padded together, then moved to the right
+    stacked = torch.nn.utils.rnn.pad_sequence([out.prefix[0] for out in outputs], batch_first=True)
+    prefix, padding, positions = left_aligned(stacked, lengths)
     encoded = encoded_lengths = None
     if outputs[0].encoded is not None:
         encoded = torch.nn.utils.rnn.pad_sequence(
@@ -240,9 +231,17 @@ class BatchBeamSearch:
             step += 1
             stats.steps = step
             for group, utt in enumerate(batch_utts):
+                stops = alive[group] and step > max_lens[utt]
                 alive[group] = alive[group] and (
                     len(finished[utt]) < beam and step <= max_lens[utt]
                 )
+                if stops and not finished[utt]:  # nothing could end: the best beam
+                    best = int(scores[group].argmax())  # of the step before eos was forced
+                    tokens = history[group * beam + best].tolist()
+                    score = float(scores[group, best])
+                    finished[utt].append(Hypothesis(
+                        tokens, score, score / (len(tokens) + 1) ** self.length_penalty,
+                        ended=False))
             still = [group for group in range(groups) if alive[group]]
             if not still:
                 break

@@ -114,10 +114,13 @@ class CTCPrefixScorer:
     def score(self, state: CTCPrefixState, tokens: torch.Tensor) -> torch.Tensor:
         """log psi(h+c) - log psi(h) for candidate tokens (R, S) of the rows: (R, S).
 
-        eos scores the end of h; blank cannot be emitted (-inf)."""
+        eos scores the end of h; blank cannot be emitted (-inf). A prefix CTC cannot align
+        (log psi(h) = -inf) gives -inf to every candidate (not -inf - -inf = nan)."""
         entry = self._entry(state, tokens)  # (R, S, T)
         emission = self._emissions(state, tokens)
-        return self._log_psi(state, tokens, entry, emission) - state.prefix_score[:, None]
+        previous = state.prefix_score[:, None]
+        increment = self._log_psi(state, tokens, entry, emission) - previous
+        return increment.masked_fill(previous == NEG_INF, NEG_INF)
 
     def _log_psi(self, state: CTCPrefixState, tokens: torch.Tensor, entry: torch.Tensor,
                  emission: torch.Tensor) -> torch.Tensor:
