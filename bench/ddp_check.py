@@ -31,13 +31,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from espnet2_mtla.bin.benchmark import (
-    LATENT_OF,
-    PAPER_SIZES,
-    TINY_SIZES,
-    VARIANTS,
-    BenchModel,
-)
+from espnet2_mtla.benchmark.subjects import BenchModel
+from espnet2_mtla.benchmark.variants import PAPER_SIZES, TINY_SIZES, VARIANTS, at_size
 
 
 def global_batch(step, size, frames, tokens, vocab):
@@ -97,9 +92,7 @@ def main():
 
     size = TINY_SIZES if args.tiny else PAPER_SIZES
     vocab = size["vocab"]
-    attention, conf = VARIANTS[args.variant]
-    if "kv_lora_rank" in conf:
-        conf = {**conf, **LATENT_OF[args.tiny]}
+    attention, conf = at_size(VARIANTS, args.tiny)[args.variant]
     torch.manual_seed(0)  # the same initial weights on every process
     model = BenchModel(attention, conf, size, vocab).to(device).train()
     ddp = DistributedDataParallel(TeacherForcedLoss(model),

@@ -15,7 +15,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from espnet2_mtla.bin.benchmark import PAPER_SIZES, VARIANTS, BenchModel, FixedLengthBeamSearch
+from espnet2_mtla.benchmark.subjects import BenchModel, FixedLengthBeamSearch
+from espnet2_mtla.benchmark.variants import PAPER_SIZES, VARIANTS
 
 
 def main():

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from espnet2_mtla.bin.benchmark import PAPER_SIZES, VARIANTS, median_time, peak_memory, reset_peak
-from espnet2_mtla.kernels import set_kernels_enabled
+from espnet2_mtla.benchmark.timing import median_time, peak_memory, reset_peak
+from espnet2_mtla.kernels import kernels_set
+from espnet2_mtla.benchmark.variants import PAPER_SIZES, VARIANTS
 from espnet2_mtla.model.decoder import DecoderOnlyStack
 
 # kinds of CUDA kernels, by name (first match wins)
@@ -52,7 +53,6 @@ def kind_of(name: str) -> str:
 def build(variant: str, sizes: dict, device, dtype):
     name, *options = variant.split(":")
     attention, conf = VARIANTS[name]
-    set_kernels_enabled("dense" not in options)
     torch.manual_seed(0)
     return DecoderOnlyStack(sizes["vocab"], sizes["d_model"], sizes["heads"],
                             sizes["decoder_layers"], sizes["ffn"], 0.0, attention,
@@ -75,12 +75,8 @@ def step_fn(model, batch, length, vocab, device, compiled=False):
 def count_flops(step) -> int:
     """FLOPs of one step, counted on the dense SDPA path (the flop counter cannot trace
     FlexAttention; the dense path does the same products, masked positions included)."""
-    set_kernels_enabled(False)
-    try:
-        with FlopCounterMode(display=False) as counter:
-            step()
-    finally:
-        set_kernels_enabled(True)
+    with kernels_set(False), FlopCounterMode(display=False) as counter:
+        step()
     return counter.get_total_flops()
 
 
@@ -89,14 +85,14 @@ def profile_step(step):
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         step()
         torch.cuda.synchronize()
-    kernels = {}
+    by_kernel = {}
     for event in prof.events():
         if event.device_type == torch.autograd.DeviceType.CUDA:
-            kernels[event.name] = kernels.get(event.name, 0.0) + event.device_time / 1e3
+            by_kernel[event.name] = by_kernel.get(event.name, 0.0) + event.device_time / 1e3
     kinds = {}
-    for name, ms in kernels.items():
+    for name, ms in by_kernel.items():
         kinds[kind_of(name)] = kinds.get(kind_of(name), 0.0) + ms
-    return kinds, sorted(kernels.items(), key=lambda item: -item[1])
+    return kinds, sorted(by_kernel.items(), key=lambda item: -item[1])
 
 
 def main(argv=None):
@@ -129,19 +125,17 @@ def main(argv=None):
             step = step_fn(model, batch, length, sizes["vocab"], device, "compile" in options)
             try:
                 flops = count_flops(step_fn(model, batch, length, sizes["vocab"], device))
-                set_kernels_enabled("dense" not in options)
-                step()  # compiles (FlexAttention) outside the measurement
-                reset_peak(device)
-                seconds = median_time(step, device, repeats=args.repeats, warmup=2)
-                memory = peak_memory(device) / 1e6
-                kinds, top = profile_step(step)
+                with kernels_set("dense" not in options):
+                    step()  # compiles (FlexAttention) outside the measurement
+                    reset_peak(device)
+                    seconds = median_time(step, device, repeats=args.repeats, warmup=2)
+                    memory = peak_memory(device) / 1e6
+                    kinds, top = profile_step(step)
             except torch.OutOfMemoryError:
                 print(f"{variant} {shape}: out of memory", flush=True)
                 model = step = None
                 torch.cuda.empty_cache()
                 continue
-            finally:
-                set_kernels_enabled(True)
             ms = seconds * 1e3
             if variant == "mha":
                 base_ms, base_flops = ms, flops

@@ -2,7 +2,8 @@
 
 import csv
 
-from espnet2_mtla.bin.benchmark import VARIANTS, main
+from espnet2_mtla.benchmark.variants import VARIANTS
+from espnet2_mtla.bin.benchmark import main
 
 
 def test_benchmark_smoke_run_writes_every_section(tmp_path):

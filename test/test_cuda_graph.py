@@ -9,7 +9,8 @@ lengths finish at different steps (done rows ride along, then the batch shrinks)
 import pytest
 import torch
 
-from espnet2_mtla.bin.benchmark import LATENT_OF, TINY_SIZES, VARIANTS, BenchModel
+from espnet2_mtla.benchmark.subjects import BenchModel
+from espnet2_mtla.benchmark.variants import TINY_SIZES, VARIANTS, at_size
 from espnet2_mtla.inference.beam_search import BatchBeamSearch
 
 pytestmark = [
@@ -20,9 +21,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
 def test_graph_replay_equals_eager_search(variant):
-    attention, conf = VARIANTS[variant]
-    if "kv_lora_rank" in conf:
-        conf = {**conf, **LATENT_OF[True]}
+    attention, conf = at_size(VARIANTS, tiny=True)[variant]
     torch.manual_seed(0)
     model = BenchModel(attention, conf, TINY_SIZES, TINY_SIZES["vocab"]).cuda().eval()
     lengths = torch.tensor([12, 7, 20, 3, 15, 9], device="cuda")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet2_mtla.utils.datadir import (
+from espnet2_mtla.data.datadir import (
     fix_data_dir,
     read_map,
     split_scp,
@@ -218,7 +218,7 @@ def clean_dir(root, name, keys, spk="s", with_audio=False):
 
 
 def test_copy_with_prefix_combine_and_duplicate_keys(tmp_path):
-    from espnet2_mtla.utils.datadir import combine_data, copy_data_dir
+    from espnet2_mtla.data.datadir import combine_data, copy_data_dir
 
     a = clean_dir(tmp_path, "a", ["u1", "u2"])
     copy_data_dir(a, tmp_path / "sp", utt_prefix="sp0.9-", spk_prefix="sp0.9-")
@@ -233,7 +233,7 @@ def test_copy_with_prefix_combine_and_duplicate_keys(tmp_path):
 
 
 def test_subset_and_utt2dur(tmp_path):
-    from espnet2_mtla.utils.datadir import get_utt2dur, subset_data_dir
+    from espnet2_mtla.data.datadir import get_utt2dur, subset_data_dir
 
     d = clean_dir(tmp_path, "d", [f"u{i}" for i in range(6)], with_audio=True)
     subset_data_dir(d, tmp_path / "first", 2, "first")

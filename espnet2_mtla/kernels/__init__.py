@@ -1,9 +1,11 @@
 """GPU kernels (Triton, and FlexAttention compiled to Triton for MTLA training), used
-automatically on CUDA; the PyTorch paths are the fallback and the oracle. ``ESPNET2_MTLA_KERNELS=0`` (or ``set_kernels_enabled(False)``) turns
-them off, e.g. to compare both in a benchmark.
+automatically on CUDA; the PyTorch paths are the fallback and the oracle.
+``ESPNET2_MTLA_KERNELS=0`` turns them off for a process; ``with kernels_set(False):`` (or
+``set_kernels_enabled(False)``) inside one, e.g. to compare both in a benchmark.
 """
 
 import os
+from contextlib import contextmanager
 
 _enabled = os.environ.get("ESPNET2_MTLA_KERNELS", "1") != "0"
 
@@ -16,6 +18,17 @@ def set_kernels_enabled(enabled: bool):
 def kernels_enabled() -> bool:
     """Whether GPU kernels (Triton, compiled FlexAttention) may be used at all."""
     return _enabled
+
+
+@contextmanager
+def kernels_set(enabled: bool):
+    """GPU kernels on or off inside the block; the previous setting restored after it."""
+    before = _enabled
+    set_kernels_enabled(enabled)
+    try:
+        yield
+    finally:
+        set_kernels_enabled(before)
 
 
 def latent_decode_kernel(query, rank: int):

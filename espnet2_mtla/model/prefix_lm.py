@@ -9,10 +9,22 @@ returns an ``EncodedPrefix``. It imports no espnet, so decoding and benchmarks r
 wherever torch does.
 """
 
+from abc import ABC, abstractmethod
 from typing import Dict, List, NamedTuple, Optional
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
+
+
+def left_padding(lengths: torch.Tensor, total: int):
+    """The padding mask (B, total) and positions (B, total) of rows of ``lengths`` real
+    frames right-aligned in ``total`` slots (left padding): slot t holds frame t - shift,
+    shift = total - length; positions 0..len-1, 0 at padding. The one rule of left
+    padding that the model, the beam search and the benchmark share."""
+    steps = torch.arange(total, device=lengths.device)
+    shift = (total - lengths)[:, None]  # (B, 1)
+    padding = steps[None, :] < shift
+    return padding, torch.where(padding, 0, steps[None, :] - shift)
 
 
 def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
@@ -22,14 +34,11 @@ def left_aligned(x: torch.Tensor, lengths: torch.Tensor):
     the real frames (0..len-1; 0 at padding).
     """
     batch, total = x.shape[:2]
-    steps = torch.arange(total, device=x.device)
-    shift = (total - lengths)[:, None]  # (B, 1)
-    source = (steps[None, :] - shift).clamp(min=0)  # slot t holds frame t - shift
-    index = source.view(batch, total, *([1] * (x.dim() - 2))).expand_as(x)
-    padding = steps[None, :] < shift
+    padding, positions = left_padding(lengths, total)
+    index = positions.view(batch, total, *([1] * (x.dim() - 2))).expand_as(x)
     moved = torch.gather(x, 1, index)
     moved = moved.masked_fill(padding.view(batch, total, *([1] * (x.dim() - 2))), 0)
-    return moved, padding, torch.where(padding, 0, source)
+    return moved, padding, positions
 
 
 class EncodedPrefix(NamedTuple):
@@ -44,8 +53,15 @@ class EncodedPrefix(NamedTuple):
     encoded_lengths: Optional[torch.Tensor] = None  # (B,)
 
 
-class PrefixLM:
-    """Mixin: the decoder-only layout, teacher forcing, scoring and cached decoding."""
+class PrefixLM(ABC):
+    """Mixin: the decoder-only layout, teacher forcing, scoring and cached decoding.
+
+    A subclass provides ``decoder``, ``eos``, ``ignore_id``, ``task_token_id``,
+    ``prefix_input_name`` and ``encode_prefix`` (see the module docstring)."""
+
+    @abstractmethod
+    def encode_prefix(self, batch: Dict[str, torch.Tensor]) -> EncodedPrefix:
+        """The decoder's left-padded prefix of a batch (and the encoder output for CTC)."""
 
     def prompts(self, batch: Dict[str, torch.Tensor]):
         """Prompt token ids of every utterance: a right-padded block (B, Lp) and lengths (B,)."""

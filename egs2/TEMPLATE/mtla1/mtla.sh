@@ -242,32 +242,33 @@ if run_stage 4; then
             utils/copy_data_dir.sh "${dumpdir}/raw/org/${set}" "${out}"
         fi
     done
-fi
-
-if [ "${feats_type}" = ssl ] && run_stage 4; then
-    for set in ${train_set} ${valid_set} ${test_sets}; do
-        log "stage 4: SSL features of ${dumpdir}/raw/${set} -> $(dump_of "${set}") (${ssl_conf})"
-        python -m espnet2_mtla.bin.extract_ssl_feats --frontend_config "${ssl_conf}" \
-            --data_dir "${dumpdir}/raw/${set}" --out_dir "$(dump_of "${set}")" --fs "${fs}"
-    done
-fi
-
-if { [ "${feats_type}" = fbank ] || [ "${feats_type}" = fbank_zip ]; } && run_stage 4; then
-    archive=zip; [ "${feats_type}" = fbank ] && archive=ark
-    for set in ${train_set} ${valid_set} ${test_sets}; do
-        gcmvn=""; [ "${set}" = "${train_set}" ] && gcmvn="--gcmvn"
-        made_from=$(digest "${dumpdir}/raw/${set}" "${archive} ${fs} ${gcmvn}" \
-            "$(cat "${dumpdir}/raw/org/${set}/.done" 2>/dev/null)")
-        if [ -f "$(dump_of "${set}")/.done" ] && ! up_to_date "$(dump_of "${set}")" "${made_from}"; then
-            log "stage 4: ${dumpdir}/raw/${set} changed since $(dump_of "${set}") was made: remaking it"
-            rm -rf "$(dump_of "${set}")"
-        fi
-        log "stage 4: Fbank (${archive}) of ${dumpdir}/raw/${set} -> $(dump_of "${set}")"
-        # shellcheck disable=SC2086
-        python -m espnet2_mtla.bin.write_fbank --data_dir "${dumpdir}/raw/${set}" \
-            --out_dir "$(dump_of "${set}")" --fs "${fs}" --archive "${archive}" ${gcmvn}
-        echo "${made_from}" > "$(dump_of "${set}")/.done"
-    done
+    # stored features of the dumped sets (feats_type raw: none, the frontend runs online)
+    case "${feats_type}" in
+    ssl)
+        for set in ${train_set} ${valid_set} ${test_sets}; do
+            log "stage 4: SSL features of ${dumpdir}/raw/${set} -> $(dump_of "${set}") (${ssl_conf})"
+            python -m espnet2_mtla.bin.extract_ssl_feats --frontend_config "${ssl_conf}" \
+                --data_dir "${dumpdir}/raw/${set}" --out_dir "$(dump_of "${set}")" --fs "${fs}"
+        done
+        ;;
+    fbank|fbank_zip)
+        archive=zip; [ "${feats_type}" = fbank ] && archive=ark
+        for set in ${train_set} ${valid_set} ${test_sets}; do
+            gcmvn=""; [ "${set}" = "${train_set}" ] && gcmvn="--gcmvn"
+            made_from=$(digest "${dumpdir}/raw/${set}" "${archive} ${fs} ${gcmvn}" \
+                "$(cat "${dumpdir}/raw/org/${set}/.done" 2>/dev/null)")
+            if [ -f "$(dump_of "${set}")/.done" ] && ! up_to_date "$(dump_of "${set}")" "${made_from}"; then
+                log "stage 4: ${dumpdir}/raw/${set} changed since $(dump_of "${set}") was made: remaking it"
+                rm -rf "$(dump_of "${set}")"
+            fi
+            log "stage 4: Fbank (${archive}) of ${dumpdir}/raw/${set} -> $(dump_of "${set}")"
+            # shellcheck disable=SC2086
+            python -m espnet2_mtla.bin.write_fbank --data_dir "${dumpdir}/raw/${set}" \
+                --out_dir "$(dump_of "${set}")" --fs "${fs}" --archive "${archive}" ${gcmvn}
+            echo "${made_from}" > "$(dump_of "${set}")/.done"
+        done
+        ;;
+    esac
 fi
 
 if run_stage 5; then

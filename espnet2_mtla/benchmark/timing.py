@@ -1,0 +1,65 @@
+"""Timing on the device (CUDA events, or a host clock on the CPU), CUDA-graph replay
+timing and peak memory."""
+
+import time
+import torch
+
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn, device, repeats=20, warmup=3):
+    """Median seconds of fn() (device events on CUDA, a host clock on the CPU)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            begin = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - begin)
+    return sorted(times)[len(times) // 2]
+
+
+def graph_replay_time(step, restore_state, device, repeats=20):
+    """Median seconds of one replay of ``step`` captured in a CUDA graph (GPU time alone,
+    no Python or launch overhead); NaN where capture is not possible."""
+    if device.type != "cuda":
+        return float("nan")
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                restore_state()
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        restore_state()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return median_time(graph.replay, device, repeats=repeats)
+    except Exception as error:  # e.g. a host sync inside the step
+        print(f"  (no CUDA graph: {type(error).__name__}: {str(error)[:80]})")
+        return float("nan")
+
+
+def reset_peak(device):
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(device):
+    return torch.cuda.max_memory_allocated() if device.type == "cuda" else float("nan")
