@@ -4,8 +4,11 @@
 entry of [latent c^ (r); rope key (d_r)] per chunk of ``down_rate`` positions (MLA, MTLA).
 Both grow in place (capacity doubles, so appending is amortised O(1) rather than a
 concatenation per step), reorder along the batch axis for beam search with one gather,
-and report their live size with ``nbytes()``. They only store; the attention types
-decide what goes in.
+and report their live size with ``nbytes()``. ``KVCache`` only stores. ``LatentCache``
+also applies MTLA's chunk rule to single decoding steps (``add_step``: a token's weighted
+latent is added to its chunk's entry, fused into one Triton kernel on CUDA); inputs of
+several tokens (prefill) are merged into chunk entries by the attention module
+(``mtla._merge_chunks``) and stored here with ``write``.
 
 Static mode (``set_static(True)``, for CUDA graphs): no tensor is replaced any more and
 no shape depends on a host-side counter. Single decoding steps write at device-side
@@ -13,11 +16,46 @@ indices, reads span the whole capacity (slots not yet written are masked or skip
 the decode kernel), and a reorder that keeps the batch size gathers in place. One
 decoding step can then be captured once and replayed; the host counter ``num_tokens``
 is kept by whoever replays (see ``espnet2_mtla.inference.cuda_graph``).
+
+``DecodingCache`` declares what the decoding side (beam search, the CUDA-graph runner,
+the benchmark's baselines) may use of any layer's cache.
 """
+
+from abc import ABC, abstractmethod
 
 import torch
 
 from espnet2_mtla.kernels import latent_update_kernel
+
+
+class DecodingCache(ABC):
+    """One attention layer's decoding cache, as the decoding side sees it.
+
+    ``batch_size`` rows, ``next_position`` (B,) the position of each row's next token;
+    ``reorder`` keeps rows ``batch_index`` (beam search); ``nbytes`` the bytes held and
+    ``nbytes_bound`` an upper bound of it known on the host (no device sync).
+    Capabilities: ``supports_static`` (``set_static`` works: CUDA graphs can replay steps
+    on it) and ``prefers_cuda_graphs`` (graphs are the default: they pay for this cache).
+    """
+
+    supports_static = False
+    prefers_cuda_graphs = False
+    batch_size: int
+    next_position: torch.Tensor
+
+    @abstractmethod
+    def reorder(self, batch_index: torch.Tensor):
+        """Keep rows ``batch_index`` (R,) in that order."""
+
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Bytes of the cached keys/values (or latents) held."""
+
+    def nbytes_bound(self) -> int:
+        return self.nbytes()
+
+    def set_static(self, static: bool = True, spares=None):
+        raise NotImplementedError(f"{type(self).__name__} has no static mode (CUDA graphs)")
 
 
 def _reorder_rows(cache, names, batch_index):
@@ -70,8 +108,10 @@ def grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor
     return larger
 
 
-class KVCache:
+class KVCache(DecodingCache):
     """Keys and values (B, T, n_kv, d_h) after RoPE, with the padding mask of each step."""
+
+    supports_static = True
 
     # Static mode works, but its reads span the whole capacity through a masked SDPA,
     # which lost to eager flash decoding in the beam benchmark (MQA/GQA by 2x): beam
@@ -149,10 +189,11 @@ class KVCache:
         per_step = self.keys[:, :1].numel() * self.keys.element_size()
         return 2 * per_step * self.num_tokens
 
-    nbytes_bound = nbytes  # exact on the host already
+    def nbytes_bound(self) -> int:
+        return self.nbytes()  # exact on the host already
 
 
-class LatentCache:
+class LatentCache(DecodingCache):
     """One [c^; k_pe] entry (width r + d_r) per chunk of ``down_rate`` positions.
 
     Row b's entry e holds chunk ``first_chunk[b] + e`` (chunk = position // down_rate),
@@ -160,6 +201,7 @@ class LatentCache:
     (``num_entries``); a left-padded batch stays equal to its rows decoded alone.
     """
 
+    supports_static = True
     prefers_cuda_graphs = True  # the decode kernel skips unwritten entries
 
     def __init__(

@@ -5,6 +5,7 @@ cache grows by concatenation and is reordered by ``index_select``, and the refer
 import torch
 from torch import nn
 
+from espnet2_mtla.attention.cache import DecodingCache
 from espnet2_mtla.attention.mha import MultiHeadAttention
 
 
@@ -49,7 +50,7 @@ class PaperStyleMHA(nn.Module):
         return ours.out_proj(out)
 
 
-class PaperStyleCache:
+class PaperStyleCache(DecodingCache):
     def __init__(self, batch_size, device):
         self.keys = self.values = None
         self.batch_size = batch_size
@@ -69,7 +70,6 @@ class PaperStyleCache:
     def nbytes(self):
         return 0 if self.keys is None else 2 * self.keys.numel() * self.keys.element_size()
 
-    nbytes_bound = nbytes
 
 
 class ReferenceMTLA(nn.Module):
@@ -93,7 +93,7 @@ class ReferenceMTLA(nn.Module):
                               incremental_state=cache.state)
 
 
-class ReferenceCache:
+class ReferenceCache(DecodingCache):
     def __init__(self, reference, batch_size, device):
         self.reference, self.state, self.batch_size = reference, {}, batch_size
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
@@ -107,4 +107,3 @@ class ReferenceCache:
         return sum(t.numel() * t.element_size() for buffer in self.state.values()
                    for name, t in buffer.items() if name.startswith("prev"))
 
-    nbytes_bound = nbytes

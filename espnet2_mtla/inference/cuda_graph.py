@@ -21,22 +21,20 @@ from typing import List
 
 import torch
 
-from espnet2_mtla.attention.cache import swap_spares
+from espnet2_mtla.attention.cache import DecodingCache, swap_spares
 
 
-def supports_cuda_graphs(caches: List) -> bool:
+def supports_cuda_graphs(caches: List[DecodingCache]) -> bool:
     """Whether every cache can be used in static mode on a CUDA device."""
     return bool(caches) and all(
-        hasattr(cache, "set_static") and _device_of(cache).type == "cuda" for cache in caches
+        cache.supports_static and _device_of(cache).type == "cuda" for cache in caches
     )
 
 
-def prefers_cuda_graphs(caches: List) -> bool:
+def prefers_cuda_graphs(caches: List[DecodingCache]) -> bool:
     """Whether graphs are the default: every cache supports them and gains from them
     (latent caches; per-token KV caches read their whole capacity in static mode)."""
-    return supports_cuda_graphs(caches) and all(
-        getattr(cache, "prefers_cuda_graphs", False) for cache in caches
-    )
+    return supports_cuda_graphs(caches) and all(cache.prefers_cuda_graphs for cache in caches)
 
 
 def _device_of(cache) -> torch.device:
