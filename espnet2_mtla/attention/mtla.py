@@ -124,7 +124,7 @@ class MergeHyperNetwork(nn.Module):
     PE-projection x latent, is not zero). nn.Linear's random initialisation, which the
     reference package keeps, instead gives each token a random weight, spread over about
     0.1-0.9 at kv_lora_rank 128 and wider at 256: a byte-level LM probe on an H200
-    (bench/lm_probe.py; bench/results_h200_2026-11-29_lm_probe) trained MTLA s=2 to a
+    (bench/lm_probe.py; bench/results/h200_2026-11-29_lm_probe) trained MTLA s=2 to a
     4.3 % higher validation loss than MHA after 2,500 steps with it, 1.2 % with this
     start (MLA: 0.4 %).
     """

@@ -143,7 +143,7 @@ def latent_attention_decode(query, entries, num_entries, rank, scale, max_entrie
     query = query.contiguous()
     block_h = max(16, triton.next_power_of_2(heads))
     # tiles of 32 entries, 4 stages deep: 90% of copy bandwidth at batch 64 x 32k entries
-    # and 96% at batch 128 (bf16, H100; bench/results_h100_2026-11-23/kernel.csv)
+    # and 96% at batch 128 (bf16, H100; bench/results/h100_2026-11-23/kernel.csv)
     block_n = block_n or 32
     num_stages = num_stages or (4 if query.element_size() <= 2 else 3)
     if query.is_cuda:
