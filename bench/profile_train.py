@@ -23,14 +23,12 @@ import re
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
-from espnet2_mtla.benchmark.timing import median_time, peak_memory, reset_peak
+from espnet2_mtla.benchmark.subjects import training_stack, training_step
+from espnet2_mtla.benchmark.timing import count_flops, median_time, peak_memory, reset_peak
 from espnet2_mtla.kernels import kernels_set
 from espnet2_mtla.benchmark.variants import PAPER_SIZES, VARIANTS
-from espnet2_mtla.model.decoder import DecoderOnlyStack
 
 # kinds of CUDA kernels, by name (first match wins)
 KINDS = [
@@ -51,33 +49,8 @@ def kind_of(name: str) -> str:
 
 
 def build(variant: str, sizes: dict, device, dtype):
-    name, *options = variant.split(":")
-    attention, conf = VARIANTS[name]
-    torch.manual_seed(0)
-    return DecoderOnlyStack(sizes["vocab"], sizes["d_model"], sizes["heads"],
-                            sizes["decoder_layers"], sizes["ffn"], 0.0, attention,
-                            conf).to(device, dtype)
-
-
-def step_fn(model, batch, length, vocab, device, compiled=False):
-    tokens = torch.randint(0, vocab, (batch, length), device=device)
-    positions = torch.arange(length, device=device).expand(batch, -1)
-    stack = torch.compile(model) if compiled else model
-
-    def step():
-        hidden = stack(model.embed(tokens), positions, None)
-        loss = F.cross_entropy(model.logits(hidden).flatten(0, 1).float(), tokens.flatten())
-        loss.backward()
-
-    return step
-
-
-def count_flops(step) -> int:
-    """FLOPs of one step, counted on the dense SDPA path (the flop counter cannot trace
-    FlexAttention; the dense path does the same products, masked positions included)."""
-    with kernels_set(False), FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
+    attention, conf = VARIANTS[variant.split(":")[0]]
+    return training_stack(attention, conf, sizes, device, dtype)
 
 
 def profile_step(step):
@@ -122,9 +95,9 @@ def main(argv=None):
         for variant in args.variants:
             model = build(variant, sizes, device, dtype)
             options = variant.split(":")[1:]
-            step = step_fn(model, batch, length, sizes["vocab"], device, "compile" in options)
+            step = training_step(model, batch, length, device, "compile" in options)
             try:
-                flops = count_flops(step_fn(model, batch, length, sizes["vocab"], device))
+                flops = count_flops(training_step(model, batch, length, device))
                 with kernels_set("dense" not in options):
                     step()  # compiles (FlexAttention) outside the measurement
                     reset_peak(device)

@@ -6,16 +6,15 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from espnet2_mtla.benchmark.report import Report
 from espnet2_mtla.benchmark.subjects import (BenchModel, FixedLengthBeamSearch, bytes_per_token,
-                                             decode_subject, restore, snapshot)
-from espnet2_mtla.benchmark.timing import (graph_replay_time, median_time, peak_memory,
-                                           reset_peak, synchronize)
+                                             decode_subject, restore, snapshot,
+                                             training_stack, training_step)
+from espnet2_mtla.benchmark.timing import (count_flops, graph_replay_time, median_time,
+                                           peak_memory, reset_peak, synchronize)
 from espnet2_mtla.benchmark.variants import Variants
 from espnet2_mtla.kernels import kernels_set
-from espnet2_mtla.model.decoder import DecoderOnlyStack
 
 
 @dataclass
@@ -174,42 +173,41 @@ def bench_beam(bench: Bench, options):
 
 
 def bench_train(bench: Bench, options):
-    """One training step (forward + backward) of the decoder stack at T tokens."""
-    device, size = bench.device, bench.size
-    for variant in options.variants:
-        attention, conf = bench.variants[variant]
-        # MTLA's own training path (FlexAttention) and, to compare, the dense-mask SDPA one
-        kernel_settings = [True]
-        if variant.startswith("mtla") and options.compare_kernels:
-            kernel_settings.append(False)
-        for kernels_on in kernel_settings:
-            for length in options.train_lengths:
-                with kernels_set(kernels_on):
-                    torch.manual_seed(0)
-                    model = DecoderOnlyStack(size["vocab"], size["d_model"], size["heads"],
-                                             size["decoder_layers"], size["ffn"], 0.0,
-                                             attention, conf).to(device, bench.dtype)
-                    tokens = torch.randint(0, size["vocab"], (1, length), device=device)
-                    positions = torch.arange(length, device=device)[None]
-
-                    def step():
-                        hidden = model(model.embed(tokens), positions, None)
-                        loss = F.cross_entropy(model.logits(hidden).flatten(0, 1).float(),
-                                               tokens.flatten())
-                        loss.backward()
-
-                    try:
+    """One training step (forward + backward) of the decoder stack per B x T shape, each
+    variant's time beside MHA's of the same shape and its arithmetic bound (its FLOPs
+    relative to MHA's, counted on the same step)."""
+    device = bench.device
+    names = sorted(options.variants, key=lambda name: name != "mha")  # MHA first: the base
+    for batch, length in options.train_shapes:
+        base_ms = base_flops = None
+        for variant in names:
+            attention, conf = bench.variants[variant]
+            # MTLA's own training path (FlexAttention) and, to compare, the dense-mask SDPA one
+            kernel_settings = [True]
+            if variant.startswith("mtla") and options.compare_kernels:
+                kernel_settings.append(False)
+            for kernels_on in kernel_settings:
+                model = training_stack(attention, conf, bench.size, device, bench.dtype)
+                step = training_step(model, batch, length, device)
+                flops = count_flops(step)
+                try:
+                    with kernels_set(kernels_on):
                         step()  # compile (FlexAttention) outside the measurement
                         reset_peak(device)
                         seconds = median_time(step, device, repeats=options.repeats // 4 + 1,
                                               warmup=1)
                         memory = peak_memory(device)
-                    except torch.OutOfMemoryError:
-                        seconds = memory = float("nan")
-                bench.report.row("train", dict(variant=variant, kernels=kernels_on,
-                                               tokens=length, ms_per_step=seconds * 1e3,
-                                               peak_memory_MB=memory / 1e6))
-                model = None  # freed before the next
+                except torch.OutOfMemoryError:
+                    seconds = memory = float("nan")
+                ms = seconds * 1e3
+                if variant == "mha":
+                    base_ms, base_flops = ms, flops
+                bench.report.row("train", dict(
+                    variant=variant, kernels=kernels_on, batch=batch, tokens=length,
+                    ms_per_step=ms, ratio_to_mha=ms / base_ms if base_ms else float("nan"),
+                    flops_ratio_to_mha=flops / base_flops if base_flops else float("nan"),
+                    peak_memory_MB=memory / 1e6))
+                model = step = None  # freed before the next
 
 
 SECTIONS = {"copy": bench_copy, "decode": bench_decode, "kernel": bench_kernel,

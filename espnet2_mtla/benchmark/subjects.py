@@ -1,10 +1,12 @@
 """What the benchmark measures: attention layers with caches filled directly (a prefill
 of 64k tokens is not what is measured), their snapshots for timed repeats, and the
-random-weight decoder-only model with a beam search of fixed output length."""
+random-weight decoder-only model with a beam search of fixed output length, and the
+decoder stack's training step on random tokens."""
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from espnet2_mtla.attention import build_attention
@@ -145,3 +147,26 @@ def decode_subject(variant, variants, size, latent, device, dtype):
     attention, conf = variants[variant]
     module = build_attention(attention, d_model, heads, **conf).to(device, dtype).eval()
     return module, lambda batch, length: filled_cache(module, batch, length, device, dtype)
+
+
+def training_stack(attention, conf, size, device, dtype) -> DecoderOnlyStack:
+    """The benchmark's decoder stack (no dropout), seeded, for training steps."""
+    torch.manual_seed(0)
+    return DecoderOnlyStack(size["vocab"], size["d_model"], size["heads"],
+                            size["decoder_layers"], size["ffn"], 0.0, attention,
+                            conf).to(device, dtype)
+
+
+def training_step(model, batch, length, device, compiled=False):
+    """A function running one forward + backward of ``model`` on random tokens (B, T)
+    (through torch.compile when ``compiled``; its first call compiles)."""
+    tokens = torch.randint(0, model.embed.num_embeddings, (batch, length), device=device)
+    positions = torch.arange(length, device=device).expand(batch, -1)
+    stack = torch.compile(model) if compiled else model
+
+    def step():
+        hidden = stack(model.embed(tokens), positions, None)
+        loss = F.cross_entropy(model.logits(hidden).flatten(0, 1).float(), tokens.flatten())
+        loss.backward()
+
+    return step

@@ -1,9 +1,12 @@
 """Timing on the device (CUDA events, or a host clock on the CPU), CUDA-graph replay
-timing and peak memory."""
+timing, peak memory, and a step's FLOPs (the arithmetic bound of a comparison)."""
 
 import time
-import torch
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from espnet2_mtla.kernels import kernels_set
 
 
 def synchronize(device):
@@ -63,3 +66,12 @@ def reset_peak(device):
 
 def peak_memory(device):
     return torch.cuda.max_memory_allocated() if device.type == "cuda" else float("nan")
+
+
+def count_flops(step) -> int:
+    """FLOPs of one call of ``step``, counted on the dense SDPA path (the flop counter
+    cannot trace FlexAttention; the dense path does the same products, masked positions
+    included)."""
+    with kernels_set(False), FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()

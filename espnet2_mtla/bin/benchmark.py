@@ -16,8 +16,10 @@ Sections (``--sections``):
   ``mha_paper`` (fairseq-style: cache grown by concatenation, attention as bmm +
   softmax, every cache reordered by index_select each step) and ``mha`` (ours:
   preallocated cache, fused SDPA), plus the reference ``mtla`` package's MTLA.
-- ``train``: one training step (forward + backward) of the decoder stack at T tokens
-  (MTLA through FlexAttention with the stride-aware mask on CUDA).
+- ``train``: one training step (forward + backward) of the decoder stack per B x T shape
+  (``--train_shapes``; MTLA through FlexAttention with the stride-aware mask on CUDA),
+  with the ratio to MHA's step at the same shape beside the arithmetic bound (the step's
+  FLOPs relative to MHA's).
 
 Beam search replays each decoding step from CUDA graphs where the caches allow it (ours;
 not the paper-style MHA nor the reference package, whose caches grow by concatenation).
@@ -36,6 +38,17 @@ from espnet2_mtla.benchmark.report import Report, plot
 from espnet2_mtla.benchmark.sections import SECTIONS, Bench
 from espnet2_mtla.benchmark.variants import (ATTENTION_CONFS, VARIANTS, at_size, latent_sizes,
                                              sizes)
+
+
+def batch_by_tokens(text: str):
+    """'32x512' -> (32, 512)."""
+    try:
+        batch, tokens = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected B x T such as 32x512, got {text!r}")
+    if batch < 1 or tokens < 1:
+        raise argparse.ArgumentTypeError(f"B and T must be >= 1, got {text!r}")
+    return batch, tokens
 
 
 def get_parser():
@@ -66,7 +79,9 @@ def get_parser():
     parser.add_argument("--utterances", type=int, default=64)
     parser.add_argument("--prefix_len", type=int, default=300)
     parser.add_argument("--output_len", type=int, default=100)
-    parser.add_argument("--train_lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--train_shapes", type=batch_by_tokens, nargs="+",
+                        default=[(32, 512), (16, 1024), (8, 2048), (4, 4096), (1, 16384)],
+                        help="train: B x T of each step, e.g. 32x512")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--kernel_entries", type=int, nargs="+", default=[8192, 32768])
     parser.add_argument("--kernel_configs", type=lambda text: tuple(map(int, text.split(","))),
