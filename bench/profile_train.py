@@ -27,8 +27,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from espnet2_mtla.benchmark.subjects import training_stack, training_step
 from espnet2_mtla.benchmark.timing import count_flops, median_time, peak_memory, reset_peak
-from espnet2_mtla.kernels import kernels_set
 from espnet2_mtla.benchmark.variants import PAPER_SIZES, VARIANTS
+from espnet2_mtla.kernels import kernels_set
 
 # kinds of CUDA kernels, by name (first match wins)
 KINDS = [

@@ -40,7 +40,7 @@ def check(device, dtype, batch, heads, rank, rope, lengths, capacity, seed=0):
 def check_update(device, dtype, down_rate, seed=0):
     """The fused single-step cache update equals LatentCache.add_step's PyTorch path."""
     from espnet2_mtla.attention.cache import LatentCache
-    from espnet2_mtla.kernels import set_kernels_enabled
+    from espnet2_mtla.kernels import kernels_set
     from espnet2_mtla.kernels.latent_update import latent_add_step
 
     generator = torch.Generator().manual_seed(seed)
@@ -63,9 +63,8 @@ def check_update(device, dtype, down_rate, seed=0):
         key = torch.randn(batch, rope, generator=generator).to(device, dtype)
         latent_add_step(caches[0], latent, key, positions)
         caches[0].num_tokens += 1
-        set_kernels_enabled(False)
-        caches[1].add_step(latent, key, positions)  # the PyTorch path
-        set_kernels_enabled(True)
+        with kernels_set(False):
+            caches[1].add_step(latent, key, positions)  # the PyTorch path
     for name in ("num_entries", "first_chunk", "next_position"):
         assert torch.equal(getattr(caches[0], name), getattr(caches[1], name)), name
     for row in range(batch):

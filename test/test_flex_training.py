@@ -11,7 +11,8 @@ import torch
 from espnet2_mtla.attention import build_attention
 from espnet2_mtla.attention.base import scaled_dot_product_attention
 from espnet2_mtla.attention.mtla import stride_aware_flex_attention
-from espnet2_mtla.kernels import set_kernels_enabled
+from espnet2_mtla.kernels import kernels_set
+from espnet2_mtla.model.prefix_lm import left_padding
 
 LATENT = dict(kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32)
 
@@ -21,9 +22,7 @@ def padded_positions(lengths, total, left):
     steps = torch.arange(total)
     lengths = torch.tensor(lengths)
     if left:
-        shift = (total - lengths)[:, None]
-        padding = steps[None, :] < shift
-        positions = torch.where(padding, 0, steps[None, :] - shift)
+        padding, positions = left_padding(lengths, total)
     else:
         padding = steps[None, :] >= lengths[:, None]
         positions = steps.expand(len(lengths), total).clone()
@@ -84,15 +83,14 @@ def test_module_training_on_cuda_flex_equals_torch_path(down_rate):
     positions, padding = positions.cuda(), padding.cuda()
     results = {}
     for enabled in (True, False):
-        set_kernels_enabled(enabled)
-        module.zero_grad()
-        xin = x.clone().requires_grad_(True)
-        out = module(xin, position=positions, key_padding_mask=padding)
-        loss = (out * (~padding)[..., None]).square().sum()
-        loss.backward()
+        with kernels_set(enabled):
+            module.zero_grad()
+            xin = x.clone().requires_grad_(True)
+            out = module(xin, position=positions, key_padding_mask=padding)
+            loss = (out * (~padding)[..., None]).square().sum()
+            loss.backward()
         grads = [xin.grad] + [p.grad.clone() for p in module.parameters()]
         results[enabled] = (out.masked_fill(padding[..., None], 0).detach(), grads)
-    set_kernels_enabled(True)
     (out_flex, grads_flex), (out_torch, grads_torch) = results[True], results[False]
     assert torch.allclose(out_flex, out_torch, atol=1e-4, rtol=1e-4)
     for got, want in zip(grads_flex, grads_torch):

@@ -39,7 +39,7 @@ def test_kernel_on_the_gpu():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_module_decoding_with_the_kernel_equals_the_torch_path(dtype):
     from espnet2_mtla.attention import build_attention
-    from espnet2_mtla.kernels import set_kernels_enabled
+    from espnet2_mtla.kernels import kernels_set
 
     torch.manual_seed(0)
     module = build_attention("mtla", 256, 8, down_rate=3, kv_lora_rank=256,
@@ -48,13 +48,11 @@ def test_module_decoding_with_the_kernel_equals_the_torch_path(dtype):
     x = torch.randn(4, 50, 256, device="cuda", dtype=dtype)
     outputs = {}
     for enabled in (True, False):
-        set_kernels_enabled(enabled)
         cache = module.make_cache(4)
-        with torch.no_grad():
+        with kernels_set(enabled), torch.no_grad():
             steps = [module(x[:, :20], cache=cache)]
             steps += [module(x[:, t : t + 1], cache=cache) for t in range(20, 50)]
         outputs[enabled] = torch.cat(steps, 1).float()
-    set_kernels_enabled(True)
     with torch.no_grad():
         parallel = module(x).float()
     tolerance = 1e-4 if dtype == torch.float32 else 2e-2

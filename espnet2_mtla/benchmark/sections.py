@@ -186,14 +186,16 @@ def bench_train(bench: Bench, options):
             kernel_settings = [True]
             if variant.startswith("mtla") and options.compare_kernels:
                 kernel_settings.append(False)
+            flops = None  # the same arithmetic on either path: counted once per variant
             for kernels_on in kernel_settings:
                 model = training_stack(attention, conf, bench.size, device, bench.dtype)
                 step = training_step(model, batch, length, device)
-                try:  # (the dense path materialises T x T scores: it may not fit at 16k)
-                    flops = count_flops(step)
-                except torch.OutOfMemoryError:
-                    flops = float("nan")
-                    torch.cuda.empty_cache()
+                if flops is None:
+                    try:  # (the dense path materialises T x T scores: it may not fit at 16k)
+                        flops = count_flops(step)
+                    except torch.OutOfMemoryError:
+                        flops = float("nan")
+                        torch.cuda.empty_cache()
                 try:
                     with kernels_set(kernels_on):
                         step()  # compile (FlexAttention) outside the measurement
@@ -204,7 +206,7 @@ def bench_train(bench: Bench, options):
                 except torch.OutOfMemoryError:
                     seconds = memory = float("nan")
                 ms = seconds * 1e3
-                if variant == "mha" and kernels_on:
+                if variant == "mha":
                     base_ms, base_flops = ms, flops
                 bench.report.row("train", dict(
                     variant=variant, kernels=kernels_on, batch=batch, tokens=length,

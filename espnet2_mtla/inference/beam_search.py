@@ -7,8 +7,9 @@ the best K others continue; the caches are reordered by their back-pointers with
 gather per layer. An utterance is done once it has K finished hypotheses or reaches its
 maximum length, and its rows leave the batch. One that stops with no finished hypothesis
 (none could end: e.g. CTC cannot align any hypothesis of that length) returns its best
-unfinished one, marked ``ended=False``, so every utterance gets an output. Each utterance's prefix is encoded on its
-own, so decoding it alone or in any batch gives the same result.
+unfinished one, marked ``ended=False``, so every utterance gets an output. Each
+utterance's prefix is encoded on its own, so decoding it alone or in any batch gives the
+same result.
 
 Joint CTC/attention decoding (``ctc_weight`` w > 0, ESPnet's ``ctc_weight``): a candidate
 scores (1 - w) * decoder log-prob + w * CTC prefix score increment (ctc_prefix.py). As in
