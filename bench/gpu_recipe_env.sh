@@ -1,9 +1,10 @@
 # Sourced by the bench/ scripts that run recipes on a lent GPU machine (no network, torch
 # installed, no espnet): `. bench/gpu_recipe_env.sh <carry dir>` builds the offline
 # environment from the carried wheels (once), unpacks espeak-ng from the carried .deb files
-# onto PATH, and puts the carried Debian Translation-en index where apt keeps it
-# (make_mini_corpus reads it there). Sets ${root} (this checkout) and ${carry}, and defines
-# copy_epoch_lines.
+# onto PATH, puts the carried Debian Translation-en index where apt keeps it
+# (make_mini_corpus reads it there) and the carried German catalogs where mini_en_de's
+# data preparation looks for them (bench/gpu_carry.sh assembles the carry dir). Sets
+# ${root} (this checkout) and ${carry}, and defines copy_epoch_lines.
 carry=$(cd "${1:?usage: . bench/gpu_recipe_env.sh <carry dir>}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -e "${root}/tools/venv/.complete" ] || "${root}/bench/offline_env.sh" "${carry}/wheels"
@@ -18,6 +19,11 @@ espeak-ng -v en-us --stdout "ready" > /dev/null \
          return 1; }
 mkdir -p /var/lib/apt/lists
 cp -n "${carry}"/*_i18n_Translation-en* /var/lib/apt/lists/ 2>/dev/null || true
+if [ -d "${carry}/mo_root" ]; then
+    mkdir -p "${root}/egs2/mini_en_de/st1/downloads"
+    rm -rf "${root}/egs2/mini_en_de/st1/downloads/root"
+    cp -a "${carry}/mo_root" "${root}/egs2/mini_en_de/st1/downloads/root"
+fi
 
 copy_epoch_lines() {  # copy_epoch_lines <exp dir> <out dir>: espnet's per-epoch summary
     local log      # lines of each <exp dir>/*/train.log to <out dir>/<model>_epochs.log

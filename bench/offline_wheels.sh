@@ -23,12 +23,13 @@ mkdir -p "${out}"
 "${python}" -m pip download --no-deps --only-binary=:all: --python-version "${python_version}" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux_2_28_x86_64 --platform any -d "${out}" \
-    $(pinned cffi soxr soundfile pycparser RapidFuzz)
+    $(pinned cffi soxr soundfile pycparser RapidFuzz regex lxml)
 # pure Python (some only as sdists): built here, any Python 3
 # shellcheck disable=SC2046
 "${python}" -m pip wheel --no-deps -w "${out}" \
     $(pinned espnet s3prl espnet-g2p-en espnet_tts_frontend librosa kaldiio typeguard \
         humanfriendly hydra-core omegaconf antlr4-python3-runtime torch-complex jaconv jamo \
         inflect jaraco.functools more-itertools nltk Unidecode decorator defusedxml pooch \
-        platformdirs wcwidth audioread ConfigArgParse jiwer click)
+        platformdirs wcwidth audioread ConfigArgParse jiwer click rouge_score absl-py six \
+        sacrebleu portalocker tabulate colorama)
 ls "${out}"

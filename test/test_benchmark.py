@@ -29,3 +29,33 @@ def test_benchmark_smoke_run_writes_every_section(tmp_path):
     assert set(VARIANTS) >= {"mha", "mla", "mtla_s2"}
     main(["--plot", "--out", str(tmp_path)])
     assert (tmp_path / "decode.png").exists() and (tmp_path / "beam.png").exists()
+
+
+def test_attention_flops_agree_with_torch_and_count_grouped_and_narrow_value_heads():
+    """The train section's arithmetic bound counts fused attention by shapes: equal to
+    torch's formula where torch has one, and for what torch 2.11 refuses (GQA's fewer
+    key/value heads, MLA's value narrower than its query-key width) per query head."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    from espnet2_mtla.benchmark.timing import attention_flops
+
+    q, k, v = (2, 8, 16, 64), (2, 8, 20, 64), (2, 8, 20, 64)
+    assert attention_flops(q, k, v) == sdpa_flop_count(q, k, v)
+    assert attention_flops(q, k, v, backward=True) == sdpa_backward_flop_count(q, q, k, v)
+    grouped = attention_flops(q, (2, 2, 20, 64), (2, 2, 20, 64))
+    assert grouped == attention_flops(q, k, v)  # the same products per query head
+    q96, k96, v64 = (2, 8, 16, 96), (2, 8, 20, 96), (2, 8, 20, 64)
+    assert attention_flops(q96, k96, v64) == 2 * 2 * 8 * 16 * 20 * (96 + 64)
+    assert attention_flops(q96, k96, v64, backward=True) == 2 * 2 * 8 * 16 * 20 * (3 * 96 + 2 * 64)
+
+
+def test_tiny_runs_tiny_shapes_unless_told_otherwise():
+    """--tiny is a smoke run: every section's shapes are small (the paper's 16k-token
+    training rows and 64k caches took the CPU an hour), and an option given still wins."""
+    from espnet2_mtla.bin.benchmark import FULL_RUN, SMOKE_RUN, parse_args
+
+    assert parse_args([]).train_shapes == FULL_RUN["train_shapes"]
+    tiny = parse_args(["--tiny"])
+    assert {key: getattr(tiny, key) for key in SMOKE_RUN} == SMOKE_RUN
+    assert max(tokens for _, tokens in tiny.train_shapes) <= 64 and max(tiny.lengths) <= 64
+    assert parse_args(["--tiny", "--train_shapes", "3x8"]).train_shapes == [(3, 8)]

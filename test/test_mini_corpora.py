@@ -128,6 +128,32 @@ def test_mo_reader_reads_both_byte_orders(tmp_path):
         gettext_pairs.read_mo(tmp_path / "bad.mo")
 
 
+def test_unpacked_catalogs_travel_without_their_packages(tmp_path, monkeypatch):
+    """A download folder whose root/ was unpacked from the catalog packages (its
+    .packages marker) is used as it is: no .deb files, no apt-get (a GPU machine with no
+    network); a root unpacked from other packages is not trusted."""
+    import subprocess
+
+    locale = tmp_path / "root" / gettext_pairs.LOCALE_DIR
+    locale.mkdir(parents=True)
+    (locale / "apt.mo").write_bytes(b"")
+    marker = tmp_path / "root" / ".packages"
+    marker.write_text("\n".join(gettext_pairs.CATALOG_PACKAGES) + "\n")
+    calls = []
+
+    def no_network(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 100, "", "E: no network")
+
+    monkeypatch.setattr(gettext_pairs.subprocess, "run", no_network)
+    assert gettext_pairs.fetch_catalogs(tmp_path) == [locale / "apt.mo"]
+    assert calls == []
+    marker.write_text("apt\n")
+    with pytest.raises(RuntimeError, match="apt-get download failed"):
+        gettext_pairs.fetch_catalogs(tmp_path)
+    assert calls and calls[0][:2] == ["apt-get", "download"]
+
+
 MINI = {"mini_en/asr1": ("asr", "wer"), "mini_en_de/st1": ("st", "bleu"),
         "mini_slu/slu1": ("slu", "intent"), "mini_sum/sum1": ("summ", "rouge")}
 

@@ -108,6 +108,11 @@ def test_template_runs_end_to_end_with_a_sweep(recipe):
     assert rows["mtla_mha"][epochs].strip().startswith("2 (best ")
     assert int(rows["mtla_mha"][steps]) > 0 and int(rows["mtla_mha"][steps]) % 2 == 0
     assert float(rows["mtla_mha"][header.index("train_min")]) >= 0
+    # the cost to converge: steps up to the best epoch (each epoch has the same steps)
+    best = int(rows["mtla_mha"][epochs].split("best ")[1].rstrip(") "))
+    best_steps = int(rows["mtla_mha"][header.index("best_steps")])
+    assert best_steps == int(rows["mtla_mha"][steps]) * best // 2
+    assert 0 <= float(rows["mtla_mha"][header.index("best_min")]) <= float(rows["mtla_mha"][header.index("train_min")])
     # stage 2 tripled the training set with speed-perturbed copies
     train_keys = read_map(recipe / "dump" / "raw" / "train_sp" / "text")[0]
     assert len(train_keys) == 15 and "sp0.9-utt1" in train_keys and "utt1" in train_keys

@@ -68,10 +68,43 @@ def peak_memory(device):
     return torch.cuda.max_memory_allocated() if device.type == "cuda" else float("nan")
 
 
+def attention_flops(query, key, value, backward=False) -> int:
+    """FLOPs of fused attention from the shapes of query (B, H, Tq, Dqk), key (B, Hkv, Tk,
+    Dqk) and value (B, Hkv, Tk, Dv): the two products per query head, QK^T and PV; the
+    backward recomputes QK^T and forms dP, dV, dQ and dK. Grouped key/value heads
+    (Hkv < H) and a value width other than the key's (MLA: 96 / 64) are counted as done;
+    torch's own formula refuses both (torch 2.11 asserts equal heads and widths)."""
+    batch, heads, queries, qk_dim = query
+    pairs = 2 * batch * heads * queries * key[-2]
+    return pairs * (3 * qk_dim + 2 * value[-1]) if backward else pairs * (qk_dim + value[-1])
+
+
+def _forward_attention_flops(query, key, value, *args, out_shape=None, **kwargs):
+    return attention_flops(query, key, value)
+
+
+def _backward_attention_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+    return attention_flops(query, key, value, backward=True)
+
+
+def _attention_flop_formulas():
+    """The fused SDPA operators (query, key, value first; backward: grad_out first)."""
+    aten = torch.ops.aten
+    formulas = {}
+    for backend in ("efficient_attention", "flash_attention", "cudnn_attention"):
+        for suffix, formula in (("", _forward_attention_flops),
+                                ("_backward", _backward_attention_flops)):
+            name = f"_scaled_dot_product_{backend}{suffix}"
+            if hasattr(aten, name):
+                formulas[getattr(aten, name)] = formula
+    return formulas
+
+
 def count_flops(step) -> int:
     """FLOPs of one call of ``step``, counted on the dense SDPA path (the flop counter
     cannot trace FlexAttention; the dense path does the same products, masked positions
-    included)."""
-    with kernels_set(False), FlopCounterMode(display=False) as counter:
+    included); fused attention by ``attention_flops``."""
+    with kernels_set(False), FlopCounterMode(display=False,
+                                             custom_mapping=_attention_flop_formulas()) as counter:
         step()
     return counter.get_total_flops()

@@ -17,7 +17,8 @@ Sections (``--sections``):
   softmax, every cache reordered by index_select each step) and ``mha`` (ours:
   preallocated cache, fused SDPA), plus the reference ``mtla`` package's MTLA.
 - ``train``: one training step (forward + backward) of the decoder stack per B x T shape
-  (``--train_shapes``; MTLA through FlexAttention with the stride-aware mask on CUDA),
+  (``--train_shapes``; MTLA through FlexAttention with the stride-aware mask on CUDA
+  for rows of FLEX_MIN_LENGTH tokens or more, the dense mask below),
   with the ratio to MHA's step at the same shape beside the arithmetic bound (the step's
   FLOPs relative to MHA's).
 
@@ -51,6 +52,17 @@ def batch_by_tokens(text: str):
     return batch, tokens
 
 
+# the work of each section: the paper's shapes by default, tiny ones under --tiny; an
+# option given on the command line wins over both
+FULL_RUN = dict(batches=[1, 16, 64], lengths=[1024, 4096, 16384, 65536], beams=[5, 10],
+                utterances=64, prefix_len=300, output_len=100,
+                train_shapes=[(32, 512), (16, 1024), (8, 2048), (4, 4096), (1, 16384)],
+                repeats=20, kernel_entries=[8192, 32768], copy_mb=2048)
+SMOKE_RUN = dict(batches=[1, 2], lengths=[16, 40], beams=[2], utterances=2, prefix_len=8,
+                 output_len=3, train_shapes=[(2, 16)], repeats=2, kernel_entries=[64],
+                 copy_mb=4)
+
+
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,27 +84,38 @@ def get_parser():
                         "inference CLI does) instead of in one batch")
     parser.add_argument("--compare_graphs", action="store_true",
                         help="beam: run our variants both with and without CUDA graphs")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    parser.add_argument("--batches", type=int, nargs="+")
+    parser.add_argument("--lengths", type=int, nargs="+")
     parser.add_argument("--max_cache_gb", type=float, default=20.0)
-    parser.add_argument("--beams", type=int, nargs="+", default=[5, 10])
-    parser.add_argument("--utterances", type=int, default=64)
-    parser.add_argument("--prefix_len", type=int, default=300)
-    parser.add_argument("--output_len", type=int, default=100)
+    parser.add_argument("--beams", type=int, nargs="+")
+    parser.add_argument("--utterances", type=int)
+    parser.add_argument("--prefix_len", type=int)
+    parser.add_argument("--output_len", type=int)
     parser.add_argument("--train_shapes", type=batch_by_tokens, nargs="+",
-                        default=[(32, 512), (16, 1024), (8, 2048), (4, 4096), (1, 16384)],
                         help="train: B x T of each step, e.g. 32x512")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--kernel_entries", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--kernel_entries", type=int, nargs="+")
     parser.add_argument("--kernel_configs", type=lambda text: tuple(map(int, text.split(","))),
                         nargs="+", default=[(32, 4, 4)],
                         help="block_n,num_warps,num_stages of the latent decode kernel")
-    parser.add_argument("--copy_mb", type=int, default=2048)
+    parser.add_argument("--copy_mb", type=int)
+    parser.epilog = "Defaults (without --tiny / with it): " + "; ".join(
+        f"--{key} {FULL_RUN[key]} / {SMOKE_RUN[key]}" for key in FULL_RUN)
     return parser
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, with each section option not given taken from FULL_RUN, or
+    from SMOKE_RUN under --tiny (a CPU smoke run that ends in seconds)."""
     args = get_parser().parse_args(argv)
+    for key, value in (SMOKE_RUN if args.tiny else FULL_RUN).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.plot:
         plot(Path(args.out))
         return

@@ -6,8 +6,8 @@
 Each experiment directory holds ``decode_<test set>/`` with ``score_*/result.txt`` and
 ``efficiency.json`` (written by mtla.sh stages 8-9) and a model file for the parameter
 count. One row per experiment and test set: quality, the training cost (epochs run and the
-best one by validation accuracy, optimizer steps, training minutes; from espnet's
-``checkpoint.pth``), decoding time, peak GPU memory, KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
+best one by validation accuracy, optimizer steps and training minutes in all and up to
+the best epoch; from espnet's ``checkpoint.pth``), decoding time, peak GPU memory, KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
 seconds per experiment.
 """
 
@@ -39,9 +39,11 @@ def seconds(value) -> float:
 
 
 def training_cost(exp: Path) -> dict:
-    """Epochs (best by valid acc), optimizer steps and minutes of training, from the
-    reporter state espnet's trainer keeps in checkpoint.pth; n/a when it is gone."""
-    unknown = dict(epochs="n/a", train_steps="n/a", train_min="n/a")
+    """Epochs (best by valid acc), optimizer steps and minutes of training in all and up
+    to the best epoch (the cost to converge: later epochs only confirmed the plateau),
+    from the reporter state espnet's trainer keeps in checkpoint.pth; n/a when it is gone."""
+    unknown = dict(epochs="n/a", train_steps="n/a", train_min="n/a", best_steps="n/a",
+                   best_min="n/a")
     path = exp / "checkpoint.pth"
     if not path.exists():
         return unknown
@@ -54,10 +56,16 @@ def training_cost(exp: Path) -> dict:
     accuracy = {epoch: stats[epoch].get("valid", {}).get("acc") for epoch in epochs}
     scored = [epoch for epoch in epochs if accuracy[epoch] is not None]
     best = max(scored, key=lambda epoch: accuracy[epoch]) if scored else None
-    minutes = sum(seconds(stats[epoch]["train"]["time"]) for epoch in epochs) / 60
+    def minutes(upto):
+        return round(sum(seconds(stats[e]["train"]["time"]) for e in epochs if e <= upto) / 60, 1)
+
+    def steps(epoch):  # total_count: optimizer steps since the start, at the epoch's end
+        return int(stats[epoch]["train"]["total_count"])
+
     return dict(epochs=f"{len(epochs)} (best {best})" if best else str(len(epochs)),
-                train_steps=int(stats[epochs[-1]]["train"]["total_count"]),
-                train_min=round(minutes, 1))
+                train_steps=steps(epochs[-1]), train_min=minutes(epochs[-1]),
+                best_steps=steps(best) if best else "n/a",
+                best_min=minutes(best) if best else "n/a")
 
 
 def machine() -> str:

@@ -49,7 +49,8 @@ conf_dir=../../../conf
 on_bad_audio=skip              # skip | error: unreadable/empty audio in stage 3 and decoding
 ngpu=0; nj=4; inference_nj=4; gpu_inference=false
 train_jobs=1                  # variants trained at once; on CPU they share --cpu_threads (two
-                              # 1-thread trainings do ~1.3x the work of one 2-thread training)
+                              # 1-thread trainings do ~1.3x the work of one 2-thread training);
+                              # with --ngpu 1 they take the visible GPUs in turn
 cpu_threads=$(nproc)          # torch threads of CPU training (--ngpu 0); path.sh sets 1
 inference_config=""           # YAML of decoding options (e.g. conf/decode.yaml: beam_size,
                               # ctc_weight, batch_size); --inference_args win over it
@@ -349,8 +350,19 @@ if run_stage 7; then
         fi
         mv "${exp}/train.yaml.new" "${exp}/train.yaml"
     done
-    train_one() {  # train_one <variant> <threads>
+    # with --ngpu 1 on this machine (run.pl), the variants trained at once take the visible
+    # GPUs in turn; a scheduler (slurm.pl) gives each job its own
+    gpus=()
+    if [ "${ngpu}" -eq 1 ] && [[ "${train_cmd}" == *run.pl* ]]; then
+        if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then IFS=, read -r -a gpus <<< "${CUDA_VISIBLE_DEVICES}"
+        elif command -v nvidia-smi > /dev/null; then
+            mapfile -t gpus < <(nvidia-smi --query-gpu=index --format=csv,noheader 2> /dev/null || true)
+        fi
+    fi
+    train_one() {  # train_one <variant> <threads> <job number>
         local exp; exp=$(exp_of "$1")
+        # (a subshell: the GPU chosen is this job's alone; unset stays unset, not empty)
+        [ "${#gpus[@]}" -gt 1 ] && export CUDA_VISIBLE_DEVICES=${gpus[$(( $3 % ${#gpus[@]} ))]// /}
         # shellcheck disable=SC2046,SC2086
         OMP_NUM_THREADS=$2 ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
             python -m espnet2_mtla.bin.train --config "${exp}/train.yaml" ${token_opts} \
@@ -361,8 +373,10 @@ if run_stage 7; then
             || { log "stage 7: training ${exp} failed"; return 1; }
     }
     train_together() {  # train_together <threads> <variant>...: in parallel, all waited for
-        local threads=$1 pids=() status=0 pid; shift
-        for variant in "$@"; do train_one "${variant}" "${threads}" & pids+=("$!"); done
+        local threads=$1 pids=() status=0 pid job=0; shift
+        for variant in "$@"; do
+            train_one "${variant}" "${threads}" "${job}" & pids+=("$!"); job=$((job + 1))
+        done
         for pid in "${pids[@]}"; do wait "${pid}" || status=1; done
         return "${status}"
     }
@@ -374,7 +388,9 @@ if run_stage 7; then
         for variant in "${group[@]}"; do
             rotate "$(exp_of "${variant}")/train.log"; logs+=("$(exp_of "${variant}")/train.log")
         done
-        log "stage 7: training $(for v in "${group[@]}"; do printf '%s ' "$(exp_of "${v}")"; done)(logs: */train.log; ${threads} CPU thread(s) each)"
+        where="${threads} CPU thread(s) each"
+        [ "${ngpu}" -ge 1 ] && where="GPUs: ${gpus[*]:-as visible}"
+        log "stage 7: training $(for v in "${group[@]}"; do printf '%s ' "$(exp_of "${v}")"; done)(logs: */train.log; ${where})"
         with_progress "epoch results|[0-9]+epoch:.*iter|Error|error:" "${logs[*]}" \
             train_together "${threads}" "${group[@]}" \
             || fail_with_log "${logs[@]}"
