@@ -8,7 +8,7 @@ against the PyTorch path (kernels off), and peak memory that grows linearly in T
 import pytest
 import torch
 
-from espnet2_mtla.attention import build_attention
+from espnet2_mtla.attention import build_attention, mtla
 from espnet2_mtla.attention.base import scaled_dot_product_attention
 from espnet2_mtla.attention.mtla import stride_aware_flex_attention
 from espnet2_mtla.kernels import kernels_set
@@ -73,7 +73,14 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("down_rate", [1, 2, 3])
-def test_module_training_on_cuda_flex_equals_torch_path(down_rate):
+def test_module_training_on_cuda_flex_equals_torch_path(down_rate, monkeypatch):
+    # rows this short take the dense mask by default (FLEX_MIN_LENGTH): Flex forced, and
+    # seen to run, so that the comparison is Flex against the dense path
+    monkeypatch.setattr(mtla, "FLEX_MIN_LENGTH", 0)
+    flex_calls = []
+    flex = mtla.stride_aware_flex_attention
+    monkeypatch.setattr(mtla, "stride_aware_flex_attention",
+                        lambda *args, **kwargs: flex_calls.append(1) or flex(*args, **kwargs))
     torch.manual_seed(0)
     module = build_attention("mtla", 256, 8, down_rate=down_rate, kv_lora_rank=256,
                              qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64)
@@ -91,6 +98,10 @@ def test_module_training_on_cuda_flex_equals_torch_path(down_rate):
             loss.backward()
         grads = [xin.grad] + [p.grad.clone() for p in module.parameters()]
         results[enabled] = (out.masked_fill(padding[..., None], 0).detach(), grads)
+        if enabled:
+            assert flex_calls, "the kernels-on run did not take FlexAttention"
+            flex_calls.clear()
+    assert not flex_calls  # the kernels-off run: the dense path
     (out_flex, grads_flex), (out_torch, grads_torch) = results[True], results[False]
     assert torch.allclose(out_flex, out_torch, atol=1e-4, rtol=1e-4)
     for got, want in zip(grads_flex, grads_torch):
@@ -105,7 +116,7 @@ def test_training_memory_grows_linearly_in_length():
                              qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64)
     module = module.to("cuda", torch.bfloat16).train()
     peaks = {}
-    for length in (2048, 8192):
+    for length in (4096, 16384):  # both long enough for the Flex path (FLEX_MIN_LENGTH)
         x = torch.randn(1, length, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
         module(x).sum().backward()  # compile outside the measurement
         torch.cuda.synchronize()
@@ -115,7 +126,7 @@ def test_training_memory_grows_linearly_in_length():
         torch.cuda.synchronize()
         peaks[length] = torch.cuda.max_memory_allocated() - base
     # 4x the length: linear memory gives ~4x; a (T, T) mask or score tensor would give 16x
-    assert peaks[8192] < 6 * peaks[2048], peaks
+    assert peaks[16384] < 6 * peaks[4096], peaks
 
 
 @pytest.mark.gpu

@@ -60,6 +60,13 @@ from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
 
 FLEX_BLOCK = 128  # FlexAttention's tile: the block mask has (T / 128)^2 entries
+# Training rows shorter than this take the dense stride-aware mask (SDPA, O(T^2) memory,
+# small at these lengths) instead of FlexAttention (O(T)). Measured on an H200
+# (bench/results/h200_2026-11-29_train_profile, MTLA s=2, 9 layers d 512, bf16): the dense
+# step took 0.68-0.82x Flex's at 32x512 to 8x2048 and 1.16-1.53x at 4x4096 and 1x16384;
+# in the mini recipes (rows of ~100-300) Flex also spent ~40 s compiling in the first
+# epoch and made epochs 1.5-2x MHA's (bench/results/h200x2_2026-11-30_mini_recipes).
+FLEX_MIN_LENGTH = 3072
 _compiled_flex = None  # torch.compile(flex_attention), built on first use
 
 
@@ -284,9 +291,11 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         # training on CUDA: the stride-aware mask as FlexAttention's mask_mod, O(T) memory
         # (FlexAttention has no attention dropout; inference keeps SDPA, which needs no
         # compilation per new shape)
-        # (MLA without padding is plain causal: SDPA's flash kernel, not FlexAttention)
+        # (MLA without padding is plain causal: SDPA's flash kernel, not FlexAttention;
+        # rows shorter than FLEX_MIN_LENGTH: the dense mask, faster there)
         use_flex = (no_cache_read and attn_bias is None and query.is_cuda and not need_weights
                     and kernels_enabled() and torch.is_grad_enabled()
+                    and key_len >= FLEX_MIN_LENGTH
                     and not (self.training and self.dropout > 0)
                     and (self.down_rate > 1 or key_padding_mask is not None))
         if use_flex or (self.down_rate == 1 and key_padding_mask is None and not need_weights

@@ -182,7 +182,8 @@ def bench_train(bench: Bench, options):
         base_ms = base_flops = None
         for variant in names:
             attention, conf = bench.variants[variant]
-            # MTLA's own training path (FlexAttention) and, to compare, the dense-mask SDPA one
+            # MTLA's own training path (FlexAttention from FLEX_MIN_LENGTH tokens on) and,
+            # to compare, the dense-mask SDPA one
             kernel_settings = [True]
             if variant.startswith("mtla") and options.compare_kernels:
                 kernel_settings.append(False)
