@@ -4,11 +4,12 @@
 entry of [latent c^ (r); rope key (d_r)] per chunk of ``down_rate`` positions (MLA, MTLA).
 Both grow in place (capacity doubles, so appending is amortised O(1) rather than a
 concatenation per step), reorder along the batch axis for beam search with one gather,
-and report their live size with ``nbytes()``. ``KVCache`` only stores. ``LatentCache``
-also applies MTLA's chunk rule to single decoding steps (``add_step``: a token's weighted
-latent is added to its chunk's entry, fused into one Triton kernel on CUDA); inputs of
-several tokens (prefill) are merged into chunk entries by the attention module
-(``mtla._merge_chunks``) and stored here with ``write``.
+and report their live size with ``nbytes()``. ``KVCache`` only stores. MTLA's chunk rule
+(an entry is the sum of its chunk's weighted latents with the rope key of its newest
+token) lives here, once for each input shape: ``merge_chunks`` for several tokens (a
+prefill, also training, which has no cache: the module stores its entries with
+``LatentCache.write``) and ``LatentCache.add_step`` for one token per row (fused into one
+Triton kernel on CUDA).
 
 Static mode (``set_static(True)``, for CUDA graphs): no tensor is replaced any more and
 no shape depends on a host-side counter. Single decoding steps write at device-side
@@ -191,6 +192,68 @@ class KVCache(DecodingCache):
 
     def nbytes_bound(self) -> int:
         return self.nbytes()  # exact on the host already
+
+
+def merge_chunks(latent, k_pe, positions, padding, carry, down_rate):
+    """MTLA's chunk rule over several tokens (a prefill, a training row): the partial
+    chunk state after every token, and the cache entry of every chunk (its latents' sum,
+    the rope key of its newest token). ``LatentCache.add_step`` applies the same rule to
+    one token per row.
+
+    latent: (B, T, r) already weighted (w_j c_j) and zero at padding; k_pe (B, T, d_r).
+    carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
+    added to the chunk it continues.
+    Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
+    and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
+    rows continue their cached chunk (B,) (None without carry).
+    """
+    batch, length, rank = latent.shape
+    s = down_rate
+    real = torch.ones_like(positions, dtype=torch.bool) if padding is None else ~padding
+    chunk = torch.div(positions, s, rounding_mode="floor")
+    first_chunk = chunk.masked_fill(~real, torch.iinfo(torch.long).max).amin(dim=1)
+    first_chunk = torch.where(real.any(dim=1), first_chunk, 0)  # (B,)
+    # a table of slots, one per position from the row's first chunk start on:
+    # consecutive positions of T tokens span at most num_chunks chunks
+    num_chunks = (length + 2 * s - 2) // s
+    num_slots = num_chunks * s
+    local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
+    # (one token always fits: no check when decoding). On CUDA the check is
+    # asynchronous: a host sync per layer would stall the launch queue in training;
+    # traced (torch.export / compile) too: it cannot branch on data.
+    if length > 1:
+        out_of_chunks = ((local < 0) | (local >= num_slots)) & real
+        message = "position: real tokens of a row must carry consecutive increasing positions"
+        if local.is_cuda or torch.compiler.is_compiling():
+            torch._assert_async(~out_of_chunks.any(), message)
+        elif bool(out_of_chunks.any()):
+            raise ValueError(message)
+    slot = torch.where(real, local, num_slots)  # padding -> a dummy slot
+    table = latent.new_zeros(batch, num_slots + 1, rank)
+    table.scatter_add_(1, slot[..., None].expand(-1, -1, rank), latent)
+    # (B, nC, s, r): running sum inside each chunk = its state after each offset
+    states = table[:, :num_slots].view(batch, num_chunks, s, rank).cumsum(dim=2)
+    continues = None
+    if carry is not None:
+        carry_latent, carry_chunk = carry
+        continues = (carry_chunk == first_chunk) & real.any(dim=1)
+        carried = torch.where(continues[:, None], carry_latent, 0.0)
+        states[:, 0] += carried[:, None, :]
+    flat_states = torch.cat([states.flatten(1, 2), states.new_zeros(batch, 1, rank)], 1)
+    columns = flat_states.gather(1, slot[..., None].expand(-1, -1, rank))  # (B, T, r)
+
+    # each chunk's entry: its full state and the rope key of its newest token
+    newest = torch.full((batch, num_chunks + 1), -1, device=positions.device)
+    newest.scatter_reduce_(1, torch.div(slot, s, rounding_mode="floor"),
+                           torch.where(real, local, -1), reduce="amax")
+    newest = newest[:, :num_chunks]  # (B, nC) slot of the newest token, -1 if none
+    rope_table = k_pe.new_zeros(batch, num_slots + 1, k_pe.shape[-1])
+    rope_table.scatter_(1, slot[..., None].expand(-1, -1, k_pe.shape[-1]), k_pe)
+    chunk_rope = rope_table.gather(
+        1, newest.clamp(min=0)[..., None].expand(-1, -1, k_pe.shape[-1])
+    )
+    chunk_entries = torch.cat([states[:, :, -1], chunk_rope], dim=-1)
+    return columns, first_chunk, chunk_entries, newest >= 0, continues
 
 
 class LatentCache(DecodingCache):

@@ -55,7 +55,7 @@ from espnet2_mtla.attention.base import (
     attention_mask_to_bias,
     scaled_dot_product_attention,
 )
-from espnet2_mtla.attention.cache import LatentCache
+from espnet2_mtla.attention.cache import LatentCache, merge_chunks
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
 
@@ -75,7 +75,7 @@ def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, c
 
     q, k (B, H, T, d_qk); v (B, H, T, d_v); positions (B, T); padding (B, T) or None,
     on the left or the right of each row, whose real tokens carry consecutive positions
-    (as ``_merge_chunks`` checks). Query i sees key j iff j == i, or p_j < p_i and
+    (as ``cache.merge_chunks`` checks). Query i sees key j iff j == i, or p_j < p_i and
     (p_j + 1) % s == 0 and j is real. With consecutive positions p_j = j + offset_b, so
     the mask needs only two numbers per row, not a lookup per key: real query i sees
     j == i, or j < i, (j + offset_b + 1) % s == 0 and j >= first_real_b (right padding
@@ -279,7 +279,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             carry = None
         else:
             carry = cache.tail()  # the newest entry: it may be continued by these tokens
-        merged = self._merge_chunks(latent, k_pe, positions, key_padding_mask, carry)
+        merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry, self.down_rate)
         columns, first_chunk, chunk_entries, chunk_valid, continues = merged
 
         if cache is not None and query_len == key_len == 1:  # a step with padding
@@ -335,64 +335,6 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         chunk = cache.first_chunk[:, None] + torch.arange(valid.shape[1], device=valid.device)
         newest = torch.minimum((chunk + 1) * self.down_rate - 1, cache.next_position[:, None] - 1)
         return torch.where(valid, newest, -1)
-
-    def _merge_chunks(self, latent, k_pe, positions, padding, carry):
-        """Partial chunk state after every token, and the cache entry of every chunk.
-
-        latent: (B, T, r) already weighted (w_j c_j) and zero at padding; k_pe (B, T, d_r).
-        carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
-        added to the chunk it continues.
-        Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
-        and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
-        rows continue their cached chunk (B,) (None without carry).
-        """
-        batch, length, rank = latent.shape
-        s = self.down_rate
-        real = torch.ones_like(positions, dtype=torch.bool) if padding is None else ~padding
-        chunk = torch.div(positions, s, rounding_mode="floor")
-        first_chunk = chunk.masked_fill(~real, torch.iinfo(torch.long).max).amin(dim=1)
-        first_chunk = torch.where(real.any(dim=1), first_chunk, 0)  # (B,)
-        # a table of slots, one per position from the row's first chunk start on:
-        # consecutive positions of T tokens span at most num_chunks chunks
-        num_chunks = (length + 2 * s - 2) // s
-        num_slots = num_chunks * s
-        local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
-        # (one token always fits: no check when decoding). On CUDA the check is
-        # asynchronous: a host sync per layer would stall the launch queue in training;
-        # traced (torch.export / compile) too: it cannot branch on data.
-        if length > 1:
-            out_of_chunks = ((local < 0) | (local >= num_slots)) & real
-            message = "position: real tokens of a row must carry consecutive increasing positions"
-            if local.is_cuda or torch.compiler.is_compiling():
-                torch._assert_async(~out_of_chunks.any(), message)
-            elif bool(out_of_chunks.any()):
-                raise ValueError(message)
-        slot = torch.where(real, local, num_slots)  # padding -> a dummy slot
-        table = latent.new_zeros(batch, num_slots + 1, rank)
-        table.scatter_add_(1, slot[..., None].expand(-1, -1, rank), latent)
-        # (B, nC, s, r): running sum inside each chunk = its state after each offset
-        states = table[:, :num_slots].view(batch, num_chunks, s, rank).cumsum(dim=2)
-        continues = None
-        if carry is not None:
-            carry_latent, carry_chunk = carry
-            continues = (carry_chunk == first_chunk) & real.any(dim=1)
-            carried = torch.where(continues[:, None], carry_latent, 0.0)
-            states[:, 0] += carried[:, None, :]
-        flat_states = torch.cat([states.flatten(1, 2), states.new_zeros(batch, 1, rank)], 1)
-        columns = flat_states.gather(1, slot[..., None].expand(-1, -1, rank))  # (B, T, r)
-
-        # each chunk's entry: its full state and the rope key of its newest token
-        newest = torch.full((batch, num_chunks + 1), -1, device=positions.device)
-        newest.scatter_reduce_(1, torch.div(slot, s, rounding_mode="floor"),
-                               torch.where(real, local, -1), reduce="amax")
-        newest = newest[:, :num_chunks]  # (B, nC) slot of the newest token, -1 if none
-        rope_table = k_pe.new_zeros(batch, num_slots + 1, k_pe.shape[-1])
-        rope_table.scatter_(1, slot[..., None].expand(-1, -1, k_pe.shape[-1]), k_pe)
-        chunk_rope = rope_table.gather(
-            1, newest.clamp(min=0)[..., None].expand(-1, -1, k_pe.shape[-1])
-        )
-        chunk_entries = torch.cat([states[:, :, -1], chunk_rope], dim=-1)
-        return columns, first_chunk, chunk_entries, newest >= 0, continues
 
     def _stride_aware_mask(self, positions, query_len, padding):
         """(B, Tq, Tk): query i sees itself and the columns that end a chunk before it."""
