@@ -59,6 +59,26 @@ def test_validate_reports_and_fix_repairs(tmp_path):
     assert (d / ".backup" / "text").exists()
 
 
+def test_every_per_utterance_file_is_kept_in_step(tmp_path):
+    """A speech-translation directory's source transcripts (text.en, as MuST-C and
+    mini_en_de write them) are per-utterance files like text: validation checks their
+    keys, fixing drops the same utterances from them, and stored features keep them."""
+    from espnet2_mtla.data.datadir import copy_utterance_files
+
+    d = messy_dir(tmp_path)
+    write(d / "text.en", "u1 one\nu2 two\nu3 three\nu4 four\n")
+    write(d / "utt2lang", "u1 de\nu2 de\nu3 de\n")  # u4 missing
+    assert any("utt2lang" in p and "missing" in p for p in validate_data_dir(d, no_feats=True))
+    fix_data_dir(d)
+    assert (d / "text.en").read_text() == "u1 one\nu2 two\n"
+    assert validate_data_dir(d, no_feats=True) == []
+    out = tmp_path / "dump"
+    out.mkdir()
+    copy_utterance_files(d, out, {"u2"})
+    assert (out / "text.en").read_text() == "u2 two\n" and (out / "utt2lang").exists()
+    assert not (out / "wav.scp").exists()
+
+
 def test_shell_wrappers(tmp_path):
     d = messy_dir(tmp_path)
     run = subprocess.run([UTILS / "validate_data_dir.sh", d], env=ENV, capture_output=True,

@@ -19,10 +19,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-# files with one line per utterance; wav.scp is keyed by recording when segments exists
-UTTERANCE_FILES = ("text", "utt2spk", "utt2dur", "utt2num_frames", "utt2num_samples", "feats.scp",
-                   "segments",
-                   "prompt", "src_text", "utt2lang")
+# the files with one line per utterance (wav.scp is keyed by recording when segments
+# exists): those that describe its audio, and the rest (labels, texts, speaker), which
+# stored features keep beside their own feats.scp (copy_utterance_files)
+UTTERANCE_AUDIO_FILES = ("utt2dur", "utt2num_frames", "utt2num_samples", "feats.scp", "segments")
+UTTERANCE_FILES = ("text", "utt2spk", *UTTERANCE_AUDIO_FILES,
+                   "prompt", "src_text", "text.en", "utt2lang")
 
 
 class DataDirError(ValueError):
@@ -350,7 +352,7 @@ def perturb_data_dir_speed(source, target, factor: float) -> List[str]:
     return [f"{target}: {len(maps['utt2spk'])} utterances at speed {factor:g}"]
 
 
-UTTERANCE_TEXT_FILES = ("text", "utt2spk", "prompt", "src_text", "text.en")
+UTTERANCE_TEXT_FILES = tuple(n for n in UTTERANCE_FILES if n not in UTTERANCE_AUDIO_FILES)
 
 
 def copy_utterance_files(source, target, keys, names=UTTERANCE_TEXT_FILES):
