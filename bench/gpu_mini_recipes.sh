@@ -5,8 +5,8 @@
 #
 #   bench/gpu_mini_recipes.sh <carry dir> <out dir> <recipe>... [-- <run.sh options>]
 #
-# <carry dir> holds wheels/ (bench/offline_wheels.sh), the .deb files of espeak-ng and its
-# libraries and Debian's Translation-en index. The recipes (e.g. mini_en/asr1) run at once,
+# <carry dir> is what bench/gpu_carry.sh assembles (wheels, espeak-ng, Debian's text
+# index, mini_en_de's German catalogs). The recipes (e.g. mini_en/asr1) run at once,
 # each `./run.sh --ngpu 1 --gpu_inference true --train_config conf/train_gpu.yaml --expdir
 # exp_gpu --results RESULTS_gpu.md` plus the options after `--` (the variants a recipe
 # trains at once take the GPUs in turn: --train_jobs); each builds its data with its share
