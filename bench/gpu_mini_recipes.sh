@@ -29,7 +29,7 @@ run_recipe() {  # run_recipe <recipe> <run.sh options...>
     local recipe=$1 name dir data_opts start status=0; shift
     name=$(echo "${recipe}" | tr '/' '_'); dir=${root}/egs2/${recipe}
     mkdir -p "${out}/${name}"
-    data_opts=$(grep -o -- '--local_data_opts "[^"]*"' "${dir}/run.sh" | cut -d'"' -f2)
+    data_opts=$(run_sh_option "${dir}" local_data_opts)
     (while sleep 60; do copy_epoch_lines "${dir}/exp_gpu" "${out}/${name}"; done) &
     local watcher=$!
     start=$(date +%s)

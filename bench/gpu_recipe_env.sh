@@ -4,7 +4,7 @@
 # onto PATH, puts the carried Debian Translation-en index where apt keeps it
 # (make_mini_corpus reads it there) and the carried German catalogs where mini_en_de's
 # data preparation looks for them (bench/gpu_carry.sh assembles the carry dir). Sets
-# ${root} (this checkout) and ${carry}, and defines copy_epoch_lines.
+# ${root} (this checkout) and ${carry}, and defines copy_epoch_lines and run_sh_option.
 carry=$(cd "${1:?usage: . bench/gpu_recipe_env.sh <carry dir>}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -e "${root}/tools/venv/.complete" ] || "${root}/bench/offline_env.sh" "${carry}/wheels"
@@ -32,4 +32,8 @@ copy_epoch_lines() {  # copy_epoch_lines <exp dir> <out dir>: espnet's per-epoch
         grep -E "epoch results" "${log}" \
             > "$2/$(basename "$(dirname "${log}")")_epochs.log" || true
     done
+}
+
+run_sh_option() {  # run_sh_option <recipe dir> <name>: the value its run.sh gives --<name>
+    grep -m 1 -o -- "--$2 \\(\"[^\"]*\"\\|[^ \"]*\\)" "$1/run.sh" | cut -d' ' -f2- | tr -d '"'
 }

@@ -111,18 +111,18 @@ def build_model(variant: dict, args):
                 latent.shape[:-1] + (1,))
         elif merge == "mean":
             from espnet2_mtla.attention import mtla
-            mtla.merge_chunks = running_mean(mtla.merge_chunks, module.down_rate)
+            mtla.merge_chunks = running_mean(mtla.merge_chunks)
         if variant.get("ref"):
             layer.attn = ReferenceModule(module)
     return model
 
 
-def running_mean(merge_chunks, down_rate):
+def running_mean(merge_chunks):
     """Wrap ``merge_chunks`` so each column is divided by the tokens merged into it
     (patched where mtla.py calls it: each variant trains in its own process)."""
     def wrapped(latent, k_pe, positions, padding, carry, rate):
         columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate)
-        count = (positions % down_rate + 1).to(columns.dtype)  # (B, T)
+        count = (positions % rate + 1).to(columns.dtype)  # (B, T)
         return (columns / count[..., None], *rest)
     return wrapped
 

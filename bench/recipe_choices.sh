@@ -21,7 +21,7 @@ out=$(mkdir -p "$2" && cd "$2" && pwd)
 recipe=$3
 shift 3
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${out}/gpu.txt" 2>/dev/null || true
-valid_set=$(grep -o -- "--valid_set [^ ]*" "${root}/egs2/${recipe}/run.sh" | cut -d' ' -f2)
+valid_set=$(run_sh_option "${root}/egs2/${recipe}" valid_set)
 
 data_dir_for() {  # data_dir_for <local_data_opts>: the recipe copy that holds its data/
     echo "${root}/egs2/${recipe}_data_$(echo "$1" | md5sum | cut -c1-10)"

@@ -7,7 +7,8 @@ Each experiment directory holds ``decode_<test set>/`` with ``score_*/result.txt
 ``efficiency.json`` (written by mtla.sh stages 8-9) and a model file for the parameter
 count. One row per experiment and test set: quality, the training cost (epochs run and the
 best one by validation accuracy, optimizer steps and training minutes in all and up to
-the best epoch; from espnet's ``checkpoint.pth``), decoding time, peak GPU memory, KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
+the best epoch; from espnet's ``checkpoint.pth``), decoding time, peak GPU memory,
+KV-cache bytes, parameters. The plot (``<out>.png``) shows KV-cache MB and decoding
 seconds per experiment.
 """
 
