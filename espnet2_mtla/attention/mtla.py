@@ -66,6 +66,8 @@ FLEX_BLOCK = 128  # FlexAttention's tile: the block mask has (T / 128)^2 entries
 # step took 0.68-0.82x Flex's at 32x512 to 8x2048 and 1.16-1.53x at 4x4096 and 1x16384;
 # in the mini recipes (rows of ~100-300) Flex also spent ~40 s compiling in the first
 # epoch and made epochs 1.5-2x MHA's (bench/results/h200x2_2026-11-30_mini_recipes).
+# Checked with this switch (bench/results/h200x2_2026-11-30_converged): Flex forced below
+# it was no faster than dense; latent recipe epochs fell to 1.1-1.35x MHA's.
 FLEX_MIN_LENGTH = 3072
 _compiled_flex = None  # torch.compile(flex_attention), built on first use
 
