@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Assembles the folder that the GPU recipe scripts carry to a lent machine with no network
 # (bench/gpu_mini_recipes.sh, bench/recipe_choices.sh, bench/lm_probe.py; name it in the
-# device call's carry): run here, where PyPI and Debian are reachable. ~47 MB.
+# device call's carry): run here, where PyPI and Debian are reachable. ~53 MB.
 #
 #   bench/gpu_carry.sh <dir>      (e.g. .gpu, ignored by git)
 #
 # <dir>/wheels/        what the task's imports need beyond the GPU image (bench/offline_wheels.sh)
 # <dir>/*.deb          espeak-ng and the libraries the GPU image lacks (speech of mini_en/slu/en_de)
 # <dir>/*Translation-en*   Debian's English package descriptions (the text of the mini corpora)
-# <dir>/mo_root/       the German gettext catalogs of mini_en_de, unpacked (no packages needed)
+# <dir>/mo_root/       the German gettext catalogs of mini_en_de (its larger GPU set), unpacked
 set -euo pipefail
 dir=${1:?usage: $0 <dir>}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +22,7 @@ cp /var/lib/apt/lists/*_main_i18n_Translation-en* "${dir}/" \
     || { echo "$0: no Translation-en index under /var/lib/apt/lists (apt-get update first)" >&2; exit 1; }
 downloads=$(mktemp -d)
 "${root}/tools/venv/bin/python" -c "import sys; from pathlib import Path; \
-from espnet2_mtla.mini.gettext_pairs import fetch_catalogs; fetch_catalogs(Path(sys.argv[1]))" "${downloads}"
+from espnet2_mtla.mini.gettext_pairs import fetch_catalogs, MORE_CATALOG_PACKAGES as more; \
+fetch_catalogs(Path(sys.argv[1]), more)" "${downloads}"
 rm -rf "${dir}/mo_root"; mv "${downloads}/root" "${dir}/mo_root"; rm -rf "${downloads}"
 du -sh "${dir}"

@@ -129,16 +129,17 @@ def test_mo_reader_reads_both_byte_orders(tmp_path):
 
 
 def test_unpacked_catalogs_travel_without_their_packages(tmp_path, monkeypatch):
-    """A download folder whose root/ was unpacked from the catalog packages (its
-    .packages marker) is used as it is: no .deb files, no apt-get (a GPU machine with no
-    network); a root unpacked from other packages is not trusted."""
+    """A download folder whose root/ holds the requested packages unpacked (its .unpacked
+    marker) is used as it is: no .deb files, no apt-get (a GPU machine with no network);
+    a larger set serves a smaller one with only its packages' catalogs, in file-name
+    order; a root without all of them is completed by apt-get."""
     import subprocess
 
-    locale = tmp_path / "root" / gettext_pairs.LOCALE_DIR
-    locale.mkdir(parents=True)
-    (locale / "apt.mo").write_bytes(b"")
-    marker = tmp_path / "root" / ".packages"
-    marker.write_text("\n".join(gettext_pairs.CATALOG_PACKAGES) + "\n")
+    root = tmp_path / "root"
+    for package, name in (("apt", "b.mo"), ("dpkg", "a.mo"), ("inkscape", "0.mo")):
+        locale = root / package / gettext_pairs.LOCALE_DIR
+        locale.mkdir(parents=True)
+        (locale / name).write_bytes(b"")
     calls = []
 
     def no_network(args, **kwargs):
@@ -146,12 +147,19 @@ def test_unpacked_catalogs_travel_without_their_packages(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(args, 100, "", "E: no network")
 
     monkeypatch.setattr(gettext_pairs.subprocess, "run", no_network)
-    assert gettext_pairs.fetch_catalogs(tmp_path) == [locale / "apt.mo"]
+    marker = root / ".unpacked"
+    marker.write_text("\n".join(gettext_pairs.MORE_CATALOG_PACKAGES) + "\n")
+    locale_of = lambda package: root / package / gettext_pairs.LOCALE_DIR  # noqa: E731
+    assert gettext_pairs.fetch_catalogs(tmp_path) == [locale_of("dpkg") / "a.mo",
+                                                     locale_of("apt") / "b.mo"]
+    assert gettext_pairs.fetch_catalogs(tmp_path, gettext_pairs.MORE_CATALOG_PACKAGES) == [
+        locale_of("inkscape") / "0.mo", locale_of("dpkg") / "a.mo", locale_of("apt") / "b.mo"]
     assert calls == []
-    marker.write_text("apt\n")
+    marker.write_text("\n".join(gettext_pairs.CATALOG_PACKAGES) + "\n")
     with pytest.raises(RuntimeError, match="apt-get download failed"):
-        gettext_pairs.fetch_catalogs(tmp_path)
+        gettext_pairs.fetch_catalogs(tmp_path, gettext_pairs.CATALOG_SETS["more"])
     assert calls and calls[0][:2] == ["apt-get", "download"]
+    assert "inkscape" in calls[0] and "apt" not in calls[0]
 
 
 MINI = {"mini_en/asr1": ("asr", "wer"), "mini_en_de/st1": ("st", "bleu"),
