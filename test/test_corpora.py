@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import corpus_fixtures
-from espnet2_mtla.data.datadir import read_map, validate_data_dir
+from espnet2_mtla.data.datadir import validate_data_dir
+from espnet2_mtla.data.kaldi_files import read_map
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {"must_c": ("st1", "MUSTC"), "ami": ("asr1", "AMI"), "slurp": ("slu1", "SLURP"),

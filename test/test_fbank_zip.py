@@ -14,7 +14,7 @@ from espnet2_mtla.features.global_cmvn import GlobalCMVN
 from espnet2_mtla.features.zip_features import (ZipFeatureReader, ZipFeatureWriter,
                                                 member_locations, read_feature)
 from espnet2_mtla.frontend.kaldi_fbank import KaldiFbankFrontend
-from espnet2_mtla.data.datadir import read_map
+from espnet2_mtla.data.kaldi_files import read_map
 from speech_fixtures import TRANSCRIPTS, token_list, write_data_dir
 from test_task_cli import CONFIG, train_cli
 

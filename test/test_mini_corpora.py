@@ -11,7 +11,8 @@ import yaml
 
 from espnet2_mtla.bin.make_mini_corpus import main as make_mini_corpus
 from espnet2_mtla.mini import corpus, debian_text, gettext_pairs
-from espnet2_mtla.data.datadir import read_map, validate_data_dir
+from espnet2_mtla.data.datadir import validate_data_dir
+from espnet2_mtla.data.kaldi_files import read_map
 
 ROOT = Path(__file__).resolve().parent.parent
 

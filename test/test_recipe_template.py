@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet2_mtla.data.datadir import read_map
+from espnet2_mtla.data.kaldi_files import read_map
 from test_task_cli import CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent

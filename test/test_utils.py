@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from espnet2_mtla.data.datadir import (
-    fix_data_dir,
-    read_map,
-    split_scp,
-    validate_data_dir,
-)
+from espnet2_mtla.data.datadir import fix_data_dir, validate_data_dir
+from espnet2_mtla.data.kaldi_files import read_map, split_scp
 
 UTILS = Path(__file__).resolve().parent.parent / "utils"
 ENV = {**os.environ, "PYTHON": sys.executable,

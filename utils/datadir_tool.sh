@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Kaldi-named data-directory tools in utils/ are links to this script; the name it is
-# called by picks the command of espnet2_mtla/data/datadir.py, which takes the calling
+# called by picks the command of espnet2_mtla/data/datadir_cli.py, which takes the calling
 # forms and options of Kaldi's script of that name. It runs from any shell: the Python
 # is $PYTHON if set, else the checkout's environment (tools/venv), else python3 (the
 # data-directory tools need only the standard library).
@@ -42,4 +42,4 @@ if [ -z "${python}" ]; then
         python=python3
     fi
 fi
-exec "${python}" "${root}/espnet2_mtla/data/datadir.py" "${command}" "$@"
+exec "${python}" "${root}/espnet2_mtla/data/datadir_cli.py" "${command}" "$@"

@@ -29,7 +29,8 @@ import yaml
 from tqdm import tqdm
 
 from espnet2_mtla.bin.format_audio import load
-from espnet2_mtla.data.datadir import copy_utterance_files, read_map, write_map
+from espnet2_mtla.data.datadir import copy_utterance_files
+from espnet2_mtla.data.kaldi_files import read_map, write_map
 
 
 def frontend_from_config(path: str):

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from espnet2_mtla.features.zip_features import parse_location
-from espnet2_mtla.data.datadir import read_map, utt2spk_to_spk2utt, write_map
+from espnet2_mtla.data.kaldi_files import read_map, utt2spk_to_spk2utt, write_map
 
 REQUIRED = ("id", "audio", "n_frames", "tgt_text", "speaker")
 OPTIONAL = {"src_text": "src_text", "src_lang": "utt2src_lang", "tgt_lang": "utt2tgt_lang"}

@@ -29,7 +29,8 @@ import soundfile
 import torch
 import torchaudio.functional
 
-from espnet2_mtla.data.datadir import fix_data_dir, read_map, write_map
+from espnet2_mtla.data.datadir import fix_data_dir
+from espnet2_mtla.data.kaldi_files import read_map, write_map
 
 COPIED = ("text", "utt2spk", "prompt", "src_text", "utt2lang")
 

@@ -48,7 +48,7 @@ from espnet2_mtla.tasks.decoder_only import (
     expected_sample_rate,
 )
 from espnet2_mtla.data.audio_check import BadAudioError, check_sound_inputs
-from espnet2_mtla.data.datadir import DataDirError, write_map
+from espnet2_mtla.data.kaldi_files import DataDirError, write_map
 
 
 def get_parser():

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from espnet2_mtla.inference.run_record import file_digest, keys_of, mismatches, run_of
-from espnet2_mtla.data.datadir import read_map, write_map
+from espnet2_mtla.data.kaldi_files import read_map, write_map
 
 
 def check_parts(parts):

@@ -26,7 +26,7 @@ from typing import Dict, List
 
 import jiwer
 
-from espnet2_mtla.data.datadir import read_map
+from espnet2_mtla.data.kaldi_files import read_map
 
 TASK_METRICS = {"asr": ("wer", "cer"), "st": ("bleu",), "slu": ("intent", "wer"),
                 "summ": ("rouge",)}

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from espnet2_mtla.bin.format_audio import load
 from espnet2_mtla.features.zip_features import ZipFeatureWriter, member_locations, read_feature
 from espnet2_mtla.frontend.kaldi_fbank import kaldi_fbank
-from espnet2_mtla.data.datadir import copy_utterance_files, read_map, write_map
+from espnet2_mtla.data.datadir import copy_utterance_files
+from espnet2_mtla.data.kaldi_files import read_map, write_map
 
 
 def features(args, recordings, keys, destination: str):

@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from espnet2_mtla.corpora import CorpusError
-from espnet2_mtla.data.datadir import utt2spk_to_spk2utt, write_map
+from espnet2_mtla.data.kaldi_files import utt2spk_to_spk2utt, write_map
 
 NITE = "{http://nite.sourceforge.net/}"
 DEV = ("ES2011a ES2011b ES2011c ES2011d IB4001 IB4002 IB4003 IB4004 IB4010 IB4011 "

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from espnet2_mtla.corpora import CorpusError
-from espnet2_mtla.data.datadir import utt2spk_to_spk2utt, write_map
+from espnet2_mtla.data.kaldi_files import utt2spk_to_spk2utt, write_map
 
 SPLITS = ("train", "dev", "tst-COMMON", "tst-HE")
 HOW_TO_GET = """MuST-C English-German is not where db.sh says (MUSTC={root}).

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from espnet2_mtla.corpora import CorpusError
-from espnet2_mtla.data.datadir import utt2spk_to_spk2utt, write_map
+from espnet2_mtla.data.kaldi_files import utt2spk_to_spk2utt, write_map
 
 SOURCES = {"train": (("train", "slurp_real"), ("train_synthetic", "slurp_synth")),
            "devel": (("devel", "slurp_real"),), "test": (("test", "slurp_real"),)}

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from espnet2_mtla.corpora import CorpusError
-from espnet2_mtla.data.datadir import utt2spk_to_spk2utt, write_map
+from espnet2_mtla.data.kaldi_files import utt2spk_to_spk2utt, write_map
 
 SPLIT_FILE = "XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json"
 SECTION = re.compile(r"\[SN\](URL|TITLE|FIRST-SENTENCE|RESTBODY)\[SN\]")

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 import soundfile
 
-from espnet2_mtla.data.datadir import read_map
+from espnet2_mtla.data.kaldi_files import read_map
 
 
 class BadAudioError(ValueError):

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Dict, List
 
-from espnet2_mtla.data.datadir import read_map
+from espnet2_mtla.data.kaldi_files import read_map
 
 # options that differ between the jobs of one run, or do not change what is decoded
 PER_JOB = ("output_dir", "key_file", "skip_done", "log_level", "num_workers")

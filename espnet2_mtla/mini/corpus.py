@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 
 from espnet2_mtla.mini.speech import (NAMED_VARIANTS, VARIANTS, Voice, random_voice,
                                       write_utterances)
-from espnet2_mtla.data.datadir import utt2spk_to_spk2utt, write_map
+from espnet2_mtla.data.kaldi_files import utt2spk_to_spk2utt, write_map
 
 SPLITS = ("train", "dev", "test")
 # voice variants heard only in dev/test, so the test speakers are unseen in training

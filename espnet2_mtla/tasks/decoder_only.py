@@ -59,7 +59,7 @@ from espnet2_mtla.model.checkpoint import ModelFileError, load_model_state, read
 from espnet2_mtla.model.decoder import DecoderOnlyStack
 from espnet2_mtla.model.espnet_model import ESPnetDecoderOnlyModel
 from espnet2_mtla.data.audio_check import check_sound_inputs
-from espnet2_mtla.data.datadir import DataDirError, read_map
+from espnet2_mtla.data.kaldi_files import DataDirError, read_map
 
 register_espnet_loader()  # data type zip_npy: fbank80.zip features
 frontend_choices = ClassChoices(
