@@ -370,7 +370,7 @@ def test_gpu_launch_mistakes_are_clear_errors(workdir, monkeypatch, options, env
 
 
 def _start_method_after_fork_fix(queue):
-    from espnet2_mtla.tasks.decoder_only import fork_data_loader_workers
+    from espnet2_mtla.tasks.launch_checks import fork_data_loader_workers
 
     before = multiprocessing.get_start_method()
     fork_data_loader_workers()

@@ -29,17 +29,20 @@ emptied before decoding, unless ``--skip_done true`` finds it finished by the sa
 import argparse
 import json
 import logging
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
-from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 
 from espnet2_mtla.inference.beam_search import BatchBeamSearch
+from espnet2_mtla.inference.output_dir import (
+    clear_outputs,
+    decode_to_dir,
+    finished_record,
+    format_report,
+)
 from espnet2_mtla.inference.run_record import decode_record, keys_of
 from espnet2_mtla.model.checkpoint import ModelFileError
 from espnet2_mtla.tasks.decoder_only import (
@@ -149,33 +152,6 @@ def build_text_converter(train_args):
     return tokenizer, TokenIDConverter(token_list=train_args.token_list)
 
 
-def sort_outputs(output_dir: Path):
-    for path in output_dir.glob("*best_recog/*"):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        path.write_text("".join(line + "\n" for line in sorted(lines)), encoding="utf-8")
-
-
-def format_report(report: dict) -> str:
-    width = max(len(key) for key in report)
-    return "\n".join(f"{key:<{width}}  {value}" for key, value in report.items())
-
-
-def finished_record(output_dir: Path):
-    """The run record of a finished output directory, None if unfinished."""
-    try:
-        return json.loads((output_dir / "efficiency.json").read_text())["run"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def clear_outputs(output_dir: Path):
-    """Remove what an earlier run left in ``output_dir`` (its results and report)."""
-    for path in output_dir.glob("*best_recog"):
-        shutil.rmtree(path)
-    for name in ("efficiency.json", "skipped", "keys.checked"):
-        (output_dir / name).unlink(missing_ok=True)
-
-
 def checked_keys(args, train_args, output_dir: Path):
     """(key file to decode, number of keys to decode, {skipped key: reason}): every input
     checked before decoding."""
@@ -245,38 +221,8 @@ def inference(args):
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    decode_seconds, utterances, tokens, peak_cache = 0.0, 0, 0, 0
-    next_report = 0
-    with DatadirWriter(output_dir) as writer:
-        for keys, batch in iterator:
-            batch = {name: value.to(device) for name, value in batch.items()}
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            results, stats = search.search(batch)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            decode_seconds += time.perf_counter() - start
-            utterances += len(keys)
-            tokens += stats.generated_tokens
-            peak_cache = max(peak_cache, stats.peak_cache_bytes)
-            for key, nbest in zip(keys, results):
-                if not nbest[0].ended:
-                    logging.warning(f"utterance {key}: no hypothesis ended within the length "
-                                    "limit (--maxlenratio/--minlenratio, or CTC could not "
-                                    "align one); its best unfinished hypothesis is written")
-                for rank, hyp in enumerate(nbest, start=1):
-                    symbols = converter.ids2tokens(hyp.tokens)
-                    out = writer[f"{rank}best_recog"]
-                    out["token"][key] = " ".join(symbols)
-                    out["token_int"][key] = " ".join(map(str, hyp.tokens))
-                    out["score"][key] = f"{hyp.score:.6f}"
-                    out["text"][key] = tokenizer.tokens2text(symbols)
-            if utterances >= next_report or utterances == total:  # about every 10 %
-                logging.info(f"decoded {utterances}/{total} utterances "
-                             f"({decode_seconds:.1f} s)")
-                next_report = utterances + max(1, total // 10)
-    sort_outputs(output_dir)
+    utterances, tokens, decode_seconds, peak_cache = decode_to_dir(
+        search, iterator, tokenizer, converter, output_dir, total, device)
 
     report = {
         "utterances": utterances,
