@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -240,6 +241,26 @@ def test_a_resumed_training_keeps_the_earlier_log(recipe):
     assert rotated and rotated[-1].read_text() == first and "1epoch results" in first
     assert (exp / "train.log").exists()
     assert not (exp / "config.yaml.1").exists()  # the same config: no history entry
+
+
+def test_train_args_continue_a_trained_model(recipe):
+    """--train_args win over the config, as asr.sh's --asr_args: a trained model goes on
+    from its last checkpoint to a larger --max_epoch (the earlier config kept as history);
+    a model option there is refused like a changed config."""
+    exp = recipe / "exp" / "more_mha"  # a copy: the fixture's model stays as it is
+    shutil.copytree(recipe / "exp" / "mtla_mha", exp,
+                    ignore=shutil.ignore_patterns("decode_*"))
+    done = run(recipe, "--stage", "7", "--stop_stage", "7", "--attn_confs", "mha",
+               "--tag", "more", "--train_args", "--max_epoch 3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (exp / "train.log").read_text()
+    assert "3epoch results" in log and "2epoch results" not in log  # resumed, not restarted
+    assert yaml.safe_load((exp / "config.yaml").read_text())["max_epoch"] == 3
+    assert (exp / "config.yaml.1").exists()
+    done = run(recipe, "--stage", "7", "--stop_stage", "7", "--attn_confs", "mha",
+               "--tag", "more", "--train_args", "--max_epoch 4 --decoder_conf num_layers=3")
+    assert done.returncode != 0 and "decoder_conf" in done.stderr
+    assert "4epoch results" not in (exp / "train.log").read_text()
 
 
 def test_stage8_leaves_nothing_of_earlier_decodes_and_keeps_finished_jobs(recipe):

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,3 +211,37 @@ def test_packing_refuses_weights_that_do_not_fit_and_packs_a_checkpoints_model(t
         archive.extractall(tmp_path / "c")
     state = torch.load(tmp_path / "c" / "c" / "model.pth")
     assert "optimizers" not in state and any(k.startswith("decoder.") for k in state)
+
+
+def test_checks_before_training_leave_logging_to_espnet(tmp_path):
+    """The checks DecoderOnlyTask.main runs before espnet sets up logging must not set up
+    the root logger themselves (a module-level logging.info does, at WARNING: espnet's
+    own basicConfig is then ignored and exp/*/train.log loses every INFO line, its epoch
+    results too): a resumed experiment whose options changed, and a long audio check."""
+    import subprocess
+    import sys
+
+    import soundfile
+
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump({"max_epoch": 1}))
+    (out / "1epoch.pth").write_bytes(b"")
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, [0.0] * 1600, 16000)
+    (tmp_path / "wav.scp").write_text(f"a {wav}\nb {wav}\n")
+    script = f"""
+import argparse, logging
+from espnet2_mtla.data import audio_check
+from espnet2_mtla.tasks.launch_checks import keep_experiment_config
+keep_experiment_config(argparse.Namespace(output_dir={str(out)!r}, max_epoch=2))
+audio_check.PROGRESS_EVERY = 1
+assert audio_check.sound_list_problems({str(tmp_path / 'wav.scp')!r}, 16000) == {{}}
+print('root handlers', len(logging.getLogger().handlers))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=str(Path(__file__).resolve().parents[1]), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "root handlers 0" in done.stdout
+    assert (out / "config.yaml.1").exists()  # the check did run
+    assert "previous config kept as config.yaml.1" in done.stderr

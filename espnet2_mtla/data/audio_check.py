@@ -16,6 +16,12 @@ import soundfile
 
 from espnet2_mtla.data.kaldi_files import read_map
 
+# a module logger: these checks run before espnet sets up logging in a training process,
+# and a module-level logging.info there would set up the root logger at WARNING and
+# silence the run's INFO lines (its epoch results) in exp/*/train.log
+logger = logging.getLogger(__name__)
+PROGRESS_EVERY = 20000  # utterances between progress lines of a long check
+
 
 class BadAudioError(ValueError):
     """Utterances that cannot be read as the model expects; the message names them."""
@@ -56,8 +62,8 @@ def sound_list_problems(scp: str, fs: Optional[int]) -> Dict[str, str]:
         problem = audio_problem(path, fs)
         if problem is not None:
             found[key] = problem
-        if number % 20000 == 0:
-            logging.info(f"{scp}: checked {number}/{len(entries)} utterances")
+        if number % PROGRESS_EVERY == 0:
+            logger.info(f"{scp}: checked {number}/{len(entries)} utterances")
     return found
 
 

@@ -81,7 +81,11 @@ def keep_experiment_config(args: argparse.Namespace):
         while (output_dir / f"config.yaml.{number}").exists():
             number += 1
         shutil.copy2(previous_path, output_dir / f"config.yaml.{number}")
-        logging.info(f"{previous_path}: the previous config kept as config.yaml.{number}")
+        # a module logger: logging.info here, before espnet's basicConfig, would set up
+        # the root logger at WARNING and silence the run's INFO lines (its epoch results)
+        logging.getLogger(__name__).warning(
+            f"{previous_path}: options changed since the last start; the previous config "
+            f"kept as config.yaml.{number}")
 
 
 def check_gpu_launch(args: argparse.Namespace):

@@ -15,7 +15,9 @@
 #                               dump/fbank_zip: fbank80.zip + gcmvn.npz)
 #  5. token list                char, or sentencepiece BPE with --nbpe
 #  6. statistics                espnet's collect_stats (shape files, feature statistics)
-#  7. training                  one model per --attn_confs variant (conf/attention/<v>.yaml)
+#  7. training                  one model per --attn_confs variant (conf/attention/<v>.yaml);
+#                               --train_args win over the config (as asr.sh's --asr_args):
+#                               --train_args "--max_epoch 120" continues a trained model
 #  8. decoding                  --inference_nj jobs through $decode_cmd, merged; options from
 #                               --inference_config (YAML, e.g. beam_size, ctc_weight) and
 #                               --inference_args (which win)
@@ -44,6 +46,8 @@ speed_perturb_factors=""
 min_wav_duration=0.1; max_wav_duration=30
 token_type=char; nbpe=500; task_tokens=""   # task_tokens: extra symbols, e.g. "<asr> <st>"
 train_config=""               # the base training config; attention fragments are merged in
+train_args=""                 # options of espnet2_mtla.bin.train that win over the config
+                              # (not the model's: those need a new experiment, --tag)
 attn_confs="mtla_s2"          # names of conf/attention/<name>.yaml in the top-level conf/
 conf_dir=../../../conf
 on_bad_audio=skip              # skip | error: unreadable/empty audio in stage 3 and decoding
@@ -369,7 +373,7 @@ if run_stage 7; then
             $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") $(feature_opts) \
             --train_shape_file "${expdir}/stats/train/$(shape_of)" \
             --valid_shape_file "${expdir}/stats/valid/$(shape_of)" \
-            --resume true --ngpu "${ngpu}" --output_dir "${exp}" \
+            --resume true --ngpu "${ngpu}" --output_dir "${exp}" ${train_args} \
             || { log "stage 7: training ${exp} failed"; return 1; }
     }
     train_together() {  # train_together <threads> <variant>...: in parallel, all waited for
