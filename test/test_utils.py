@@ -237,9 +237,12 @@ def test_copy_with_prefix_combine_and_duplicate_keys(tmp_path):
     from espnet2_mtla.data.datadir import combine_data, copy_data_dir
 
     a = clean_dir(tmp_path, "a", ["u1", "u2"])
+    write(a / "spk2gender", "s0 f\ns1 m\n")
     copy_data_dir(a, tmp_path / "sp", utt_prefix="sp0.9-", spk_prefix="sp0.9-")
     assert read_map(tmp_path / "sp" / "utt2spk")[0] == {"sp0.9-u1": "sp0.9-s0",
                                                          "sp0.9-u2": "sp0.9-s1"}
+    # per-speaker files follow the renamed speakers (as Kaldi's copy_data_dir.sh)
+    assert read_map(tmp_path / "sp" / "spk2gender")[0] == {"sp0.9-s0": "f", "sp0.9-s1": "m"}
     assert validate_data_dir(tmp_path / "sp", no_feats=True, no_spk_sort=True) == []
     combine_data(tmp_path / "all", [a, tmp_path / "sp"])
     assert len(read_map(tmp_path / "all" / "text")[0]) == 4
@@ -249,7 +252,8 @@ def test_copy_with_prefix_combine_and_duplicate_keys(tmp_path):
 
 
 def test_subset_and_utt2dur(tmp_path):
-    from espnet2_mtla.data.datadir import get_utt2dur, subset_data_dir
+    from espnet2_mtla.data.datadir import get_utt2dur
+    from espnet2_mtla.data.subset import subset_data_dir
 
     d = clean_dir(tmp_path, "d", [f"u{i}" for i in range(6)], with_audio=True)
     subset_data_dir(d, tmp_path / "first", 2, "first")
@@ -279,10 +283,17 @@ def test_speed_perturbation_renames_keys_and_changes_duration(tmp_path):
     write(src / "segments", "utt1 rec1 0.00 0.50\nutt2 rec1 0.50 1.00\n")
     write(src / "text", "utt1 first half\nutt2 second half\n")
     write(src / "utt2spk", "utt1 s1\nutt2 s1\n")
+    write(src / "spk2gender", "s1 f\n")
+    # features of the unperturbed audio: they no longer hold for the perturbed copy
+    write(src / "feats.scp", "utt1 feats.ark:5\nutt2 feats.ark:900\n")
+    write(src / "utt2num_frames", "utt1 50\nutt2 50\n")
+    write(src / "cmvn.scp", "s1 cmvn.ark:3\n")
     done = subprocess.run([UTILS / "perturb_data_dir_speed.sh", "0.9", src, tmp_path / "sp"],
                           env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     sp = tmp_path / "sp"
+    assert read_map(sp / "spk2gender")[0] == {"sp0.9-s1": "f"}
+    assert not [n for n in ("feats.scp", "utt2num_frames", "cmvn.scp") if (sp / n).exists()]
     assert read_map(sp / "text")[0] == {"sp0.9-utt1": "first half", "sp0.9-utt2": "second half"}
     assert read_map(sp / "utt2spk")[0] == {"sp0.9-utt1": "sp0.9-s1", "sp0.9-utt2": "sp0.9-s1"}
     assert read_map(sp / "segments")[0]["sp0.9-utt2"] == "sp0.9-rec1 0.556 1.111"

@@ -6,13 +6,13 @@ byte order), one line per key. These functions read such files tolerantly (Windo
 endings, blank lines, trailing spaces), and ``fix_data_dir`` repairs a directory the
 Kaldi way: sorted files, one line per key, only utterances present in every per-utterance
 file, ``spk2utt`` regenerated from ``utt2spk``, and a report of what was dropped.
-The files themselves are read and written by ``kaldi_files``; the Kaldi-named scripts in
+The files themselves are read and written by ``kaldi_files``, subsets are chosen by
+``subset``; the Kaldi-named scripts in
 the top-level ``utils/`` reach these functions through ``datadir_cli`` (Kaldi's calling
 forms), which they run by path: only the standard library is needed (and soundfile for
 ``get_utt2dur.sh`` on audio).
 """
 
-import random
 import shlex
 import shutil
 from pathlib import Path
@@ -218,7 +218,7 @@ def fix_data_dir(directory, drop_empty_text=True, utt_extra_files=(),
     return report
 
 
-def _per_utterance_maps(directory: Path, extra=()) -> Dict[str, Dict[str, str]]:
+def read_utterance_maps(directory: Path, extra=()) -> Dict[str, Dict[str, str]]:
     """Every per-utterance file of a directory (and ``extra``), plus wav.scp, read
     (problems raise)."""
     if not (directory / "utt2spk").exists():
@@ -232,7 +232,7 @@ def _per_utterance_maps(directory: Path, extra=()) -> Dict[str, Dict[str, str]]:
     return maps
 
 
-def _write_dir(directory: Path, maps: Dict[str, Dict[str, str]]):
+def write_utterance_maps(directory: Path, maps: Dict[str, Dict[str, str]]):
     directory.mkdir(parents=True, exist_ok=True)
     for name, entries in maps.items():
         write_map(directory / name, entries)
@@ -242,9 +242,10 @@ def _write_dir(directory: Path, maps: Dict[str, Dict[str, str]]):
 def copy_data_dir(source, target, utt_prefix="", utt_suffix="", spk_prefix="", spk_suffix=""):
     """Copy a data directory, optionally renaming utterances and speakers (e.g. for
     speed-perturbed copies). Recordings are renamed with the utterances when there are
-    no segments."""
+    no segments; the per-speaker files (spk2gender, spk2warp, cmvn.scp) follow the
+    renamed speakers, as in Kaldi's copy_data_dir.sh."""
     source, target = Path(source), Path(target)
-    maps = _per_utterance_maps(source)
+    maps = read_utterance_maps(source)
     utt = lambda key: f"{utt_prefix}{key}{utt_suffix}"
     renamed = {}
     for name, entries in maps.items():
@@ -257,7 +258,18 @@ def copy_data_dir(source, target, utt_prefix="", utt_suffix="", spk_prefix="", s
                              for k, v in entries.items()}
         else:
             renamed[name] = {utt(key): value for key, value in entries.items()}
-    _write_dir(target, renamed)
+    write_utterance_maps(target, renamed)
+    copy_speaker_files(source, target, rename=lambda key: f"{spk_prefix}{key}{spk_suffix}")
+
+
+def copy_speaker_files(source, target, rename=lambda key: key, keep=None):
+    """Copy the per-speaker files (spk2gender, spk2warp, cmvn.scp) present in ``source``
+    to ``target``: speakers renamed by ``rename``, only those in ``keep`` (when given)."""
+    for name in SPEAKER_FILES:
+        if (Path(source) / name).exists():
+            entries = read_map(Path(source) / name)[0]
+            write_map(Path(target) / name, {rename(k): v for k, v in entries.items()
+                                            if keep is None or k in keep})
 
 
 SPEED_COMMAND = "python -m espnet2_mtla.bin.speed_perturb --factor {factor}"
@@ -267,12 +279,13 @@ def perturb_data_dir_speed(source, target, factor: float) -> List[str]:
     """A copy of a data directory whose audio plays ``factor`` times as fast (Kaldi's
     speed perturbation): utterances, speakers and recordings get the prefix
     ``sp<factor>-``; wav.scp entries become pipes through espnet2_mtla.bin.speed_perturb;
-    segment times and utt2dur are divided by the factor; utt2num_samples is dropped (it
-    no longer holds)."""
+    segment times and utt2dur are divided by the factor; what describes the unperturbed
+    audio is dropped (utt2num_samples, and features to extract again: feats.scp,
+    utt2num_frames, cmvn.scp), as Kaldi's script carries no features."""
     source, target = Path(source), Path(target)
     prefix = f"sp{factor:g}-"
     copy_data_dir(source, target, utt_prefix=prefix, spk_prefix=prefix)
-    maps = _per_utterance_maps(target)
+    maps = read_utterance_maps(target)
     command = SPEED_COMMAND.format(factor=f"{factor:g}")
     for key, entry in maps["wav.scp"].items():
         entry = entry.strip()
@@ -285,9 +298,10 @@ def perturb_data_dir_speed(source, target, factor: float) -> List[str]:
         maps["segments"][key] = f"{recording} {float(start) / factor:.3f} {float(end) / factor:.3f}"
     for key, value in maps.get("utt2dur", {}).items():
         maps["utt2dur"][key] = f"{float(value) / factor:.3f}"
-    maps.pop("utt2num_samples", None)
-    (target / "utt2num_samples").unlink(missing_ok=True)
-    _write_dir(target, maps)
+    for name in ("utt2num_samples", "feats.scp", "utt2num_frames", "cmvn.scp"):
+        maps.pop(name, None)
+        (target / name).unlink(missing_ok=True)
+    write_utterance_maps(target, maps)
     return [f"{target}: {len(maps['utt2spk'])} utterances at speed {factor:g}"]
 
 
@@ -317,7 +331,7 @@ def combine_data(target, sources, extra_files=()) -> List[str]:
         for name in extra_files:
             if not (source / name).exists():
                 raise DataDirError(f"{source}/{name}: missing (named in --extra-files)")
-        maps = _per_utterance_maps(source, extra_files)
+        maps = read_utterance_maps(source, extra_files)
         present = set(maps)
         if names is not None and present != names:
             raise DataDirError(f"{source} has files {sorted(present)}, the first source "
@@ -329,118 +343,8 @@ def combine_data(target, sources, extra_files=()) -> List[str]:
             owner[key] = str(source)
         for name, entries in maps.items():
             combined.setdefault(name, {}).update(entries)
-    _write_dir(Path(target), combined)
+    write_utterance_maps(Path(target), combined)
     return [f"{target}: {len(owner)} utterances from {len(sources)} directories"]
-
-
-SUBSET_WAYS = ("even", "first", "last", "shortest", "per-spk", "speakers")
-
-
-def subset_data_dir(source, target, num=None, way="even", utt_list=None, spk_list=None,
-                    seed=0) -> List[str]:
-    """A subset of a data directory, chosen as Kaldi's subset_data_dir.sh chooses it.
-
-    With ``num``: ``even`` (default) ``num`` utterances spread evenly over utt2spk (the
-    same lines as Kaldi's subset_scp.pl), ``first``/``last`` the first/last ``num``,
-    ``shortest`` the ``num`` shortest (by utt2num_frames, else utt2dur), ``per-spk`` up to
-    ``num`` per speaker spread over its utterances, ``speakers`` whole speakers in a
-    random order (``seed``; not Kaldi's Perl generator) until ``num`` utterances are
-    reached. Or the utterances of ``utt_list`` / the speakers of ``spk_list`` (files
-    whose first field counts).
-    """
-    source = Path(source)
-    maps = _per_utterance_maps(source)
-    utt2spk = maps["utt2spk"]
-    keys = sorted(utt2spk, key=str.encode)
-    if utt_list is not None:
-        wanted = set(read_map(utt_list, allow_empty_values=True)[0])
-        chosen = [key for key in keys if key in wanted]
-    elif spk_list is not None:
-        wanted = set(read_map(spk_list, allow_empty_values=True)[0])
-        chosen = [key for key in keys if utt2spk[key] in wanted]
-    else:
-        if way not in SUBSET_WAYS:
-            raise DataDirError(f"subset: unknown way {way!r}; one of {', '.join(SUBSET_WAYS)}")
-        if num is None or num < 0:
-            raise DataDirError(f"subset: the number of utterances must be >= 0, got {num}")
-        if way in ("even", "first", "last", "shortest") and num > len(keys):
-            raise DataDirError(f"{source}: cannot subset to {num} utterances, it has "
-                               f"{len(keys)}")
-        chosen = _choose(source, maps, keys, num, way, seed)
-    chosen = set(chosen)
-    subset = {}
-    for name, entries in maps.items():
-        if name == "wav.scp" and "segments" in maps:
-            used = {maps["segments"][key].split()[0] for key in chosen}
-            subset[name] = {key: value for key, value in entries.items() if key in used}
-        else:
-            subset[name] = {key: value for key, value in entries.items() if key in chosen}
-    _write_dir(Path(target), subset)
-    speakers = set(subset["utt2spk"].values())
-    for name in SPEAKER_FILES:
-        if (source / name).exists():
-            entries = read_map(source / name)[0]
-            write_map(Path(target) / name, {k: v for k, v in entries.items() if k in speakers})
-    return [f"{target}: reducing #utt from {len(keys)} to {len(chosen)}"]
-
-
-def _choose(source, maps, keys, num, way, seed) -> List[str]:
-    """The utterances ``subset_data_dir`` keeps for a way that takes a number."""
-    if way == "first":
-        return keys[:num]
-    if way == "last":
-        return keys[len(keys) - num:]
-    if way == "even":
-        return [keys[index] for index in evenly_spread(len(keys), num)]
-    if way == "shortest":
-        name = next((n for n in ("utt2num_frames", "utt2dur") if n in maps), None)
-        if name is None:
-            raise DataDirError(f"{source}: --shortest needs utt2num_frames or utt2dur "
-                               "(utils/data/get_utt2dur.sh writes utt2dur)")
-        lengths = maps[name]
-        return sorted(keys, key=lambda key: (float(lengths[key]), key.encode()))[:num]
-    spk2utt: Dict[str, List[str]] = {}
-    for key in keys:
-        spk2utt.setdefault(maps["utt2spk"][key], []).append(key)
-    speakers = sorted(spk2utt, key=str.encode)
-    if way == "per-spk":
-        chosen = []
-        for speaker in speakers:
-            utts = spk2utt[speaker]
-            # every skip-th utterance, skip as large as still gives num of them
-            skip = 1
-            while num * (skip + 1) <= len(utts):
-                skip += 1
-            chosen += [utts[i] for i in range(0, len(utts), skip) if i + 2 <= num * skip]
-        return chosen
-    random.Random(seed).shuffle(speakers)
-    chosen = []
-    for speaker in speakers:  # whole speakers while fewer than num utterances are chosen
-        if len(chosen) >= num:
-            break
-        chosen += spk2utt[speaker]
-    return chosen
-
-
-def evenly_spread(count: int, needed: int) -> List[int]:
-    """Indices of ``needed`` of ``count`` lines spread evenly, by halving the range and the
-    number needed (needed // 2 from the first half) down to single lines: the lines
-    Kaldi's subset_scp.pl picks."""
-    picked = []
-
-    def pick(start, end, wanted):
-        if wanted == 0:
-            return
-        if end - start == 1:
-            picked.append(start)
-            return
-        half = (end - start) // 2
-        pick(start, start + half, wanted // 2)
-        pick(start + half, end, wanted - wanted // 2)
-
-    if count:
-        pick(0, count, needed)
-    return picked
 
 
 def get_utt2dur(directory) -> List[str]:
@@ -448,7 +352,7 @@ def get_utt2dur(directory) -> List[str]:
     import soundfile
 
     directory = Path(directory)
-    maps = _per_utterance_maps(directory)
+    maps = read_utterance_maps(directory)
     durations = {}
     if "segments" in maps:
         for key, value in maps["segments"].items():

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Dict, List
 
 if __package__:
-    from .datadir import (SPEAKER_FILES, combine_data, copy_data_dir, fix_data_dir, get_utt2dur,
-                           perturb_data_dir_speed, subset_data_dir, validate_data_dir)
-    from .kaldi_files import (DataDirError, filter_scp, raw_lines, read_map, split_scp,
-                              write_map)
+    from .datadir import (combine_data, copy_data_dir, fix_data_dir, get_utt2dur,
+                          perturb_data_dir_speed, validate_data_dir)
+    from .kaldi_files import DataDirError, filter_scp, raw_lines, split_scp
+    from .subset import subset_data_dir
 else:  # run by path from utils/: standard library only (the package imports torch)
     from datadir import (  # type: ignore[no-redef]
-        SPEAKER_FILES, combine_data, copy_data_dir, fix_data_dir, get_utt2dur,
-        perturb_data_dir_speed, subset_data_dir, validate_data_dir)
-    from kaldi_files import (  # type: ignore[no-redef]
-        DataDirError, filter_scp, raw_lines, read_map, split_scp, write_map)
+        combine_data, copy_data_dir, fix_data_dir, get_utt2dur, perturb_data_dir_speed,
+        validate_data_dir)
+    from kaldi_files import DataDirError, filter_scp, raw_lines, split_scp  # type: ignore[no-redef]
+    from subset import subset_data_dir  # type: ignore[no-redef]
 
 
 class UsageError(DataDirError):
@@ -112,12 +112,6 @@ def _cli_copy(argv):
         raise UsageError(f"copy_data_dir.sh: --validate-opts {bad[0]} is not a "
                          f"validate_data_dir.sh option ({' '.join(VALIDATE_FLAGS)})")
     copy_data_dir(source, target, *(options.get(a, "") for a in affixes))
-    for name in SPEAKER_FILES:  # per-speaker files follow the renamed speakers
-        if (source / name).exists():
-            entries = read_map(source / name)[0]
-            write_map(target / name, {f"{options.get('spk-prefix', '')}{k}"
-                                      f"{options.get('spk-suffix', '')}": v
-                                      for k, v in entries.items()})
     # as Kaldi's: a file the source lacks is not required of the copy
     for name, flag in (("feats.scp", "--no-feats"), ("text", "--no-text"), ("wav.scp", "--no-wav")):
         if not (source / name).exists():
