@@ -41,7 +41,7 @@ from espnet2_mtla.inference.output_dir import (
     clear_outputs,
     decode_to_dir,
     finished_record,
-    format_report,
+    write_report,
 )
 from espnet2_mtla.inference.run_record import decode_record, keys_of
 from espnet2_mtla.model.checkpoint import ModelFileError
@@ -221,32 +221,12 @@ def inference(args):
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    utterances, tokens, decode_seconds, peak_cache = decode_to_dir(
-        search, iterator, tokenizer, converter, output_dir, total, device)
-
-    report = {
-        "utterances": utterances,
-        "generated_tokens": tokens,
-        "decode_wall_time_s": round(decode_seconds, 4),
-        "utterances_per_s": round(utterances / max(decode_seconds, 1e-9), 3),
-        "tokens_per_s": round(tokens / max(decode_seconds, 1e-9), 3),
-        "peak_gpu_memory_bytes": (
-            torch.cuda.max_memory_allocated() if device == "cuda" else "n/a"
-        ),
-        "peak_kv_cache_bytes": peak_cache,
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "dtype": args.dtype,
-        "attention": train_args.attention,
-        "attention_conf": train_args.attention_conf,
-        "beam_size": args.beam_size,
-        "batch_size": args.batch_size,
-        "ctc_weight": args.ctc_weight,
-        "skipped_utterances": len(skipped),
-        "run": record,
-    }
-    (output_dir / "efficiency.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(format_report({k: v for k, v in report.items() if k != "run"}))
-    return report
+    measured = decode_to_dir(search, iterator, tokenizer, converter, output_dir, total, device)
+    return write_report(output_dir, measured, device, {
+        "dtype": args.dtype, "attention": train_args.attention,
+        "attention_conf": train_args.attention_conf, "beam_size": args.beam_size,
+        "batch_size": args.batch_size, "ctc_weight": args.ctc_weight,
+        "skipped_utterances": len(skipped), "run": record})
 
 
 def main(cmd=None):

@@ -60,6 +60,27 @@ def sort_outputs(output_dir: Path):
         path.write_text("".join(line + "\n" for line in sorted(lines)), encoding="utf-8")
 
 
+def write_report(output_dir: Path, measured, device: str, settings: dict) -> dict:
+    """Write ``efficiency.json`` and print it (all but its run record): ``measured`` as
+    decode_to_dir returns it, the peak GPU memory (since the last reset), the device, then
+    ``settings`` (what was decoded how, and the run record under "run")."""
+    utterances, tokens, decode_seconds, peak_cache = measured
+    report = {
+        "utterances": utterances,
+        "generated_tokens": tokens,
+        "decode_wall_time_s": round(decode_seconds, 4),
+        "utterances_per_s": round(utterances / max(decode_seconds, 1e-9), 3),
+        "tokens_per_s": round(tokens / max(decode_seconds, 1e-9), 3),
+        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else "n/a",
+        "peak_kv_cache_bytes": peak_cache,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        **settings,
+    }
+    (output_dir / "efficiency.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report({k: v for k, v in report.items() if k != "run"}))
+    return report
+
+
 def format_report(report: dict) -> str:
     """``key  value`` lines, keys aligned: the report printed at the end of a job."""
     width = max(len(key) for key in report)

@@ -232,48 +232,43 @@ if run_stage 3; then
 fi
 
 if run_stage 4; then
+    # each set: its kept utterances (training and dev sets filtered by length) to
+    # ${dumpdir}/raw/<set>, then its stored features (feats_type raw: none, the frontend
+    # runs online)
     for set in ${train_set} ${valid_set} ${test_sets}; do
-        out=${dumpdir}/raw/${set}
-        log "stage 4: ${dumpdir}/raw/org/${set} -> ${out}"
+        org=${dumpdir}/raw/org/${set}; out=${dumpdir}/raw/${set}
+        log "stage 4: ${org} -> ${out}"
         rm -rf "${out}"
         if [ "${task}" != summ ] && { [ "${set}" = "${train_set}" ] || [ "${set}" = "${valid_set}" ]; }; then
             awk -v fs="${fs}" -v lo="${min_wav_duration}" -v hi="${max_wav_duration}" \
-                '$2 >= lo * fs && $2 <= hi * fs {print $1}' \
-                "${dumpdir}/raw/org/${set}/utt2num_samples" > "${dumpdir}/raw/org/${set}/kept_by_length"
-            utils/subset_data_dir.sh --utt-list "${dumpdir}/raw/org/${set}/kept_by_length" \
-                "${dumpdir}/raw/org/${set}" "${out}"
-            log "stage 4: kept $(wc -l < "${out}/text") of $(wc -l < "${dumpdir}/raw/org/${set}/text") utterances of ${set}"
+                '$2 >= lo * fs && $2 <= hi * fs {print $1}' "${org}/utt2num_samples" > "${org}/kept_by_length"
+            utils/subset_data_dir.sh --utt-list "${org}/kept_by_length" "${org}" "${out}"
+            log "stage 4: kept $(wc -l < "${out}/text") of $(wc -l < "${org}/text") utterances of ${set}"
         else
-            utils/copy_data_dir.sh "${dumpdir}/raw/org/${set}" "${out}"
+            utils/copy_data_dir.sh "${org}" "${out}"
         fi
-    done
-    # stored features of the dumped sets (feats_type raw: none, the frontend runs online)
-    case "${feats_type}" in
-    ssl)
-        for set in ${train_set} ${valid_set} ${test_sets}; do
-            log "stage 4: SSL features of ${dumpdir}/raw/${set} -> $(dump_of "${set}") (${ssl_conf})"
+        case "${feats_type}" in
+        ssl)
+            log "stage 4: SSL features of ${out} -> $(dump_of "${set}") (${ssl_conf})"
             python -m espnet2_mtla.bin.extract_ssl_feats --frontend_config "${ssl_conf}" \
-                --data_dir "${dumpdir}/raw/${set}" --out_dir "$(dump_of "${set}")" --fs "${fs}"
-        done
-        ;;
-    fbank|fbank_zip)
-        archive=zip; [ "${feats_type}" = fbank ] && archive=ark
-        for set in ${train_set} ${valid_set} ${test_sets}; do
+                --data_dir "${out}" --out_dir "$(dump_of "${set}")" --fs "${fs}"
+            ;;
+        fbank|fbank_zip)
+            archive=zip; [ "${feats_type}" = fbank ] && archive=ark
             gcmvn=""; [ "${set}" = "${train_set}" ] && gcmvn="--gcmvn"
-            made_from=$(digest "${dumpdir}/raw/${set}" "${archive} ${fs} ${gcmvn}" \
-                "$(cat "${dumpdir}/raw/org/${set}/.done" 2>/dev/null)")
+            made_from=$(digest "${out}" "${archive} ${fs} ${gcmvn}" "$(cat "${org}/.done" 2>/dev/null)")
             if [ -f "$(dump_of "${set}")/.done" ] && ! up_to_date "$(dump_of "${set}")" "${made_from}"; then
-                log "stage 4: ${dumpdir}/raw/${set} changed since $(dump_of "${set}") was made: remaking it"
+                log "stage 4: ${out} changed since $(dump_of "${set}") was made: remaking it"
                 rm -rf "$(dump_of "${set}")"
             fi
-            log "stage 4: Fbank (${archive}) of ${dumpdir}/raw/${set} -> $(dump_of "${set}")"
+            log "stage 4: Fbank (${archive}) of ${out} -> $(dump_of "${set}")"
             # shellcheck disable=SC2086
-            python -m espnet2_mtla.bin.write_fbank --data_dir "${dumpdir}/raw/${set}" \
+            python -m espnet2_mtla.bin.write_fbank --data_dir "${out}" \
                 --out_dir "$(dump_of "${set}")" --fs "${fs}" --archive "${archive}" ${gcmvn}
             echo "${made_from}" > "$(dump_of "${set}")/.done"
-        done
-        ;;
-    esac
+            ;;
+        esac
+    done
 fi
 
 if run_stage 5; then
@@ -294,13 +289,9 @@ if run_stage 5; then
     if [ "${token_type}" = bpe ]; then
         mkdir -p "$(dirname "${bpemodel}")"
         cut -f 2- -d " " "${token_text}" > "$(dirname "${bpemodel}")/train.txt"
-        python - "$(dirname "${bpemodel}")/train.txt" "${bpemodel%.model}" "${nbpe}" "${symbols}" <<'PY'
-import sys
-import sentencepiece
-text, prefix, size, symbols = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
-sentencepiece.SentencePieceTrainer.train(input=text, model_prefix=prefix, vocab_size=size,
-    character_coverage=1.0, model_type="unigram", user_defined_symbols=symbols or None)
-PY
+        python -m espnet2_mtla.bin.spm_train --input="$(dirname "${bpemodel}")/train.txt" \
+            --model_prefix="${bpemodel%.model}" --vocab_size="${nbpe}" --character_coverage=1.0 \
+            --model_type=unigram ${symbols:+--user_defined_symbols=$(echo ${symbols} | tr ' ' ',')}
     fi
     # shellcheck disable=SC2086
     python -m espnet2_mtla.bin.tokenize_text --token_type "${token_type}" --field 2- \
