@@ -34,7 +34,8 @@ def _attend_tile(first, stop, kv_row, stride_kn, q_lat, q_pe, dims, ropes, scale
     else:
         scores = tl.dot(q_lat, tl.trans(latent))
         scores += tl.dot(q_pe, tl.trans(rope))
-    scores = tl.where(ok[None, :], scores * scale, float("-inf"))  # (BH, BN)
+    # (fp32 whatever type the caller's float took: torch.compile passes it as fp64)
+    scores = tl.where(ok[None, :], (scores * scale).to(tl.float32), float("-inf"))  # (BH, BN)
     new_max = tl.maximum(running_max, tl.max(scores, 1))
     rescale = tl.exp(running_max - new_max)
     probs = tl.exp(scores - new_max[:, None])
