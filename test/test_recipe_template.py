@@ -122,13 +122,19 @@ def test_template_runs_end_to_end_with_a_sweep(recipe):
 def test_packed_model_decodes_alone_like_the_experiment(recipe, tmp_path):
     import tarfile
 
+    from espnet2.main_funcs.pack_funcs import unpack
+
     archive = recipe / "exp" / "packed" / "mtla_mtla_s2.tar.gz"
-    with tarfile.open(archive) as packed:
-        packed.extractall(tmp_path)
     unpacked = tmp_path / "mtla_mtla_s2"
-    assert {"config.yaml", "model.pth", "tokens.txt", "README.md", "meta.yaml"} <= {
-        p.name for p in unpacked.iterdir()}
+    with tarfile.open(archive) as packed:  # as its README says: into a folder of its name
+        packed.extractall(unpacked)
+    assert {"config.yaml", "model.pth", "tokens.txt", "README.md", "meta.yaml",
+            "packed.yaml"} <= {p.name for p in unpacked.iterdir()}
     assert "python -m espnet2_mtla.bin.inference" in (unpacked / "README.md").read_text()
+    # espnet's unpack reads it too: the two files its meta.yaml names
+    found = unpack(archive, tmp_path / "espnet_unpacked")
+    assert found == {"train_config": str(tmp_path / "espnet_unpacked" / "config.yaml"),
+                     "model_file": str(tmp_path / "espnet_unpacked" / "model.pth")}
     wav_scp = recipe / "dump" / "raw" / "test" / "wav.scp"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(

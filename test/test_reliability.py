@@ -209,8 +209,24 @@ def test_packing_refuses_weights_that_do_not_fit_and_packs_a_checkpoints_model(t
                  "--out", str(tmp_path / "c.tar.gz")]) == 0
     with tarfile.open(tmp_path / "c.tar.gz") as archive:
         archive.extractall(tmp_path / "c")
-    state = torch.load(tmp_path / "c" / "c" / "model.pth")
+    state = torch.load(tmp_path / "c" / "model.pth")
     assert "optimizers" not in state and any(k.startswith("decoder.") for k in state)
+    # a file the config names travels in files/; espnet's unpack makes its path absolute
+    from espnet2.main_funcs.pack_funcs import unpack
+
+    exp = tmp_path / "exp_with_file"
+    exp.mkdir()
+    config = yaml.safe_load((mtla / "config.yaml").read_text())
+    (tmp_path / "bpe.model").write_bytes(b"not read by the model")
+    config["bpemodel"] = str(tmp_path / "bpe.model")
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
+    (exp / "1epoch.pth").write_bytes((mtla / "1epoch.pth").read_bytes())
+    assert pack(["--exp_dir", str(exp), "--model_file", "1epoch.pth",
+                 "--out", str(tmp_path / "f.tar.gz")]) == 0
+    found = unpack(tmp_path / "f.tar.gz", tmp_path / "f")
+    unpacked = yaml.safe_load(Path(found["train_config"]).read_text())
+    assert unpacked["bpemodel"] == str(tmp_path / "f" / "files" / "bpe.model")
+    assert Path(unpacked["bpemodel"]).read_bytes() == b"not read by the model"
 
 
 def test_checks_before_training_leave_logging_to_espnet(tmp_path):

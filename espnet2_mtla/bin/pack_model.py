@@ -4,16 +4,20 @@
     python -m espnet2_mtla.bin.pack_model --exp_dir exp/mtla_mtla_s2 \
         --model_file valid.acc.ave.pth --out exp/packed/mtla_mtla_s2.tar.gz
 
-The archive holds ``config.yaml`` (the training config with every file it names --
-BPE model, normalisation statistics, ... -- copied into ``files/`` and the paths made
-relative to the archive's root), ``model.pth``, ``tokens.txt``, ``meta.yaml`` (where it
-came from, versions) and ``README.md`` with the command that decodes with it.
+The archive is written by espnet's ``pack``, so espnet's ``unpack`` (and the model zoo)
+reads it: ``meta.yaml`` names ``train_config`` and ``model_file``, and unpacking makes the
+config's paths absolute. It holds ``config.yaml`` (the training config with every file it
+names -- BPE model, normalisation statistics, ... -- copied into ``files/`` and the paths
+made relative to the archive's root), ``model.pth``, ``tokens.txt``, ``packed.yaml``
+(where it came from) and ``README.md`` with the command that decodes with it from the
+folder it was extracted into.
 """
 
 import argparse
-import io
+import contextlib
+import shutil
 import sys
-import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,14 +27,15 @@ import yaml
 README = """# {name}
 
 A decoder-only model trained with espnet2-mtla ({attention}). Decode from the folder this
-archive was unpacked into:
+archive was extracted into (or unpack it with espnet's
+`espnet2.main_funcs.pack_funcs.unpack`, which returns `train_config` and `model_file`):
 
-    tar xzf {name}.tar.gz && cd {name}
+    mkdir {name} && tar xzf {name}.tar.gz -C {name} && cd {name}
     python -m espnet2_mtla.bin.inference --train_config config.yaml --model_file model.pth \\
         --data_path_and_name_and_type /path/to/wav.scp,{input_name},{input_type} \\
         --output_dir decode --batch_size 16 --beam_size 5
 
-Packed from `{exp_dir}` (`{model_file}`) on {date}; see meta.yaml.
+Packed from `{exp_dir}` (`{model_file}`) on {date}; see packed.yaml.
 """
 
 
@@ -49,12 +54,6 @@ def rewrite_paths(value, files: dict, root: Path):
         files[name] = source.resolve()
         return name
     return value
-
-
-def add_bytes(archive: tarfile.TarFile, name: str, data: bytes):
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime = len(data), int(time.time())
-    archive.addfile(info, io.BytesIO(data))
 
 
 def main(argv=None):
@@ -79,8 +78,6 @@ def main(argv=None):
     except (ModelFileError, OSError) as error:
         print(f"pack_model: {error}", file=sys.stderr)
         return 1
-    weights = io.BytesIO()
-    torch.save(model.state_dict(), weights)  # the strictly loaded weights, read once
     config = yaml.safe_load(config_path.read_text())
     token_list = config.get("token_list")
     if isinstance(token_list, str):  # a path: inline the tokens as ESPnet configs do
@@ -96,19 +93,26 @@ def main(argv=None):
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": str(torch.__version__),
             "attention": config.get("attention"), "attention_conf": config.get("attention_conf")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".partial")
-    with tarfile.open(partial, "w:gz") as archive:
-        add_bytes(archive, f"{name}/config.yaml", yaml.safe_dump(config).encode())
-        add_bytes(archive, f"{name}/model.pth", weights.getvalue())
-        add_bytes(archive, f"{name}/tokens.txt", "\n".join(config["token_list"]).encode() + b"\n")
-        add_bytes(archive, f"{name}/meta.yaml", yaml.safe_dump(meta).encode())
-        add_bytes(archive, f"{name}/README.md", README.format(
+    partial = args.out.resolve().with_name(f"{name}.partial.tgz")  # (espnet's pack: by suffix)
+    with tempfile.TemporaryDirectory() as stage, contextlib.chdir(stage):
+        Path("files").mkdir()  # members relative to the archive's root, as the config's paths
+        torch.save(model.state_dict(), "model.pth")  # the strictly loaded weights
+        Path("config.yaml").write_text(yaml.safe_dump(config))
+        Path("tokens.txt").write_text("\n".join(config["token_list"]) + "\n")
+        Path("packed.yaml").write_text(yaml.safe_dump(meta))
+        Path("README.md").write_text(README.format(
             name=name, attention=config.get("attention"), exp_dir=args.exp_dir,
             model_file=args.model_file, date=meta["date"],
             input_name="speech" if speech else "src_text",
-            input_type="sound" if speech else "text").encode())
+            input_type="sound" if speech else "text"))
         for archive_name, source in sorted(files.items()):
-            archive.add(source, f"{name}/{archive_name}")
+            shutil.copyfile(source, archive_name)
+        from espnet2.main_funcs.pack_funcs import pack
+
+        with contextlib.redirect_stdout(sys.stderr):  # its "Generate: <path>" line
+            pack(files={"model_file": "model.pth"}, yaml_files={"train_config": "config.yaml"},
+                 outpath=partial, option=["tokens.txt", "packed.yaml", "README.md",
+                                          *sorted(files)])
     partial.rename(args.out)
     print(f"pack_model: {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
