@@ -169,3 +169,37 @@ def test_probabilities_of_cached_steps_equal_the_parallel_forward(name):
         assert torch.allclose(placed[..., :9], weights[:, :, step:step + 1], atol=TOLERANCE)
     with pytest.raises(NotImplementedError, match="need_weights"):
         make_attention("mha")(x, need_weights=True)
+
+
+@pytest.mark.parametrize("name", [n for n in TYPE_CONFS if n.startswith("mtla")])
+@pytest.mark.parametrize("side", [None, "left", "right"])
+def test_prefill_in_query_chunks_equals_one_call(name, side, monkeypatch):
+    """An inference prefill longer than PREFILL_CHUNK builds the stride-aware mask for
+    PREFILL_CHUNK queries at a time (memory linear in the prompt): the same outputs as
+    one call and as the step-by-step cache, alone and continuing a cache, with chunk
+    sizes that divide neither the prompt nor s."""
+    import espnet2_mtla.attention.mtla as mtla
+
+    module = make_attention(name, seed=7)
+    lengths = [23, 23, 23] if side is None else [23, 9, 16]
+    x, positions, padding = padded_batch(lengths, 23, side or "right", seed=7)
+    padding = padding if side else None
+    with torch.no_grad():
+        whole = module(x, position=positions, key_padding_mask=padding)
+        stepped = run_in_blocks(module, x, positions, padding, [1] * 23)
+    rows_asked = []
+    dense_mask = mtla.MultiheadTemporalLatentAttention._stride_aware_mask
+
+    def recording_mask(self, positions, query_len, padding, start=0, stop=None):
+        rows_asked.append((query_len if stop is None else stop) - start)
+        return dense_mask(self, positions, query_len, padding, start, stop)
+
+    monkeypatch.setattr(mtla.MultiheadTemporalLatentAttention, "_stride_aware_mask", recording_mask)
+    monkeypatch.setattr(mtla, "PREFILL_CHUNK", 4)
+    with torch.no_grad():
+        chunked = module(x, position=positions, key_padding_mask=padding)
+        continued = run_in_blocks(module, x, positions, padding, [5, 13, 1, 4])
+    assert rows_asked and max(rows_asked) <= 5  # never the whole prompt's mask at once
+    for label, out in (("one call", chunked), ("continuing a cache", continued)):
+        assert max_diff_on_real(out, whole, padding) < TOLERANCE, label
+        assert max_diff_on_real(out, stepped, padding) < TOLERANCE, label

@@ -27,6 +27,10 @@ def test_benchmark_smoke_run_writes_every_section(tmp_path):
     assert float(train["mla"]["flops_ratio_to_mha"]) > 1.0
     assert float(train["mla"]["ratio_to_mha"]) > 0
     assert set(VARIANTS) >= {"mha", "mla", "mtla_s2"}
+    # the prefill section: latent variants only, the cache s times smaller than MLA's
+    prefill = {row["variant"]: row for row in csv.DictReader(open(tmp_path / "prefill.csv"))}
+    assert set(prefill) == {"mla", "mtla_s2"}
+    assert float(prefill["mtla_s2"]["cache_MB"]) < float(prefill["mla"]["cache_MB"])
     main(["--plot", "--out", str(tmp_path)])
     assert (tmp_path / "decode.png").exists() and (tmp_path / "beam.png").exists()
 

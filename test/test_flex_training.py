@@ -10,7 +10,7 @@ import torch
 
 from espnet2_mtla.attention import build_attention, mtla
 from espnet2_mtla.attention.base import scaled_dot_product_attention
-from espnet2_mtla.attention.mtla import stride_aware_flex_attention
+from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
 from espnet2_mtla.kernels import kernels_set
 from espnet2_mtla.model.prefix_lm import left_padding
 

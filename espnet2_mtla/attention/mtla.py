@@ -25,8 +25,10 @@ Training (parallel) and prefill
     decoding reaches i. Attention runs per head over expanded keys. Training on CUDA
     (gradients on, no cache, no attention dropout) uses FlexAttention with the
     stride-aware mask as a mask_mod: memory linear in T (no (B, Tq, Tk) mask, no score
-    tensor). Elsewhere PyTorch's scaled_dot_product_attention takes the mask as a
-    (B, 1, Tq, Tk) tensor.
+    tensor; ``kernels/stride_aware_flex.py``). Elsewhere PyTorch's
+    scaled_dot_product_attention takes the mask as a (B, 1, Tq, Tk) tensor; an inference
+    prefill longer than PREFILL_CHUNK builds it for PREFILL_CHUNK queries at a time
+    (memory linear in the prompt, the same outputs).
 
 Decoding (one step)
     Merge w_i c_i into the cache (a new entry when i starts a chunk, else added to the
@@ -58,8 +60,8 @@ from espnet2_mtla.attention.base import (
 from espnet2_mtla.attention.cache import LatentCache, merge_chunks
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
+from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
 
-FLEX_BLOCK = 128  # FlexAttention's tile: the block mask has (T / 128)^2 entries
 # Training rows shorter than this take the dense stride-aware mask (SDPA, O(T^2) memory,
 # small at these lengths) instead of FlexAttention (O(T)). Measured on an H200
 # (bench/results/h200_2026-11-29_train_profile, MTLA s=2, 9 layers d 512, bf16): the dense
@@ -69,50 +71,9 @@ FLEX_BLOCK = 128  # FlexAttention's tile: the block mask has (T / 128)^2 entries
 # Checked with this switch (bench/results/h200x2_2026-11-30_converged): Flex forced below
 # it was no faster than dense; latent recipe epochs fell to 1.1-1.35x MHA's.
 FLEX_MIN_LENGTH = 3072
-_compiled_flex = None  # torch.compile(flex_attention), built on first use
-
-
-def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, compiled=True):
-    """Attention under the stride-aware causal mask through FlexAttention.
-
-    q, k (B, H, T, d_qk); v (B, H, T, d_v); positions (B, T); padding (B, T) or None,
-    on the left or the right of each row, whose real tokens carry consecutive positions
-    (as ``cache.merge_chunks`` checks). Query i sees key j iff j == i, or p_j < p_i and
-    (p_j + 1) % s == 0 and j is real. With consecutive positions p_j = j + offset_b, so
-    the mask needs only two numbers per row, not a lookup per key: real query i sees
-    j == i, or j < i, (j + offset_b + 1) % s == 0 and j >= first_real_b (right padding
-    lies after every real query). Every visible key has j <= i, so the block mask lists,
-    for query tile m, key tiles 0..m; the mask_mod decides inside them.
-    ``compiled``: fused Triton kernels (memory linear in T); False runs FlexAttention's
-    eager reference (it materialises the scores: for tests on the CPU).
-    """
-    global _compiled_flex
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
-
-    batch, length = positions.shape
-    if padding is None:
-        first_real = torch.zeros(batch, dtype=torch.long, device=positions.device)
-    else:
-        first_real = (~padding).long().argmax(dim=1)  # (B,) index of the first real token
-    offset = positions.gather(1, first_real[:, None])[:, 0] - first_real  # (B,) p_j - j
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        finished_chunk = (kv_idx + offset[b] + 1) % down_rate == 0
-        earlier = (kv_idx < q_idx) & finished_chunk & (kv_idx >= first_real[b])
-        return (q_idx == kv_idx) | earlier
-
-    tiles = (length + FLEX_BLOCK - 1) // FLEX_BLOCK
-    tile = torch.arange(tiles, device=q.device, dtype=torch.int32)
-    kv_num_blocks = (tile + 1).expand(batch, 1, tiles).contiguous()  # (B, 1, tiles)
-    kv_indices = tile.expand(batch, 1, tiles, tiles).contiguous()  # (B, 1, tiles, tiles)
-    block_mask = BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=FLEX_BLOCK,
-                                          mask_mod=mask_mod, seq_lengths=(length, length))
-    attend = flex_attention
-    if compiled:
-        if _compiled_flex is None:
-            _compiled_flex = torch.compile(flex_attention)
-        attend = _compiled_flex
-    return attend(q, k, v, block_mask=block_mask, scale=scale)
+# Inference prefills longer than this attend PREFILL_CHUNK queries at a time: the
+# stride-aware mask is built per chunk of queries (B, C, Tk), memory linear in the prompt
+PREFILL_CHUNK = 1024
 
 
 def sinusoidal_embedding(index: torch.Tensor, dim: int) -> torch.Tensor:
@@ -300,11 +261,18 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                     and key_len >= FLEX_MIN_LENGTH
                     and not (self.training and self.dropout > 0)
                     and (self.down_rate > 1 or key_padding_mask is not None))
-        if use_flex or (self.down_rate == 1 and key_padding_mask is None and not need_weights
-                        and attn_bias is None and no_cache_read):
-            visible = None  # flex masks itself; with s = 1 the mask is plain causal
-        else:
-            visible = self._stride_aware_mask(positions, query_len, key_padding_mask)
+        causal = (self.down_rate == 1 and key_padding_mask is None and not need_weights
+                  and attn_bias is None and no_cache_read)  # with s = 1: plain causal
+        chunked = (not (use_flex or causal) and query_len > PREFILL_CHUNK and attn_bias is None
+                   and not need_weights and not torch.is_grad_enabled())
+        held_valid = None  # (B, N): the cached entries each query sees, before the columns
+
+        def visible_rows(start, stop):  # (B, stop - start, Tk) for queries start .. stop - 1
+            rows = self._stride_aware_mask(positions, query_len, key_padding_mask, start, stop)
+            if held_valid is None:
+                return rows
+            return torch.cat([held_valid[:, None, :].expand(-1, stop - start, -1), rows], 2)
+
         key_latent, key_rope = columns, k_pe
         key_positions = (positions if key_padding_mask is None
                          else positions.masked_fill(key_padding_mask, -1))  # (B, Tk)
@@ -318,7 +286,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                 valid = valid & ~(last & continues[:, None])
             key_latent = torch.cat([entries[..., : self.kv_lora_rank], columns], dim=1)
             key_rope = torch.cat([entries[..., self.kv_lora_rank :], k_pe], dim=1)
-            visible = torch.cat([valid[:, None, :].expand(-1, query_len, -1), visible], 2)
+            held_valid = valid
             if need_weights:
                 key_positions = torch.cat([self._entry_positions(cache, valid), key_positions], 1)
         if cache is not None:
@@ -326,6 +294,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if use_flex:
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
                                         key_padding_mask)
+        if chunked:
+            return self._chunked_prefill(q_nope, q_pe, key_latent, key_rope, visible_rows)
+        visible = None if use_flex or causal else visible_rows(0, query_len)
         if need_weights:
             out, weights = self._expanded_attention(q_nope, q_pe, key_latent, key_rope,
                                                     visible, attn_bias, need_weights=True)
@@ -338,15 +309,18 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         newest = torch.minimum((chunk + 1) * self.down_rate - 1, cache.next_position[:, None] - 1)
         return torch.where(valid, newest, -1)
 
-    def _stride_aware_mask(self, positions, query_len, padding):
-        """(B, Tq, Tk): query i sees itself and the columns that end a chunk before it."""
+    def _stride_aware_mask(self, positions, query_len, padding, start=0, stop=None):
+        """(B, Tq, Tk): query i sees itself and the columns that end a chunk before it
+        (only queries start .. stop - 1 of the Tq: (B, stop - start, Tk))."""
         key_len = positions.shape[1]
-        query_pos = positions[:, key_len - query_len :]
+        first = key_len - query_len  # the key column of query 0
+        stop = query_len if stop is None else stop
+        query_pos = positions[:, first + start : first + stop]
         ends_chunk = (positions + 1) % self.down_rate == 0  # (B, Tk)
         visible = (positions[:, None, :] < query_pos[:, :, None]) & ends_chunk[:, None, :]
         if padding is not None:
             visible = visible & ~padding[:, None, :]
-        query_index = torch.arange(key_len - query_len, key_len, device=positions.device)
+        query_index = torch.arange(first + start, first + stop, device=positions.device)
         own = torch.arange(key_len, device=positions.device)[None, :] == query_index[:, None]
         return visible | own
 
@@ -396,6 +370,18 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             is_causal=visible is None,
             scale=self.softmax_scale,
         )[..., :value_width]  # (B, H, Tq, d_v)
+        return self.wo(out.transpose(1, 2).flatten(2))
+
+    def _chunked_prefill(self, q_nope, q_pe, key_latent, key_rope, visible_rows):
+        """The inference prefill's attention, PREFILL_CHUNK queries at a time, each chunk
+        with its rows of the stride-aware mask (``visible_rows(start, stop)``): the same
+        outputs as one call, with memory linear in the prompt."""
+        q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
+        out = torch.cat([
+            scaled_dot_product_attention(
+                q[:, :, start : start + PREFILL_CHUNK], k, v, scale=self.softmax_scale,
+                attn_mask=visible_rows(start, min(start + PREFILL_CHUNK, q.shape[2]))[:, None])
+            for start in range(0, q.shape[2], PREFILL_CHUNK)], dim=2)  # (B, H, Tq, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 
     def _flex_attention(self, q_nope, q_pe, key_latent, key_rope, positions, padding,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from espnet2_mtla.attention import build_attention
 from espnet2_mtla.benchmark.report import Report
 from espnet2_mtla.benchmark.subjects import (BenchModel, FixedLengthBeamSearch, bytes_per_token,
                                              decode_subject, restore, snapshot,
@@ -217,5 +218,50 @@ def bench_train(bench: Bench, options):
                 model = step = None  # freed before the next
 
 
+def bench_prefill(bench: Bench, options):
+    """An inference prefill of one latent attention layer into its cache, per B x T shape
+    (``--prefill_shapes``): time and peak memory; with ``--compare_chunks`` also with the
+    stride-aware mask built for the whole prompt at once (PREFILL_CHUNK off) beside the
+    default (PREFILL_CHUNK queries at a time)."""
+    import espnet2_mtla.attention.mtla as mtla
+
+    device, dtype = bench.device, bench.dtype
+    chunk = mtla.PREFILL_CHUNK
+    for variant in [name for name in options.variants if name.startswith(("mla", "mtla"))]:
+        attention, conf = bench.variants[variant]
+        torch.manual_seed(0)
+        module = build_attention(attention, bench.size["d_model"], bench.size["heads"],
+                                 **conf).to(device, dtype).eval()
+        for batch, length in options.prefill_shapes:
+            x = torch.randn(batch, length, bench.size["d_model"], device=device, dtype=dtype)
+            positions = torch.arange(length, device=device).expand(batch, -1)
+            for chunked in (True, False) if options.compare_chunks else (True,):
+                cache = None
+
+                def prefill():
+                    nonlocal cache
+                    cache = module.make_cache(batch, device, dtype, capacity=length)
+                    module(x, position=positions, cache=cache)
+
+                mtla.PREFILL_CHUNK = chunk if chunked else length + 1
+                try:
+                    with torch.no_grad():
+                        prefill()
+                        reset_peak(device)
+                        seconds = median_time(prefill, device, repeats=3, warmup=0)
+                        memory = peak_memory(device)
+                except torch.OutOfMemoryError:
+                    seconds = memory = float("nan")
+                    torch.cuda.empty_cache()
+                finally:
+                    mtla.PREFILL_CHUNK = chunk
+                bench.report.row("prefill", dict(
+                    variant=variant, batch=batch, tokens=length, chunked=chunked,
+                    ms=seconds * 1e3, peak_memory_MB=memory / 1e6,
+                    cache_MB=cache.nbytes() / 1e6 if cache is not None else float("nan")))
+                cache = None
+        module = None  # freed before the next variant
+
+
 SECTIONS = {"copy": bench_copy, "decode": bench_decode, "kernel": bench_kernel,
-            "beam": bench_beam, "train": bench_train}
+            "beam": bench_beam, "train": bench_train, "prefill": bench_prefill}

@@ -16,6 +16,9 @@ Sections (``--sections``):
   ``mha_paper`` (fairseq-style: cache grown by concatenation, attention as bmm +
   softmax, every cache reordered by index_select each step) and ``mha`` (ours:
   preallocated cache, fused SDPA), plus the reference ``mtla`` package's MTLA.
+- ``prefill``: an inference prefill of one latent layer into its cache per B x T prompt
+  (``--prefill_shapes``): time, peak memory and the cache's MB; ``--compare_chunks`` adds
+  the stride-aware mask built for the whole prompt at once.
 - ``train``: one training step (forward + backward) of the decoder stack per B x T shape
   (``--train_shapes``; MTLA through FlexAttention with the stride-aware mask on CUDA
   for rows of FLEX_MIN_LENGTH tokens or more, the dense mask below),
@@ -57,17 +60,19 @@ def batch_by_tokens(text: str):
 FULL_RUN = dict(batches=[1, 16, 64], lengths=[1024, 4096, 16384, 65536], beams=[5, 10],
                 utterances=64, prefix_len=300, output_len=100,
                 train_shapes=[(32, 512), (16, 1024), (8, 2048), (4, 4096), (1, 16384)],
-                repeats=20, kernel_entries=[8192, 32768], copy_mb=2048)
+                repeats=20, kernel_entries=[8192, 32768], copy_mb=2048,
+                prefill_shapes=[(32, 1024), (16, 8000), (4, 32000)])
 SMOKE_RUN = dict(batches=[1, 2], lengths=[16, 40], beams=[2], utterances=2, prefix_len=8,
                  output_len=3, train_shapes=[(2, 16)], repeats=2, kernel_entries=[64],
-                 copy_mb=4)
+                 copy_mb=4, prefill_shapes=[(2, 20)])
 
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_out")
-    parser.add_argument("--sections", nargs="+", default=["copy", "decode", "kernel", "beam", "train"])
+    parser.add_argument("--sections", nargs="+",
+                        default=["copy", "decode", "kernel", "beam", "train", "prefill"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                         help=f"of {ATTENTION_CONFS} (the recipes' sweep)")
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "float16", "bfloat16"])
@@ -99,6 +104,10 @@ def get_parser():
                         nargs="+", default=[(32, 4, 4)],
                         help="block_n,num_warps,num_stages of the latent decode kernel")
     parser.add_argument("--copy_mb", type=int)
+    parser.add_argument("--prefill_shapes", type=batch_by_tokens, nargs="+",
+                        help="B x T prompts of the prefill section, e.g. 16x8000")
+    parser.add_argument("--compare_chunks", action="store_true",
+                        help="prefill: also with the whole prompt's mask at once")
     parser.epilog = "Defaults (without --tiny / with it): " + "; ".join(
         f"--{key} {FULL_RUN[key]} / {SMOKE_RUN[key]}" for key in FULL_RUN)
     return parser
