@@ -63,3 +63,30 @@ def test_tiny_runs_tiny_shapes_unless_told_otherwise():
     assert {key: getattr(tiny, key) for key in SMOKE_RUN} == SMOKE_RUN
     assert max(tokens for _, tokens in tiny.train_shapes) <= 64 and max(tiny.lengths) <= 64
     assert parse_args(["--tiny", "--train_shapes", "3x8"]).train_shapes == [(3, 8)]
+
+
+def test_eos_terminated_beam_search_ends_utterances_at_their_drawn_lengths():
+    """--eos_terminated: each utterance's hypotheses end at its own seeded length (the
+    batch shrinks), the same lengths on every run; the fixed mode gives output_len."""
+    import torch
+
+    from espnet2_mtla.benchmark.subjects import BenchModel, FixedLengthBeamSearch
+    from espnet2_mtla.benchmark.variants import at_size, sizes
+
+    size = sizes(True)
+    attention, conf = at_size(VARIANTS, True)["mtla_s2"]
+    torch.manual_seed(0)
+    model = BenchModel(attention, conf, size, size["vocab"]).eval()
+    batch = {"speech": torch.randn(6, 8, 80), "speech_lengths": torch.full((6,), 8)}
+    search = FixedLengthBeamSearch(model, 2, 12, eos_seed=0)
+    lengths = search.output_lengths(6)
+    assert len(set(lengths)) > 1 and all(3 <= n <= 12 for n in lengths)
+    assert search.output_lengths(6) == lengths  # seeded
+    with torch.no_grad():
+        results, stats = search.search(batch)
+    assert [len(nbest[0].tokens) for nbest in results] == lengths
+    assert all(nbest[0].tokens[-1] != model.eos and nbest[0].ended for nbest in results)
+    assert stats.generated_tokens == sum(lengths) + 6  # eos included
+    fixed = FixedLengthBeamSearch(model, 2, 12)
+    with torch.no_grad():
+        assert {len(nbest[0].tokens) for nbest in fixed.search(batch)[0]} == {12}

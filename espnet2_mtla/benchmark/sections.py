@@ -1,6 +1,7 @@
 """The benchmark's sections. Each takes the run's ``Bench`` (device, dtype, sizes,
 variants, report) and the command-line options, and writes its rows to the report."""
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -154,10 +155,13 @@ def bench_beam(bench: Bench, options):
                         "speech_lengths": torch.full((options.utterances,), options.prefix_len,
                                                      device=device),
                     }
-                    search = FixedLengthBeamSearch(model, beam, options.output_len, graphs,
-                                                   encode_batched=not options.encode_each)
+                    search = FixedLengthBeamSearch(
+                        model, beam, options.output_len, graphs,
+                        encode_batched=not options.encode_each,
+                        eos_seed=0 if options.eos_terminated else None)
                     with torch.no_grad():
                         search.search({k: v[:1] for k, v in batch.items()})  # warm-up
+                        fresh_memory(device)  # no variant inherits another's cached blocks
                         reset_peak(device)
                         synchronize(device)
                         begin = time.perf_counter()
@@ -168,9 +172,22 @@ def bench_beam(bench: Bench, options):
                     variant=variant, dtype=str(dtype)[6:], kernels=kernels_on,
                     cuda_graphs=stats.graph_replays > 0, beam=beam,
                     utterances=options.utterances, output_len=options.output_len,
-                    seconds=seconds, peak_memory_MB=peak_memory(device) / 1e6,
+                    eos_terminated=options.eos_terminated, tokens=stats.generated_tokens,
+                    seconds=seconds, capture_s=stats.capture_seconds,
+                    graph_captures=stats.graph_captures,
+                    peak_memory_MB=peak_memory(device) / 1e6,
                     peak_cache_MB=stats.peak_cache_bytes / 1e6))
                 del model, search
+                fresh_memory(device)
+
+
+def fresh_memory(device):
+    """Return the caching allocator's free blocks (a variant measured after another
+    starts from the same allocator state as one measured first)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 def bench_train(bench: Bench, options):

@@ -4,6 +4,7 @@ random-weight decoder-only model with a beam search of fixed output length, and 
 decoder stack's training step on random tokens."""
 
 import math
+import random
 
 import torch
 import torch.nn.functional as F
@@ -68,16 +69,30 @@ class BenchModel(nn.Module, PrefixLM):
 
 
 class FixedLengthBeamSearch(BatchBeamSearch):
-    """Beam search producing exactly ``output_len`` tokens (random weights never stop)."""
+    """Beam search producing exactly ``output_len`` tokens (random weights never stop).
 
-    def __init__(self, model, beam_size, output_len, cuda_graphs=None, encode_batched=True):
+    With ``eos_seed``, EOS-terminated instead: utterance u ends at a length drawn with
+    that seed from output_len / 4 .. output_len (EOS forced there), so the batch shrinks
+    as utterances finish, as in real decoding (finished hypotheses, graph recapture)."""
+
+    def __init__(self, model, beam_size, output_len, cuda_graphs=None, encode_batched=True,
+                 eos_seed=None):
         super().__init__(model, beam_size=beam_size, cuda_graphs=cuda_graphs,
                          encode_batched=encode_batched)
         self.output_len = output_len
+        self.eos_seed = eos_seed
+
+    def output_lengths(self, count):
+        """The number of tokens before EOS of each of ``count`` utterances."""
+        if self.eos_seed is None:
+            return [self.output_len] * count
+        draw = random.Random(self.eos_seed)
+        return [draw.randint(max(1, self.output_len // 4), self.output_len)
+                for _ in range(count)]
 
     def length_limits(self, prefix_lengths):
-        count = len(prefix_lengths)
-        return [self.output_len] * count, [self.output_len] * count
+        lengths = self.output_lengths(len(prefix_lengths))
+        return lengths, lengths
 
 
 def snapshot(cache):

@@ -12,7 +12,10 @@ Sections (``--sections``):
   MTLA 576/s.
 - ``beam``: batched beam search of a decoder-only model at the paper's size (9 decoder
   layers over a 12-layer speech encoder, d_model 512, 8 heads, FFN 2048) with random
-  weights and a fixed output length: wall time and peak GPU memory. Baselines:
+  weights and a fixed output length (``--eos_terminated``: utterances end at seeded
+  random lengths, so the batch shrinks as in real decoding): wall time, peak GPU memory
+  and the time spent capturing CUDA graphs; each run starts from an emptied allocator
+  cache. Baselines:
   ``mha_paper`` (fairseq-style: cache grown by concatenation, attention as bmm +
   softmax, every cache reordered by index_select each step) and ``mha`` (ours:
   preallocated cache, fused SDPA), plus the reference ``mtla`` package's MTLA.
@@ -106,6 +109,9 @@ def get_parser():
     parser.add_argument("--copy_mb", type=int)
     parser.add_argument("--prefill_shapes", type=batch_by_tokens, nargs="+",
                         help="B x T prompts of the prefill section, e.g. 16x8000")
+    parser.add_argument("--eos_terminated", action="store_true",
+                        help="beam: utterances end at seeded random lengths (output_len / 4 "
+                        ".. output_len), so the batch shrinks and graphs are recaptured")
     parser.add_argument("--compare_chunks", action="store_true",
                         help="prefill: also with the whole prompt's mask at once")
     parser.epilog = "Defaults (without --tiny / with it): " + "; ".join(

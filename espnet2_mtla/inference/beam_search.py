@@ -46,6 +46,8 @@ class SearchStats:
     steps: int = 0
     peak_cache_bytes: int = 0  # largest total KV-cache size over all layers (host bound)
     graph_replays: int = 0  # steps replayed from a CUDA graph
+    graph_captures: int = 0  # graph cycles captured (one per batch size met)
+    capture_seconds: float = 0.0  # host time spent capturing them
 
 
 def encode_each(model, batch: Dict[str, torch.Tensor]):
@@ -275,6 +277,7 @@ class BatchBeamSearch:
             stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
         if graphs:
             stats.graph_replays = step_fn.replays
+            stats.graph_captures, stats.capture_seconds = step_fn.captures, step_fn.capture_seconds
             step_fn.close()
 
         results = []

@@ -17,6 +17,7 @@ these shapes), then the cycle is captured and later steps replay it in turn. A s
 batch needs new captures.
 """
 
+import time
 from typing import List
 
 import torch
@@ -73,6 +74,8 @@ class GraphedDecodeStep(DecodeStep):
         self.batch_size = caches[0].batch_size
         self.capturable = _device_of(caches[0]).type == "cuda"
         self.replays = 0
+        self.captures = 0  # graph cycles captured (one per batch size met)
+        self.capture_seconds = 0.0  # host time spent capturing them
         self.next_graph = 0
 
     def __call__(self, source: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -103,6 +106,8 @@ class GraphedDecodeStep(DecodeStep):
         return places + [id(t) for t in self.spares.values()]
 
     def _capture(self, source, max_graphs=256):
+        torch.cuda.synchronize()  # (the time of the capture alone)
+        start = time.perf_counter()
         self.source, self.tokens = source.clone(), torch.zeros_like(source)
         host_counts = [cache.num_tokens for cache in self.caches]
         self.graphs = None  # free the old graphs' memory first
@@ -124,6 +129,9 @@ class GraphedDecodeStep(DecodeStep):
             cache.num_tokens = count  # each capture ran the host side of one step
         self.graphs = graphs
         self.next_graph = 0
+        torch.cuda.synchronize()
+        self.captures += 1
+        self.capture_seconds += time.perf_counter() - start
 
     def close(self):
         """Leave static mode (the caches stay valid for eager use)."""
