@@ -90,3 +90,16 @@ def test_eos_terminated_beam_search_ends_utterances_at_their_drawn_lengths():
     fixed = FixedLengthBeamSearch(model, 2, 12)
     with torch.no_grad():
         assert {len(nbest[0].tokens) for nbest in fixed.search(batch)[0]} == {12}
+
+
+def test_generate_section_compares_llama_and_llama_mtla(tmp_path):
+    """The generate section at tiny sizes: a row per subject, each cache-bytes bound
+    beside its time ratio to Llama's default cache (s = 2 halves MLA's bytes)."""
+    main(["--tiny", "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path),
+          "--sections", "generate", "--generate_subjects", "llama", "mtla_s1", "mtla_s2"])
+    rows = {row["subject"]: row for row in csv.DictReader(open(tmp_path / "generate.csv"))}
+    assert set(rows) == {"llama", "mtla_s1", "mtla_s2"}
+    assert float(rows["llama"]["speedup_vs_llama"]) == 1.0
+    bound = {name: float(row["bytes_bound_vs_llama"]) for name, row in rows.items()}
+    assert bound["llama"] == 1.0 < bound["mtla_s1"] and bound["mtla_s2"] == 2 * bound["mtla_s1"]
+    assert all(float(row["seconds"]) > 0 for row in rows.values())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from espnet2_mtla.attention import build_attention
+from espnet2_mtla.benchmark.generation import bench_generate
 from espnet2_mtla.benchmark.report import Report
 from espnet2_mtla.benchmark.subjects import (BenchModel, FixedLengthBeamSearch, bytes_per_token,
                                              decode_subject, restore, snapshot,
@@ -281,4 +282,5 @@ def bench_prefill(bench: Bench, options):
 
 
 SECTIONS = {"copy": bench_copy, "decode": bench_decode, "kernel": bench_kernel,
-            "beam": bench_beam, "train": bench_train, "prefill": bench_prefill}
+            "beam": bench_beam, "train": bench_train, "prefill": bench_prefill,
+            "generate": bench_generate}

@@ -22,6 +22,10 @@ Sections (``--sections``):
 - ``prefill``: an inference prefill of one latent layer into its cache per B x T prompt
   (``--prefill_shapes``): time, peak memory and the cache's MB; ``--compare_chunks`` adds
   the stride-aware mask built for the whole prompt at once.
+- ``generate``: Transformers' generate() with long prompts (``--generate_shapes``,
+  ``--new_tokens``): Llama with its default cache, Llama with a static cache (compiled by
+  generate()), LlamaMTLA s = 1, 2, 4; time, peak memory and the cache-bytes bound beside
+  the ratio to Llama (``espnet2_mtla.benchmark.generation``). Not in the default sections.
 - ``train``: one training step (forward + backward) of the decoder stack per B x T shape
   (``--train_shapes``; MTLA through FlexAttention with the stride-aware mask on CUDA
   for rows of FLEX_MIN_LENGTH tokens or more, the dense mask below),
@@ -42,6 +46,7 @@ from pathlib import Path
 import torch
 
 from espnet2_mtla.benchmark.report import Report, plot
+from espnet2_mtla.benchmark.generation import SUBJECTS
 from espnet2_mtla.benchmark.sections import SECTIONS, Bench
 from espnet2_mtla.benchmark.variants import (ATTENTION_CONFS, VARIANTS, at_size, latent_sizes,
                                              sizes)
@@ -64,10 +69,11 @@ FULL_RUN = dict(batches=[1, 16, 64], lengths=[1024, 4096, 16384, 65536], beams=[
                 utterances=64, prefix_len=300, output_len=100,
                 train_shapes=[(32, 512), (16, 1024), (8, 2048), (4, 4096), (1, 16384)],
                 repeats=20, kernel_entries=[8192, 32768], copy_mb=2048,
-                prefill_shapes=[(32, 1024), (16, 8000), (4, 32000)])
+                prefill_shapes=[(32, 1024), (16, 8000), (4, 32000)],
+                generate_shapes=[(32, 1024), (16, 8000), (4, 32000)], new_tokens=128)
 SMOKE_RUN = dict(batches=[1, 2], lengths=[16, 40], beams=[2], utterances=2, prefix_len=8,
                  output_len=3, train_shapes=[(2, 16)], repeats=2, kernel_entries=[64],
-                 copy_mb=4, prefill_shapes=[(2, 20)])
+                 copy_mb=4, prefill_shapes=[(2, 20)], generate_shapes=[(2, 12)], new_tokens=4)
 
 
 def get_parser():
@@ -109,6 +115,11 @@ def get_parser():
     parser.add_argument("--copy_mb", type=int)
     parser.add_argument("--prefill_shapes", type=batch_by_tokens, nargs="+",
                         help="B x T prompts of the prefill section, e.g. 16x8000")
+    parser.add_argument("--generate_shapes", type=batch_by_tokens, nargs="+",
+                        help="generate: B x prompt tokens, e.g. 16x8000")
+    parser.add_argument("--new_tokens", type=int, help="generate: tokens generated per row")
+    parser.add_argument("--generate_subjects", nargs="+", default=list(SUBJECTS),
+                        choices=SUBJECTS, help="generate: Llama baselines and LlamaMTLA s")
     parser.add_argument("--eos_terminated", action="store_true",
                         help="beam: utterances end at seeded random lengths (output_len / 4 "
                         ".. output_len), so the batch shrinks and graphs are recaptured")

@@ -1,0 +1,100 @@
+"""The benchmark's ``generate`` section: Transformers' ``generate()`` with long prompts,
+Llama against LlamaMTLA (issue #24's shapes), time and peak memory beside the bound the
+cache bytes set.
+
+Subjects, all with the same random-weight Llama body (width 1024, 16 heads, FFN 2816,
+8 layers, vocabulary 32k; tiny sizes under ``--tiny``): ``llama`` (SDPA, Transformers'
+default dynamic cache), ``llama_static`` (a static cache, which Transformers' generate()
+compiles the forward for: the strong baseline), and ``mtla_s1`` / ``mtla_s2`` / ``mtla_s4``
+(LlamaMTLA, r 512, rope 32, value 64, with its compressed cache). Greedy, exactly
+``--new_tokens`` tokens (no EOS), a left-aligned batch of random prompts. Each subject
+runs twice; the second run is the measurement (the first pays compilation and warm-up).
+"""
+
+import gc
+import time
+
+import torch
+
+LLAMA = dict(hidden_size=1024, num_attention_heads=16, num_key_value_heads=16,
+             intermediate_size=2816, num_hidden_layers=8, vocab_size=32000)
+LATENT = dict(kv_lora_rank=512, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64)
+TINY_LLAMA = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
+                  intermediate_size=128, num_hidden_layers=2, vocab_size=100)
+TINY_LATENT = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16)
+SUBJECTS = ("llama", "llama_static", "mtla_s1", "mtla_s2", "mtla_s4")
+
+
+def cache_bytes_per_token(subject, llama, latent, dtype) -> float:
+    """Cache bytes per token and layer: keys and values per KV head for Llama, one
+    (r + d_r) entry per s tokens for LlamaMTLA."""
+    size = torch.finfo(dtype).bits // 8
+    if subject.startswith("llama"):
+        head = llama["hidden_size"] // llama["num_attention_heads"]
+        return 2 * llama["num_key_value_heads"] * head * size
+    down_rate = int(subject.split("_s")[1])
+    return (latent["kv_lora_rank"] + latent["qk_rope_head_dim"]) * size / down_rate
+
+
+def build_subject(subject, llama, latent, device, dtype):
+    """(model, extra generate() options) of a subject, random weights (seed 0)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**llama, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    if subject.startswith("llama"):
+        config._attn_implementation = "sdpa"
+        model = LlamaForCausalLM(config)
+        options = {"cache_implementation": "static"} if subject == "llama_static" else {}
+    else:
+        import espnet2_mtla.hf as hf
+
+        down_rate = int(subject.split("_s")[1])
+        model = hf.LlamaMTLAForCausalLM(
+            hf.LlamaMTLAConfig(**config.to_dict(), **latent, down_rate=down_rate))
+        options = {}
+    return model.to(device, dtype).eval(), options
+
+
+def bench_generate(bench, options):
+    """generate() per subject and B x prompt shape (``--generate_shapes``), with the
+    ratios to Llama's default cache beside the cache-bytes bound."""
+    from espnet2_mtla.benchmark.timing import peak_memory, reset_peak, synchronize
+
+    device, dtype = bench.device, bench.dtype
+    llama, latent = (TINY_LLAMA, TINY_LATENT) if options.tiny else (LLAMA, LATENT)
+    for batch, prompt in options.generate_shapes:
+        ids = torch.randint(3, llama["vocab_size"], (batch, prompt), device=device,
+                            generator=torch.Generator(device).manual_seed(0))
+        base = None
+        for subject in options.generate_subjects:
+            model, extra = build_subject(subject, llama, latent, device, dtype)
+            settings = dict(max_new_tokens=options.new_tokens, min_new_tokens=options.new_tokens,
+                            do_sample=False, eos_token_id=None, pad_token_id=0,
+                            attention_mask=torch.ones_like(ids), **extra)
+            seconds = []
+            try:
+                with torch.no_grad():
+                    for _ in range(2):  # the first pays compilation and warm-up
+                        gc.collect()
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        reset_peak(device)
+                        synchronize(device)
+                        start = time.perf_counter()
+                        model.generate(ids, **settings)
+                        synchronize(device)
+                        seconds.append(time.perf_counter() - start)
+                memory = peak_memory(device)
+            except torch.OutOfMemoryError:
+                seconds, memory = [float("nan")] * 2, float("nan")
+            per_token = cache_bytes_per_token(subject, llama, latent, dtype)
+            if subject == "llama":
+                base = (seconds[1], per_token)
+            bench.report.row("generate", dict(
+                subject=subject, batch=batch, prompt=prompt, new_tokens=options.new_tokens,
+                first_s=seconds[0], seconds=seconds[1], peak_memory_MB=memory / 1e6,
+                cache_bytes_per_token=per_token,
+                speedup_vs_llama=base[0] / seconds[1] if base else float("nan"),
+                bytes_bound_vs_llama=base[1] / per_token if base else float("nan")))
+            model = None
