@@ -20,6 +20,9 @@ espeak-ng -v en-us --stdout "ready" > /dev/null \
 mkdir -p /var/lib/apt/lists
 cp -n "${carry}"/*_i18n_Translation-en* /var/lib/apt/lists/ 2>/dev/null || true
 if [ -d "${carry}/mo_root" ]; then
+    # (a root of an older layout has no .unpacked list: stage 1 would try to download)
+    [ -f "${carry}/mo_root/.unpacked" ] || { echo "gpu_recipe_env.sh: ${carry}/mo_root has no" \
+        ".unpacked list (an older layout): rebuild the carry with bench/gpu_carry.sh" >&2; return 1; }
     mkdir -p "${root}/egs2/mini_en_de/st1/downloads"
     rm -rf "${root}/egs2/mini_en_de/st1/downloads/root"
     cp -a "${carry}/mo_root" "${root}/egs2/mini_en_de/st1/downloads/root"
