@@ -296,7 +296,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                                         key_padding_mask)
         if chunked:
             return self._chunked_prefill(q_nope, q_pe, key_latent, key_rope, visible_rows)
-        visible = None if use_flex or causal else visible_rows(0, query_len)
+        visible = None if causal else visible_rows(0, query_len)
         if need_weights:
             out, weights = self._expanded_attention(q_nope, q_pe, key_latent, key_rope,
                                                     visible, attn_bias, need_weights=True)

@@ -11,7 +11,6 @@ compiles the forward for: the strong baseline), and ``mtla_s1`` / ``mtla_s2`` / 
 runs twice; the second run is the measurement (the first pays compilation and warm-up).
 """
 
-import gc
 import time
 
 import torch
@@ -25,6 +24,11 @@ TINY_LATENT = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_he
 SUBJECTS = ("llama", "llama_static", "mtla_s1", "mtla_s2", "mtla_s4")
 
 
+def down_rate_of(subject) -> int:
+    """s of an ``mtla_s<s>`` subject."""
+    return int(subject.split("_s")[1])
+
+
 def cache_bytes_per_token(subject, llama, latent, dtype) -> float:
     """Cache bytes per token and layer: keys and values per KV head for Llama, one
     (r + d_r) entry per s tokens for LlamaMTLA."""
@@ -32,8 +36,7 @@ def cache_bytes_per_token(subject, llama, latent, dtype) -> float:
     if subject.startswith("llama"):
         head = llama["hidden_size"] // llama["num_attention_heads"]
         return 2 * llama["num_key_value_heads"] * head * size
-    down_rate = int(subject.split("_s")[1])
-    return (latent["kv_lora_rank"] + latent["qk_rope_head_dim"]) * size / down_rate
+    return (latent["kv_lora_rank"] + latent["qk_rope_head_dim"]) * size / down_rate_of(subject)
 
 
 def build_subject(subject, llama, latent, device, dtype):
@@ -49,9 +52,8 @@ def build_subject(subject, llama, latent, device, dtype):
     else:
         import espnet2_mtla.hf as hf
 
-        down_rate = int(subject.split("_s")[1])
         model = hf.LlamaMTLAForCausalLM(
-            hf.LlamaMTLAConfig(**config.to_dict(), **latent, down_rate=down_rate))
+            hf.LlamaMTLAConfig(**config.to_dict(), **latent, down_rate=down_rate_of(subject)))
         options = {}
     return model.to(device, dtype).eval(), options
 
@@ -59,7 +61,7 @@ def build_subject(subject, llama, latent, device, dtype):
 def bench_generate(bench, options):
     """generate() per subject and B x prompt shape (``--generate_shapes``), with the
     ratios to Llama's default cache beside the cache-bytes bound."""
-    from espnet2_mtla.benchmark.timing import peak_memory, reset_peak, synchronize
+    from espnet2_mtla.benchmark.timing import fresh_memory, peak_memory, reset_peak, synchronize
 
     device, dtype = bench.device, bench.dtype
     llama, latent = (TINY_LLAMA, TINY_LATENT) if options.tiny else (LLAMA, LATENT)
@@ -76,9 +78,7 @@ def bench_generate(bench, options):
             try:
                 with torch.no_grad():
                     for _ in range(2):  # the first pays compilation and warm-up
-                        gc.collect()
-                        if device.type == "cuda":
-                            torch.cuda.empty_cache()
+                        fresh_memory(device)
                         reset_peak(device)
                         synchronize(device)
                         start = time.perf_counter()

@@ -1,7 +1,6 @@
 """The benchmark's sections. Each takes the run's ``Bench`` (device, dtype, sizes,
 variants, report) and the command-line options, and writes its rows to the report."""
 
-import gc
 import math
 import time
 from dataclasses import dataclass
@@ -14,8 +13,8 @@ from espnet2_mtla.benchmark.report import Report
 from espnet2_mtla.benchmark.subjects import (BenchModel, FixedLengthBeamSearch, bytes_per_token,
                                              decode_subject, restore, snapshot,
                                              training_stack, training_step)
-from espnet2_mtla.benchmark.timing import (count_flops, graph_replay_time, median_time,
-                                           peak_memory, reset_peak, synchronize)
+from espnet2_mtla.benchmark.timing import (count_flops, fresh_memory, graph_replay_time,
+                                           median_time, peak_memory, reset_peak, synchronize)
 from espnet2_mtla.benchmark.variants import Variants
 from espnet2_mtla.kernels import kernels_set
 
@@ -180,15 +179,6 @@ def bench_beam(bench: Bench, options):
                     peak_cache_MB=stats.peak_cache_bytes / 1e6))
                 del model, search
                 fresh_memory(device)
-
-
-def fresh_memory(device):
-    """Return the caching allocator's free blocks (a variant measured after another
-    starts from the same allocator state as one measured first)."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
 
 
 def bench_train(bench: Bench, options):

@@ -1,6 +1,7 @@
 """Timing on the device (CUDA events, or a host clock on the CPU), CUDA-graph replay
 timing, peak memory, and a step's FLOPs (the arithmetic bound of a comparison)."""
 
+import gc
 import time
 
 import torch
@@ -56,6 +57,15 @@ def graph_replay_time(step, restore_state, device, repeats=20):
     except Exception as error:  # e.g. a host sync inside the step
         print(f"  (no CUDA graph: {type(error).__name__}: {str(error)[:80]})")
         return float("nan")
+
+
+def fresh_memory(device):
+    """Return the caching allocator's free blocks (a variant measured after another
+    starts from the same allocator state as one measured first)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
 
 
 def reset_peak(device):
