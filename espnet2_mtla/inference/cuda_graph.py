@@ -115,9 +115,9 @@ class GraphedDecodeStep(DecodeStep):
             for name in cache.swapped:
                 if name not in self.spares:
                     self.spares[name] = torch.empty_like(getattr(cache, name))
-        start = self._placement()
+        placement = self._placement()
         graphs, pool = [], None
-        while not graphs or self._placement() != start:
+        while not graphs or self._placement() != placement:
             if len(graphs) == max_graphs:
                 raise RuntimeError("cache buffers do not return to their places")
             graph = torch.cuda.CUDAGraph()
