@@ -49,11 +49,17 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs of the last axis of x.
 
     x: (B, T, d) or (B, T, H, d); rotation: (B, T, d/2, 2) from ``rotary_angles``.
-    Real arithmetic (no complex view), so the rotation traces (torch.export).
+    Eager: one complex product (three kernels with the casts; the real form below is
+    nine, which cost a graphed decode step 15-25 us on an H200, measured). Traced
+    (torch.compile, torch.export, which refuse complex views): the same products in
+    real arithmetic, which the compiler fuses.
     """
     if x.dim() == 4:
         rotation = rotation.unsqueeze(2)  # (B, T, 1, d/2, 2): same rotation for every head
     pairs = x.float().unflatten(-1, (-1, 2))  # (..., d/2, 2)
+    if not torch.compiler.is_compiling():
+        turned = torch.view_as_complex(pairs.contiguous()) * torch.view_as_complex(rotation)
+        return torch.view_as_real(turned).flatten(-2).to(x.dtype)
     even, odd = pairs[..., 0], pairs[..., 1]
     cos, sin = rotation[..., 0], rotation[..., 1]
     rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
