@@ -58,7 +58,7 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
         rotation = rotation.unsqueeze(2)  # (B, T, 1, d/2, 2): same rotation for every head
     pairs = x.float().unflatten(-1, (-1, 2))  # (..., d/2, 2)
     if not torch.compiler.is_compiling():
-        turned = torch.view_as_complex(pairs.contiguous()) * torch.view_as_complex(rotation)
+        turned = torch.view_as_complex(pairs) * torch.view_as_complex(rotation)
         return torch.view_as_real(turned).flatten(-2).to(x.dtype)
     even, odd = pairs[..., 0], pairs[..., 1]
     cos, sin = rotation[..., 0], rotation[..., 1]
