@@ -46,7 +46,7 @@ def encode_text(text: str, tokens):
     return [index["<space>" if c == " " else c] for c in text]
 
 
-def tiny_args(attention: str, prefix_mode: str, **extra):
+def tiny_args(attention: str, prefix_mode: str, merge_prefix: bool = True, **extra):
     """Parsed task arguments of a tiny model (frontend: default Fbank, 20 mels)."""
     from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
 
@@ -62,7 +62,7 @@ def tiny_args(attention: str, prefix_mode: str, **extra):
     args.attention_conf = dict(ATTENTION_CONFS[attention])
     args.decoder_conf = {
         "d_model": 32, "num_heads": 4, "num_layers": 2, "ffn_dim": 64, "dropout": 0.0,
-        "prefix_mode": prefix_mode,
+        "prefix_mode": prefix_mode, "merge_prefix": merge_prefix,
     }
     args.model_conf = {"lsm_weight": 0.0, "ctc_weight": 0.0}
     for key, value in extra.items():
@@ -70,11 +70,11 @@ def tiny_args(attention: str, prefix_mode: str, **extra):
     return args
 
 
-def tiny_model(attention: str, prefix_mode: str, seed: int = 0):
+def tiny_model(attention: str, prefix_mode: str, seed: int = 0, merge_prefix: bool = True):
     from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
 
     torch.manual_seed(seed)
-    return DecoderOnlyTask.build_model(tiny_args(attention, prefix_mode))
+    return DecoderOnlyTask.build_model(tiny_args(attention, prefix_mode, merge_prefix))
 
 
 def speech_batch(keys, tokens=None):

@@ -67,11 +67,13 @@ def test_tiny_model_overfits_until_greedy_reproduces_transcripts(attention, pref
     assert hypotheses == references(batch)
 
 
-@pytest.fixture(scope="module", params=[("mtla", "memory"), ("mha", "full"), ("mla", "memory")])
+@pytest.fixture(scope="module", params=[("mtla", "memory", True), ("mha", "full", True),
+                                        ("mla", "memory", True), ("mtla", "full", False)],
+                ids=["mtla-memory", "mha-full", "mla-memory", "mtla-full-unmerged_prefix"])
 def partly_trained(request):
     """A model trained a little: confident enough to stop, not perfect."""
-    attention, prefix_mode = request.param
-    model = tiny_model(attention, prefix_mode, seed=1)
+    attention, prefix_mode, merge_prefix = request.param
+    model = tiny_model(attention, prefix_mode, seed=1, merge_prefix=merge_prefix)
     train(model, speech_batch(KEYS), 40)
     return model
 
@@ -286,3 +288,40 @@ def test_every_speech_encoder_choice_trains_and_decodes(encoder, encoder_conf):
     assert loss == loss  # finite, not NaN
     results, _ = BatchBeamSearch(model, beam_size=2, maxlenratio=-4).search(batch)
     assert len(results) == 3 and all(len(r[0].tokens) <= 4 for r in results)
+
+
+@pytest.mark.parametrize("prefix_mode", ["memory", "full"])
+def test_unmerged_prefix_keeps_one_cache_entry_per_prefix_frame(prefix_mode):
+    """merge_prefix false: after the prefill, row b holds L_b prefix entries plus the
+    prompt's chunks of s; merged (the default) the prefix is in chunks of s too."""
+    from espnet2_mtla.model.decoder import unmerged_prefix_positions
+
+    batch = speech_batch(KEYS)
+    counts = {}
+    for merge_prefix in (True, False):
+        model = tiny_model("mtla", prefix_mode, merge_prefix=merge_prefix).eval()
+        with torch.no_grad():
+            encoded = model.encode_prefix(batch)
+            caches, _ = model.start_decoding(encoded, model.prompts(batch), max_new_tokens=4)
+        counts[merge_prefix] = caches[0].num_entries.tolist()
+        assert caches[0].max_entries >= max(counts[merge_prefix])  # reads span them all
+    lengths = encoded.lengths.tolist()
+    assert len(set(lengths)) > 1  # left padding in play
+    down_rate = 2
+    for length, merged, unmerged in zip(lengths, counts[True], counts[False]):
+        assert unmerged == length + 1  # the prompt: one task token, a chunk of its own
+        assert merged == -(-(length + 1) // down_rate)
+    # the mapping itself: stride 1 changes nothing; the text starts a chunk
+    positions = torch.tensor([[0, 0, 1, 2, 3], [0, 1, 2, 3, 4]])
+    padding = torch.tensor([[True, False, False, False, False], [False] * 5])
+    assert torch.equal(unmerged_prefix_positions(positions, padding, 3, 1), positions)
+    mapped = unmerged_prefix_positions(positions, padding, 3, 2)
+    assert mapped.tolist() == [[1, 1, 3, 4, 5], [1, 3, 5, 6, 7]]
+
+
+def test_merge_prefix_must_be_a_boolean():
+    from espnet2_mtla.model.decoder import DecoderOnlyStack
+
+    with pytest.raises(ValueError, match="merge_prefix"):
+        DecoderOnlyStack(10, d_model=16, num_heads=2, num_layers=1, ffn_dim=16,
+                         merge_prefix="no")

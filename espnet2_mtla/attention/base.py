@@ -49,12 +49,16 @@ class SelfAttention(nn.Module):
         self._state_key = f"{type(self).__name__}.{uuid.uuid4()}"
 
     # --- to implement per type -------------------------------------------------------
-    def make_cache(self, batch_size: int, device=None, dtype=None, capacity: int = 0):
+    def make_cache(self, batch_size: int, device=None, dtype=None, capacity: int = 0,
+                   unmerged_tokens: int = 0):
         """An empty cache for ``batch_size`` rows, preallocated for ``capacity`` tokens
-        (it grows past them); device and dtype default to the module's."""
+        (it grows past them); device and dtype default to the module's.
+        ``unmerged_tokens``: how many leading steps the caller keeps out of temporal
+        merging (their positions each end a chunk); only caches that merge use it."""
         raise NotImplementedError
 
-    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
+    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
+                unmerged_tokens=0):
         raise NotImplementedError
 
     # --- shared entry point ------------------------------------------------------------
@@ -71,6 +75,7 @@ class SelfAttention(nn.Module):
         use_flashattn_infer: bool = False,
         *,
         cache=None,
+        unmerged_tokens: int = 0,
     ) -> torch.Tensor:
         """Attend; returns (B, Tq, D).
 
@@ -83,7 +88,10 @@ class SelfAttention(nn.Module):
         probabilities (B, H, Tq, K) over the K keys of the call and the newest position
         each key covers (B, K; -1 for a key that is not one), on the explicit (slower)
         path. ``use_flashattn_infer`` is accepted and ignored (the decode kernel is
-        picked automatically).
+        picked automatically). ``unmerged_tokens``: how many leading key columns the
+        caller placed each in a chunk of its own (positions that end a chunk: an unmerged
+        prefix, see ``model.decoder.unmerged_prefix_positions``); a bound for the types that
+        merge (MTLA), ignored by the others.
         """
         if need_weights and not self.supports_weights:
             raise NotImplementedError(f"{type(self).__name__} does not return attention "
@@ -121,8 +129,9 @@ class SelfAttention(nn.Module):
                 raise ValueError("self_attn_mask cannot be used once the cache holds tokens")
         if need_weights:
             return self._attend(query, key, positions, key_padding_mask, self_attn_mask,
-                                cache, need_weights=True)
-        return self._attend(query, key, positions, key_padding_mask, self_attn_mask, cache)
+                                cache, need_weights=True, unmerged_tokens=unmerged_tokens)
+        return self._attend(query, key, positions, key_padding_mask, self_attn_mask, cache,
+                            unmerged_tokens=unmerged_tokens)
 
     def _cache_placement(self, device, dtype):
         """(device, dtype) of a new cache: the given ones, else the module's."""

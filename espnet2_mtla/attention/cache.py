@@ -194,7 +194,7 @@ class KVCache(DecodingCache):
         return self.nbytes()  # exact on the host already
 
 
-def merge_chunks(latent, k_pe, positions, padding, carry, down_rate):
+def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_tokens=0):
     """MTLA's chunk rule over several tokens (a prefill, a training row): the partial
     chunk state after every token, and the cache entry of every chunk (its latents' sum,
     the rope key of its newest token). ``LatentCache.add_step`` applies the same rule to
@@ -203,6 +203,7 @@ def merge_chunks(latent, k_pe, positions, padding, carry, down_rate):
     latent: (B, T, r) already weighted (w_j c_j) and zero at padding; k_pe (B, T, d_r).
     carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
     added to the chunk it continues.
+    unmerged_tokens: how many leading columns may each be a chunk of their own.
     Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
     and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
     rows continue their cached chunk (B,) (None without carry).
@@ -214,8 +215,10 @@ def merge_chunks(latent, k_pe, positions, padding, carry, down_rate):
     first_chunk = chunk.masked_fill(~real, torch.iinfo(torch.long).max).amin(dim=1)
     first_chunk = torch.where(real.any(dim=1), first_chunk, 0)  # (B,)
     # a table of slots, one per position from the row's first chunk start on:
-    # consecutive positions of T tokens span at most num_chunks chunks
-    num_chunks = (length + 2 * s - 2) // s
+    # consecutive positions of T tokens span at most num_chunks chunks (U leading
+    # tokens in chunks of their own: U more)
+    single = min(unmerged_tokens, length)
+    num_chunks = single + (length - single + 2 * s - 2) // s
     num_slots = num_chunks * s
     local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
     # (one token always fits: no check when decoding). On CUDA the check is
@@ -268,12 +271,16 @@ class LatentCache(DecodingCache):
     prefers_cuda_graphs = True  # the decode kernel skips unwritten entries
 
     def __init__(
-        self, batch_size, kv_lora_rank, rope_dim, down_rate, device=None, dtype=None, capacity=0
+        self, batch_size, kv_lora_rank, rope_dim, down_rate, device=None, dtype=None, capacity=0,
+        unmerged_tokens=0,
     ):
-        """capacity: tokens to preallocate for (the cache grows past it if needed)."""
+        """capacity: tokens to preallocate for (the cache grows past it if needed);
+        unmerged_tokens: how many of the first steps may each be a chunk of its own (a
+        prefix kept unmerged, ``DecoderOnlyStack(merge_prefix=False)``), for the bounds."""
         self.batch_size = batch_size
         self.kv_lora_rank = kv_lora_rank
         self.down_rate = down_rate
+        self.unmerged_tokens = unmerged_tokens
         # entries: (B, capacity + 1, r + d_r); the last slot absorbs masked-out writes
         self.entries = torch.zeros(
             batch_size,
@@ -296,10 +303,13 @@ class LatentCache(DecodingCache):
         self.spares = {} if spares is None else spares
 
     def _entries_bound(self, num_tokens: int) -> int:
-        """Most entries a row can hold after ``num_tokens`` steps (a row may start mid-chunk)."""
-        if num_tokens == 0:
-            return 0
-        return (num_tokens + 2 * self.down_rate - 2) // self.down_rate
+        """Most entries a row can hold after ``num_tokens`` steps (a row may start mid-chunk;
+        the first ``unmerged_tokens`` steps may each hold one)."""
+        single = min(num_tokens, self.unmerged_tokens)
+        merged = num_tokens - single
+        if merged == 0:
+            return single
+        return single + (merged + 2 * self.down_rate - 2) // self.down_rate
 
     def _reserve(self, new_tokens: int):
         """Count ``new_tokens`` more steps and grow the entries to hold them."""

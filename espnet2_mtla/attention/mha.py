@@ -59,11 +59,13 @@ class MultiHeadAttention(SelfAttention):
         self.v_proj = nn.Linear(embed_dim, num_kv_heads * self.head_dim, bias=bias)
         self.out_proj = nn.Linear(num_heads * self.head_dim, embed_dim, bias=bias)
 
-    def make_cache(self, batch_size, device=None, dtype=None, capacity=0) -> KVCache:
+    def make_cache(self, batch_size, device=None, dtype=None, capacity=0,
+                   unmerged_tokens=0) -> KVCache:
         device, dtype = self._cache_placement(device, dtype)
         return KVCache(batch_size, self.num_kv_heads, self.head_dim, device, dtype, capacity)
 
-    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache):
+    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
+                unmerged_tokens=0):  # (every token has its own key: nothing merges)
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
         angles = rotary_angles(positions, self.head_dim, self.rope_base)  # (B, Tk, d_h/2, 2)

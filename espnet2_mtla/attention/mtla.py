@@ -206,14 +206,15 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if self.has_merge_weights:
             self.hypernet_down = MergeHyperNetwork(kv_lora_rank, down_rate)
 
-    def make_cache(self, batch_size, device=None, dtype=None, capacity=0) -> LatentCache:
+    def make_cache(self, batch_size, device=None, dtype=None, capacity=0,
+                   unmerged_tokens=0) -> LatentCache:
         device, dtype = self._cache_placement(device, dtype)
         return LatentCache(batch_size, self.kv_lora_rank, self.qk_rope_head_dim,
-                           self.down_rate, device, dtype, capacity)
+                           self.down_rate, device, dtype, capacity, unmerged_tokens)
 
     # --- the attention --------------------------------------------------------------
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
-                need_weights=False):
+                need_weights=False, unmerged_tokens=0):
         """need_weights: also return (probabilities (B, H, Tq, K), key positions (B, K)):
         each key is a chunk state, placed at the newest position it sums up to."""
         batch, query_len, _ = query.shape
@@ -242,7 +243,8 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             carry = None
         else:
             carry = cache.tail()  # the newest entry: it may be continued by these tokens
-        merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry, self.down_rate)
+        merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry, self.down_rate,
+                              unmerged_tokens)
         columns, first_chunk, chunk_entries, chunk_valid, continues = merged
 
         if cache is not None and query_len == key_len == 1:  # a step with padding

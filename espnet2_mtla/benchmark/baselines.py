@@ -17,10 +17,11 @@ class PaperStyleMHA(nn.Module):
         super().__init__()
         self.ours = ours
 
-    def make_cache(self, batch_size, device=None, dtype=None, capacity=0):
+    def make_cache(self, batch_size, device=None, dtype=None, capacity=0, unmerged_tokens=0):
         return PaperStyleCache(batch_size, device)
 
-    def forward(self, query, key=None, position=None, key_padding_mask=None, cache=None):
+    def forward(self, query, key=None, position=None, key_padding_mask=None, cache=None,
+                unmerged_tokens=0):  # (the benchmark merges no prefix: ignored)
         from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 
         ours = self.ours
@@ -81,10 +82,11 @@ class ReferenceMTLA(nn.Module):
 
         self.reference = Reference(embed_dim, num_heads, **conf)
 
-    def make_cache(self, batch_size, device=None, dtype=None, capacity=0):
+    def make_cache(self, batch_size, device=None, dtype=None, capacity=0, unmerged_tokens=0):
         return ReferenceCache(self.reference, batch_size, device)
 
-    def forward(self, query, key=None, position=None, key_padding_mask=None, cache=None):
+    def forward(self, query, key=None, position=None, key_padding_mask=None, cache=None,
+                unmerged_tokens=0):  # (the benchmark merges no prefix: ignored)
         key = query if key is None else key
         if position is None:
             position = cache.next_position[:, None] + torch.arange(key.shape[1], device=key.device)

@@ -3,6 +3,8 @@
 The variants are the repository's ``conf/attention/*.yaml`` fragments (the recipes'
 sweep), read once: name -> (attention type, attention_conf). ``at_size(variants, tiny)``
 gives them at the tiny latent sizes of a CPU smoke run without changing the table.
+Fragments that also change the decoder (``decoder_conf``, e.g. ``merge_prefix: false``)
+are recipe variants of a type, not types: the benchmark leaves them out.
 """
 
 from pathlib import Path
@@ -33,6 +35,8 @@ def load_variants(directory: Path = ATTENTION_CONFS) -> Variants:
         fragment = yaml.safe_load(path.read_text()) or {}
         if "attention" not in fragment:
             raise ValueError(f"{path}: no 'attention' key")
+        if set(fragment) - {"attention", "attention_conf"}:
+            continue  # a decoder option beside the type (see the module docstring)
         variants[path.stem] = (fragment["attention"], dict(fragment.get("attention_conf") or {}))
 
     def order(name):

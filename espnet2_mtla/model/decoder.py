@@ -10,6 +10,12 @@ Prefix modes (DESIGN.md section 4):
   compressed like any other key.
 
 No absolute position embedding: the attention applies RoPE from explicit positions.
+
+``merge_prefix: false`` keeps MTLA's temporal merging off the prefix: every prefix frame
+is a chunk of its own (as MLA stores it) and only the text is merged s positions to a
+chunk, the decoder-only counterpart of the paper's encoder-decoder models, whose decoder
+cache merges generated tokens and never the source. It is done by positions alone
+(``unmerged_prefix_positions``): the attention and its cache need no other mode.
 """
 
 from typing import List, Optional
@@ -42,15 +48,31 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(d_model, ffn_dim, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, positions, padding, memory=None, cache=None):
+    def forward(self, x, positions, padding, memory=None, cache=None, unmerged_tokens=0):
         """x (B, T, D) queried; memory (B, P, D) attended only (its positions and padding
-        come first in ``positions``/``padding``, (B, P + T))."""
+        come first in ``positions``/``padding``, (B, P + T)); unmerged_tokens: leading
+        columns in chunks of their own (see ``unmerged_prefix_positions``)."""
         h = self.attn_norm(x)
         key = h if memory is None else torch.cat([self.attn_norm(memory), h], dim=1)
         x = x + self.dropout(
-            self.attn(h, key, position=positions, key_padding_mask=padding, cache=cache)
+            self.attn(h, key, position=positions, key_padding_mask=padding, cache=cache,
+                      unmerged_tokens=unmerged_tokens)
         )
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+def unmerged_prefix_positions(positions, padding, prefix_columns: int, stride: int):
+    """Positions (B, P + T) under which merging s = ``stride`` positions to a chunk leaves
+    the prefix unmerged: prefix frame p -> p s + s - 1 (the last position of chunk p, a
+    chunk of its own), text position L + t -> L s + t (chunks of s from a chunk start),
+    L = the row's real prefix frames (padding (B, P + T), True at padding, or None).
+    RoPE sees these positions too: the prefix at stride s, the text contiguous."""
+    prefix, text = positions[:, :prefix_columns], positions[:, prefix_columns:]
+    if padding is None:
+        lengths = prefix_columns
+    else:
+        lengths = (~padding[:, :prefix_columns]).sum(dim=1, keepdim=True)  # (B, 1)
+    return torch.cat([prefix * stride + stride - 1, text + lengths * (stride - 1)], dim=1)
 
 
 class DecoderOnlyStack(nn.Module):
@@ -68,10 +90,13 @@ class DecoderOnlyStack(nn.Module):
         attention_conf: Optional[dict] = None,
         prefix_mode: str = "memory",
         tie_embeddings: bool = True,
+        merge_prefix: bool = True,
     ):
         super().__init__()
         if prefix_mode not in ("full", "memory"):
             raise ValueError(f"prefix_mode must be 'full' or 'memory', got {prefix_mode!r}")
+        if not isinstance(merge_prefix, bool):
+            raise ValueError(f"merge_prefix must be true or false, got {merge_prefix!r}")
         self.d_model = d_model
         self.prefix_mode = prefix_mode
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -81,15 +106,22 @@ class DecoderOnlyStack(nn.Module):
             DecoderLayer(d_model, num_heads, ffn_dim, dropout, attention, attention_conf or {})
             for _ in range(num_layers)
         )
+        # s of a merging attention (MTLA), where the prefix is to stay unmerged; else 1
+        down_rate = getattr(self.layers[0].attn, "down_rate", 1) if num_layers else 1
+        self.prefix_stride = 1 if merge_prefix else down_rate
         self.final_norm = nn.LayerNorm(d_model)
         self.output = nn.Linear(d_model, vocab_size, bias=False)
         if tie_embeddings:
             self.output.weight = self.embed.weight
 
-    def make_caches(self, batch_size, device=None, dtype=None, capacity=0) -> List:
-        """One empty cache per layer, preallocated for ``capacity`` tokens."""
+    def make_caches(self, batch_size, device=None, dtype=None, capacity=0,
+                    prefix_columns=0) -> List:
+        """One empty cache per layer, preallocated for ``capacity`` tokens, of which the
+        first ``prefix_columns`` are the prefix (kept unmerged where merge_prefix is off)."""
+        unmerged = prefix_columns if self.prefix_stride > 1 else 0
         return [
-            layer.attn.make_cache(batch_size, device, dtype, capacity=capacity)
+            layer.attn.make_cache(batch_size, device, dtype, capacity=capacity,
+                                  unmerged_tokens=unmerged)
             for layer in self.layers
         ]
 
@@ -100,6 +132,11 @@ class DecoderOnlyStack(nn.Module):
         cached run); positions/padding (B, P + T) cover prefix then text (padding None:
         nothing padded).
         """
+        unmerged = 0
+        if prefix is not None and self.prefix_stride > 1:
+            unmerged = prefix.shape[1]
+            positions = unmerged_prefix_positions(positions, padding, unmerged,
+                                                  self.prefix_stride)
         if prefix is not None and self.prefix_mode == "full":
             x = torch.cat([prefix, text_embed], dim=1)
             memory = None
@@ -107,7 +144,7 @@ class DecoderOnlyStack(nn.Module):
             x, memory = text_embed, prefix
         for index, layer in enumerate(self.layers):
             cache = None if caches is None else caches[index]
-            x = layer(x, positions, padding, memory=memory, cache=cache)
+            x = layer(x, positions, padding, memory=memory, cache=cache, unmerged_tokens=unmerged)
         x = self.final_norm(x)
         return x[:, x.shape[1] - text_embed.shape[1] :]
 

@@ -140,7 +140,8 @@ class PrefixLM(ABC):
         prompt_embed = self.decoder.embed(prompt_block)
         prompt_embed, prompt_padding, prompt_steps = left_aligned(prompt_embed, prompt_lengths)
         capacity = prefix.shape[1] + prompt_block.shape[1] + max_new_tokens
-        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype, capacity)
+        caches = self.decoder.make_caches(prefix.shape[0], prefix.device, prefix.dtype, capacity,
+                                          prefix_columns=prefix.shape[1])
         hidden = self.decoder(
             prompt_embed,
             torch.cat([prefix_positions, prefix_lengths[:, None] + prompt_steps], dim=1),
