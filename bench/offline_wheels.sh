@@ -32,6 +32,6 @@ mkdir -p "${out}"
         humanfriendly hydra-core omegaconf antlr4-python3-runtime torch-complex jaconv jamo \
         inflect jaraco.functools more-itertools nltk Unidecode decorator defusedxml pooch \
         platformdirs wcwidth audioread ConfigArgParse jiwer click rouge_score absl-py six \
-        sacrebleu portalocker tabulate colorama transformers huggingface_hub httpx2 typer \
-        shellingham)
+        sacrebleu portalocker tabulate colorama transformers huggingface_hub httpx2 httpcore2 h11 truststore \
+        anyio idna typer shellingham annotated-doc)
 ls "${out}"
