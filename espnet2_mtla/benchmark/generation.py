@@ -65,6 +65,9 @@ def bench_generate(bench, options):
 
     device, dtype = bench.device, bench.dtype
     llama, latent = (TINY_LLAMA, TINY_LATENT) if options.tiny else (LLAMA, LATENT)
+    import transformers
+    print(f"generate: Llama {llama}, latent {latent}, transformers {transformers.__version__} "
+          "(the sizes line above is the other sections' model)")
     for batch, prompt in options.generate_shapes:
         ids = torch.randint(3, llama["vocab_size"], (batch, prompt), device=device,
                             generator=torch.Generator(device).manual_seed(0))
