@@ -10,13 +10,19 @@ def test_benchmark_smoke_run_writes_every_section(tmp_path):
     main(["--tiny", "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path),
           "--batches", "2", "--lengths", "32", "--beams", "2", "--utterances", "2",
           "--prefix_len", "8", "--output_len", "3", "--train_shapes", "2x16",
-          "--repeats", "1", "--copy_mb", "4", "--variants", "mha", "mla", "mtla_s2"])
+          "--repeats", "1", "--copy_mb", "4", "--variants", "mha", "mla", "mtla_s2",
+          "--compare_shared_prefix"])
     decode = list(csv.DictReader(open(tmp_path / "decode.csv")))
     assert {row["variant"] for row in decode} == {"mha_paper", "mha", "mla", "mtla_s2"}
     beam = list(csv.DictReader(open(tmp_path / "beam.csv")))
     assert {row["variant"] for row in beam} == {"mha_paper", "mha", "mla", "mtla_s2"}
-    by_variant = {row["variant"]: float(row["peak_cache_MB"]) for row in beam}
+    by_variant = {row["variant"]: float(row["peak_cache_MB"]) for row in beam
+                  if row["shared_prefix"] == "False"}
     assert by_variant["mtla_s2"] < by_variant["mla"] < by_variant["mha"]  # the cache shrinks
+    shared = {row["variant"]: float(row["peak_cache_MB"]) for row in beam
+              if row["shared_prefix"] == "True"}
+    assert set(shared) == {"mla", "mtla_s2"}  # the latent caches, each prefix held once
+    assert all(shared[name] < by_variant[name] for name in shared)
     train = {row["variant"]: row for row in csv.DictReader(open(tmp_path / "train.csv"))}
     assert set(train) == {"mha", "mla", "mtla_s2"}
     assert (train["mha"]["batch"], train["mha"]["tokens"]) == ("2", "16")

@@ -325,3 +325,50 @@ def test_merge_prefix_must_be_a_boolean():
     with pytest.raises(ValueError, match="merge_prefix"):
         DecoderOnlyStack(10, d_model=16, num_heads=2, num_layers=1, ffn_dim=16,
                          merge_prefix="no")
+
+
+@pytest.mark.parametrize("attention,merge_prefix,down_rate,cuda_graphs",
+                         [("mla", True, 1, False), ("mtla", True, 2, False),
+                          ("mtla", True, 3, True), ("mtla", True, 4, False),
+                          ("mtla", False, 2, True)])
+def test_shared_prefix_search_equals_the_unshared(attention, merge_prefix, down_rate,
+                                                  cuda_graphs):
+    """share_prefix: the same n-best lists and scores (1e-4) as copying the prefix into
+    every beam, in a batch of prefixes of different lengths (not all divisible by s) and
+    alone; the batch shrinks as utterances finish (static caches: they ride along)."""
+    from speech_fixtures import tiny_args
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    torch.manual_seed(1)
+    args = tiny_args(attention, "full", merge_prefix)
+    if attention == "mtla":
+        args.attention_conf["down_rate"] = down_rate
+    model = DecoderOnlyTask.build_model(args)
+    batch = speech_batch(KEYS)
+    train(model, batch, 30)
+    # prompts of one or two task tokens: prefills of both parities end mid-chunk
+    prompt_lengths = torch.tensor([1, 2, 1, 2, 1])
+    batch["prompt"] = torch.full((len(KEYS), 2), model.task_token_id)
+    batch["prompt_lengths"] = prompt_lengths
+    options = dict(beam_size=3, nbest=3, maxlenratio=-MAX_TOKENS, cuda_graphs=cuda_graphs)
+    expected, expected_stats = BatchBeamSearch(model, **options).search(batch)
+    shared_search = BatchBeamSearch(model, share_prefix=True, **options)
+    got, stats = shared_search.search(batch)
+    prefill = model.encode_prefix(batch).lengths + prompt_lengths
+    if merge_prefix and down_rate > 1:  # (unmerged: the prompt opens a chunk after any prefix)
+        assert bool((prefill % down_rate != 0).any())  # a prefill ends mid-chunk
+    assert len({len(h[0].tokens) for h in expected}) > 1  # utterances end at different steps
+    for row in range(len(KEYS)):
+        assert [h.tokens for h in got[row]] == [h.tokens for h in expected[row]]
+        for a, b in zip(got[row], expected[row]):
+            assert abs(a.score - b.score) < 1e-4
+    assert stats.peak_cache_bytes < expected_stats.peak_cache_bytes  # the prefix held once
+    one = dict(single(batch, 1), prompt=batch["prompt"][1:2], prompt_lengths=prompt_lengths[1:2])
+    alone, _ = shared_search.search(one)
+    assert [h.tokens for h in alone[0]] == [h.tokens for h in expected[1]]
+
+
+def test_shared_prefix_refuses_per_token_caches():
+    model = tiny_model("mha", "full")
+    with pytest.raises(ValueError, match="share_prefix"):
+        BatchBeamSearch(model, beam_size=2, maxlenratio=-4, share_prefix=True)

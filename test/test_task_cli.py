@@ -177,6 +177,11 @@ def test_decode_config_ctc_weight_and_command_line_precedence(workdir, tmp_path)
     report = decode(tmp_path / "joint", "--config", str(decode_yaml), "--beam_size", "3")
     assert (report["ctc_weight"], report["beam_size"], report["batch_size"]) == (0.3, 3, 5)
     assert len((tmp_path / "joint/1best_recog/text").read_text().splitlines()) == 5
+    # each utterance's prefix held once for its beams: the same transcripts
+    decode(tmp_path / "shared", "--config", str(decode_yaml), "--beam_size", "3",
+           "--share_prefix", "true")
+    assert ((tmp_path / "shared/1best_recog/text").read_text()
+            == (tmp_path / "joint/1best_recog/text").read_text())
 
     for options, message in [
         (["--ctc_weight", "1.5"], "--ctc_weight must be in"),

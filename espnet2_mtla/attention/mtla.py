@@ -58,6 +58,7 @@ from espnet2_mtla.attention.base import (
     scaled_dot_product_attention,
 )
 from espnet2_mtla.attention.cache import LatentCache, merge_chunks
+from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache, shared_prefix_attention
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
 from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
@@ -420,7 +421,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         q_full = torch.cat([q_latent, q_pe.transpose(1, 2)], dim=-1)  # (B, H, 1, r + d_r)
         weights = None
         kernel = None if self.training and self.dropout > 0 else latent_decode_kernel(q_full, rank)
-        if need_weights:
+        if isinstance(cache, SharedPrefixLatentCache):  # (beam search; no weights asked)
+            out_latent = shared_prefix_attention(q_full, cache, self.softmax_scale)
+        elif need_weights:
             out_latent, weights = self._decode_attention_torch(q_full, cache, need_weights=True)
         elif kernel is not None:  # Triton flash-decoding over the whole cache
             out_latent = kernel(

@@ -135,12 +135,15 @@ def bench_beam(bench: Bench, options):
             attention, conf = bench.variants[variant]
         for beam in options.beams:
             latent = variant.startswith(("mla", "mtla"))
-            settings = [(True, None)]  # (kernels, cuda_graphs: None = the default)
+            # (kernels, cuda_graphs: None = the default, prefix shared by the beams)
+            settings = [(True, None, False)]
             if options.compare_graphs and variant in bench.variants:
-                settings = [(True, True), (True, False)]
+                settings = [(True, True, False), (True, False, False)]
             if latent and options.compare_kernels:
-                settings.append((False, None))
-            for kernels_on, graphs in settings:
+                settings.append((False, None, False))
+            if latent and options.compare_shared_prefix:
+                settings.append((True, None, True))
+            for kernels_on, graphs, shared in settings:
                 with kernels_set(kernels_on):
                     torch.manual_seed(0)
                     try:
@@ -158,7 +161,7 @@ def bench_beam(bench: Bench, options):
                     search = FixedLengthBeamSearch(
                         model, beam, options.output_len, graphs,
                         encode_batched=not options.encode_each,
-                        eos_seed=0 if options.eos_terminated else None)
+                        eos_seed=0 if options.eos_terminated else None, share_prefix=shared)
                     with torch.no_grad():
                         search.search({k: v[:1] for k, v in batch.items()})  # warm-up
                         fresh_memory(device)  # no variant inherits another's cached blocks
@@ -170,7 +173,7 @@ def bench_beam(bench: Bench, options):
                     seconds = time.perf_counter() - begin
                 bench.report.row("beam", dict(
                     variant=variant, dtype=str(dtype)[6:], kernels=kernels_on,
-                    cuda_graphs=stats.graph_replays > 0, beam=beam,
+                    cuda_graphs=stats.graph_replays > 0, shared_prefix=shared, beam=beam,
                     utterances=options.utterances, output_len=options.output_len,
                     eos_terminated=options.eos_terminated, tokens=stats.generated_tokens,
                     seconds=seconds, capture_s=stats.capture_seconds,

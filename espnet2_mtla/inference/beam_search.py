@@ -27,6 +27,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from espnet2_mtla.attention.cache import LatentCache
+from espnet2_mtla.attention.shared_prefix import share_prefix
 from espnet2_mtla.inference.ctc_prefix import CTCPrefixScorer
 from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
 from espnet2_mtla.model.prefix_lm import EncodedPrefix, left_aligned
@@ -86,6 +88,7 @@ class BatchBeamSearch:
         encode_batched: bool = False,
         ctc_weight: float = 0.0,
         pre_beam_ratio: float = 1.5,
+        share_prefix: bool = False,
     ):
         """cuda_graphs: replay the decoding step from a CUDA graph; None: on CUDA with
         latent caches (MLA, MTLA), where it pays; True also for per-token KV caches.
@@ -94,7 +97,11 @@ class BatchBeamSearch:
         ctc_weight: weight of the CTC prefix score (0: attention only, 1: CTC only); needs
         a model trained with CTC. pre_beam_ratio: CTC scores the pre_beam_ratio x
         beam_size best tokens of the decoder per hypothesis (w < 1).
-        The CTC part runs eagerly between the decoder's (possibly graphed) steps."""
+        The CTC part runs eagerly between the decoder's (possibly graphed) steps.
+        share_prefix: keep each utterance's prefilled prefix once for its beams, never
+        reordered (latent caches, MLA and MTLA: ``attention.shared_prefix``); the same
+        hypotheses. Off by default until the decode kernel reads a shared prefix (on CUDA
+        the shared step takes the PyTorch path)."""
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if nbest < 1 or nbest > beam_size:
@@ -107,7 +114,12 @@ class BatchBeamSearch:
                 "model_conf.ctc_weight 0, or text input); decode with ctc_weight 0")
         if pre_beam_ratio < 1.0:
             raise ValueError(f"pre_beam_ratio must be >= 1, got {pre_beam_ratio}")
+        if share_prefix and not all(isinstance(cache, LatentCache)
+                                    for cache in model.decoder.make_caches(1)):
+            raise ValueError("share_prefix: only the latent caches of MLA and MTLA share "
+                             "prefixes yet; decode this model without it")
         self.model = model
+        self.share_prefix = share_prefix
         self.ctc_weight = ctc_weight
         self.pre_beam_ratio = pre_beam_ratio
         self.beam_size = beam_size
@@ -177,8 +189,11 @@ class BatchBeamSearch:
         device = log_probs.device
 
         rows = torch.arange(num_utts, device=device).repeat_interleave(beam)  # (N * K)
-        for cache in caches:
-            cache.reorder(rows)
+        if self.share_prefix:
+            caches[:] = [share_prefix(cache, beam, max(max_lens) + 1) for cache in caches]
+        else:
+            for cache in caches:
+                cache.reorder(rows)
         log_probs = log_probs[rows]
         ctc_state = ctc.initial_state(rows) if ctc is not None else None
         graphs = self.cuda_graphs
