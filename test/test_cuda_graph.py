@@ -19,6 +19,25 @@ pytestmark = [
 ]
 
 
+@pytest.mark.parametrize("variant", ["mla", "mtla_s2", "mtla_s3"])
+def test_shared_prefix_graph_replay_equals_the_unshared_eager_search(variant):
+    """The shared-prefix step captured and replayed (and recaptured as the batch
+    shrinks) gives the unshared eager search's hypotheses."""
+    attention, conf = at_size(VARIANTS, tiny=True)[variant]
+    torch.manual_seed(0)
+    model = BenchModel(attention, conf, TINY_SIZES, TINY_SIZES["vocab"]).cuda().eval()
+    lengths = torch.tensor([12, 7, 20, 3, 15, 9], device="cuda")
+    batch = {"speech": torch.randn(6, 20, 80, device="cuda"), "speech_lengths": lengths}
+    eager, _ = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=False).search(batch)
+    shared, stats = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=True,
+                                    share_prefix=True).search(batch)
+    assert stats.graph_replays > 10 and stats.graph_captures >= 2
+    for got, want in zip(shared, eager):
+        assert [h.tokens for h in got] == [h.tokens for h in want]
+        for a, b in zip(got, want):
+            assert abs(a.score - b.score) < 1e-3
+
+
 @pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
 def test_graph_replay_equals_eager_search(variant):
     attention, conf = at_size(VARIANTS, tiny=True)[variant]
