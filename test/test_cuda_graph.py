@@ -19,15 +19,22 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("variant", ["mla", "mtla_s2", "mtla_s3"])
-def test_shared_prefix_graph_replay_equals_the_unshared_eager_search(variant):
-    """The shared-prefix step captured and replayed (and recaptured as the batch
-    shrinks) gives the unshared eager search's hypotheses."""
+def tiny_model_and_batch(variant):
+    """The benchmark's random-weight model at tiny sizes on the GPU, a batch of six
+    prefixes of different lengths, and the variant's attention_conf."""
     attention, conf = at_size(VARIANTS, tiny=True)[variant]
     torch.manual_seed(0)
     model = BenchModel(attention, conf, TINY_SIZES, TINY_SIZES["vocab"]).cuda().eval()
     lengths = torch.tensor([12, 7, 20, 3, 15, 9], device="cuda")
     batch = {"speech": torch.randn(6, 20, 80, device="cuda"), "speech_lengths": lengths}
+    return model, batch, conf
+
+
+@pytest.mark.parametrize("variant", ["mla", "mtla_s2", "mtla_s3"])
+def test_shared_prefix_graph_replay_equals_the_unshared_eager_search(variant):
+    """The shared-prefix step captured and replayed (and recaptured as the batch
+    shrinks) gives the unshared eager search's hypotheses."""
+    model, batch, _ = tiny_model_and_batch(variant)
     eager, _ = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=False).search(batch)
     shared, stats = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=True,
                                     share_prefix=True).search(batch)
@@ -40,11 +47,7 @@ def test_shared_prefix_graph_replay_equals_the_unshared_eager_search(variant):
 
 @pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
 def test_graph_replay_equals_eager_search(variant):
-    attention, conf = at_size(VARIANTS, tiny=True)[variant]
-    torch.manual_seed(0)
-    model = BenchModel(attention, conf, TINY_SIZES, TINY_SIZES["vocab"]).cuda().eval()
-    lengths = torch.tensor([12, 7, 20, 3, 15, 9], device="cuda")
-    batch = {"speech": torch.randn(6, 20, 80, device="cuda"), "speech_lengths": lengths}
+    model, batch, conf = tiny_model_and_batch(variant)
     # max output length = prefix length: rows finish at different steps
     eager, _ = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=False).search(batch)
     graphed, stats = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=True).search(batch)

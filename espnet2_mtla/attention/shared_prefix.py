@@ -64,15 +64,6 @@ class SharedPrefixLatentCache(LatentCache):
         return super().nbytes() + self.shared.nbytes()
 
 
-def share_prefix(cache, group_size: int, new_tokens: int):
-    """The cache of a beam search of ``group_size`` beams per prefilled row: shared-prefix
-    for latent caches; a cache of another type is refused (not yet shared)."""
-    if not isinstance(cache, LatentCache):
-        raise NotImplementedError(
-            f"share_prefix: {type(cache).__name__} (MHA/MQA/GQA) does not share prefixes "
-            "yet; only the latent caches of MLA and MTLA do")
-    return SharedPrefixLatentCache(cache, group_size, new_tokens)
-
 
 def shared_prefix_attention(q_full, cache: SharedPrefixLatentCache, scale: float):
     """(B, H, 1, r): one softmax over the utterance's shared entries and the row's own,

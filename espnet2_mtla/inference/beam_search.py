@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 import torch
 
 from espnet2_mtla.attention.cache import LatentCache
-from espnet2_mtla.attention.shared_prefix import share_prefix
+from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache
 from espnet2_mtla.inference.ctc_prefix import CTCPrefixScorer
 from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
 from espnet2_mtla.model.prefix_lm import EncodedPrefix, left_aligned
@@ -190,7 +190,9 @@ class BatchBeamSearch:
 
         rows = torch.arange(num_utts, device=device).repeat_interleave(beam)  # (N * K)
         if self.share_prefix:
-            caches[:] = [share_prefix(cache, beam, max(max_lens) + 1) for cache in caches]
+            # (latent caches only: checked when the search was built)
+            caches[:] = [SharedPrefixLatentCache(cache, beam, max(max_lens) + 1)
+                         for cache in caches]
         else:
             for cache in caches:
                 cache.reorder(rows)
