@@ -95,3 +95,34 @@ def test_ssl_fragment_placeholder_path_is_a_clear_error(frontend, tmp_path):
         ["--config", str(merged_path), "--token_list", str(tokens)])
     with pytest.raises(ValueError, match="/path/to/.*missing or unreadable"):
         DecoderOnlyTask.build_model(args)
+
+
+MINI_ATTENTION = CONF.parent / "egs2" / "mini_en" / "asr1" / "conf" / "attention"
+
+
+@pytest.mark.parametrize("attention", sorted(p.name for p in MINI_ATTENTION.glob("*.yaml")))
+def test_mini_recipe_fragments_build_a_model(attention, tmp_path):
+    """The mini recipes' own fragments (their models' sizes; mini_slu and mini_en_de
+    link to these) merge over a config and train a step, decoder keys included."""
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({**BASE, "decoder_conf": {**BASE["decoder_conf"],
+                                                             "d_model": 128, "num_heads": 4}}))
+    merged_path = tmp_path / "config.yaml"
+    merge_main([str(base), str(MINI_ATTENTION / attention), "-o", str(merged_path)])
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(token_list()) + "\n")
+    args = DecoderOnlyTask.get_parser().parse_args(
+        ["--config", str(merged_path), "--token_list", str(tokens)])
+    fragment = yaml.safe_load((MINI_ATTENTION / attention).read_text())
+    for key, value in fragment.get("decoder_conf", {}).items():
+        assert args.decoder_conf[key] == value
+    torch.manual_seed(0)
+    model = DecoderOnlyTask.build_model(args)
+    if "down_rate" in fragment["attention_conf"]:
+        assert model.decoder.layers[0].attn.down_rate == fragment["attention_conf"]["down_rate"]
+    unmerged = not fragment.get("decoder_conf", {}).get("merge_prefix", True)
+    assert model.decoder.prefix_stride == (fragment["attention_conf"]["down_rate"] if unmerged else 1)
+    loss, _, _ = model(**speech_batch(KEYS_ORDER[:2]))
+    assert torch.isfinite(loss)

@@ -6,7 +6,6 @@ num_entries = max(num_entries, e + 1) and next_position = p + 1. The same as
 ``LatentCache.add_step``'s PyTorch path, in one launch instead of a dozen.
 """
 
-import torch
 import triton
 import triton.language as tl
 
