@@ -12,6 +12,7 @@ import torch
 from espnet2_mtla.benchmark.subjects import BenchModel
 from espnet2_mtla.benchmark.variants import TINY_SIZES, VARIANTS, at_size
 from espnet2_mtla.inference.beam_search import BatchBeamSearch
+from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep
 
 pytestmark = [
     pytest.mark.gpu,
@@ -61,3 +62,33 @@ def test_graph_replay_equals_eager_search(variant):
         assert [h.tokens for h in got] == [h.tokens for h in want]
         for a, b in zip(got, want):
             assert abs(a.score - b.score) < 1e-3
+
+
+
+@pytest.mark.parametrize("variant", ["mha", "mtla_s2"])
+def test_recapture_on_the_last_step_fits_the_static_cache(variant):
+    """Rows that leave the batch on the last step, where the caches are full: capturing
+    a new cycle of graphs there must not count the captured (not run) steps as held.
+    The EOS-terminated benchmark met it as 'static KVCache is full' (hypotheses ending
+    at different steps shrink the batch late). The graphed steps give the eager ones."""
+    model, batch, _ = tiny_model_and_batch(variant)
+    steps = 6
+
+    def decode(step_class):
+        caches, log_probs = model.start_decoding(
+            model.encode_prefix(batch), model.prompts(batch), max_new_tokens=steps)
+        step = step_class(model, caches)
+        rows = torch.arange(6, device="cuda")
+        outputs = []
+        for n in range(steps):  # the last step keeps 4 of the 6 rows: a new batch size
+            source = rows if n < steps - 1 else rows[:4]
+            tokens = log_probs[source].argmax(-1)
+            log_probs = step(source, tokens).clone()
+            outputs.append(log_probs)
+        return outputs, step
+
+    eager, _ = decode(DecodeStep)
+    graphed, step = decode(GraphedDecodeStep)
+    assert step.captures == 2 and step.replays == steps - 2
+    for got, want in zip(graphed, eager):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

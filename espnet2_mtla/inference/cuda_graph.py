@@ -125,8 +125,11 @@ class GraphedDecodeStep(DecodeStep):
                 log_probs = super().__call__(self.source, self.tokens)
             pool = graph.pool()  # never replayed at once: one memory pool for all
             graphs.append((graph, log_probs))
-        for cache, count in zip(self.caches, host_counts):
-            cache.num_tokens = count  # each capture ran the host side of one step
+            # each capture ran the host side of one step that did not happen: without
+            # this, a capture late in the search (the batch shrank near the end) counted
+            # a cycle of steps more and a full static cache refused it
+            for cache, count in zip(self.caches, host_counts):
+                cache.num_tokens = count
         self.graphs = graphs
         self.next_graph = 0
         torch.cuda.synchronize()
