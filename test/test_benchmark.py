@@ -109,3 +109,14 @@ def test_generate_section_compares_llama_and_llama_mtla(tmp_path):
     bound = {name: float(row["bytes_bound_vs_llama"]) for name, row in rows.items()}
     assert bound["llama"] == 1.0 < bound["mtla_s1"] and bound["mtla_s2"] == 2 * bound["mtla_s1"]
     assert all(float(row["seconds"]) > 0 for row in rows.values())
+
+
+def test_generate_section_feeds_the_prompt_in_chunks(tmp_path):
+    """--prefill_chunk_size with several values: a row per value and subject, the value
+    in its column (0: the prompt at once)."""
+    main(["--tiny", "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path),
+          "--sections", "generate", "--generate_subjects", "llama", "mtla_s2",
+          "--prefill_chunk_size", "0", "7"])
+    rows = list(csv.DictReader(open(tmp_path / "generate.csv")))
+    assert sorted((row["subject"], row["prefill_chunk"]) for row in rows) == [
+        ("llama", "0"), ("llama", "7"), ("mtla_s2", "0"), ("mtla_s2", "7")]

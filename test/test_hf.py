@@ -73,6 +73,23 @@ def test_generate_with_compressed_cache_equals_full_recomputation(down_rate, num
         assert torch.equal(alone[0, real.shape[1]:], uncached[row, ids.shape[1]:])
 
 
+@pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
+def test_chunked_prefill_gives_the_tokens_of_one_prefill(down_rate):
+    """Transformers' prefill_chunk_size feeds a long prompt in chunks (activations of one
+    chunk, not the prompt); chunks of 2 and 3 tokens end inside merged chunks of every
+    s and inside the left padding: the same tokens and scores as one prefill."""
+    model = tiny_model(down_rate)
+    ids, mask = left_padded_prompts()
+    common = dict(attention_mask=mask, max_new_tokens=9, do_sample=False, eos_token_id=None,
+                  pad_token_id=0, return_dict_in_generate=True, output_scores=True)
+    whole = model.generate(ids, **common)
+    for chunk in (2, 3):
+        chunked = model.generate(ids, **common, prefill_chunk_size=chunk)
+        assert torch.equal(chunked.sequences, whole.sequences)
+        for got, want in zip(chunked.scores, whole.scores):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("down_rate", [1, 2, 4])
 def test_logits_of_one_forward_equal_step_by_step_through_the_cache(down_rate):
     model = tiny_model(down_rate, seed=1)

@@ -9,8 +9,11 @@ compiles the forward for: the strong baseline), and ``mtla_s1`` / ``mtla_s2`` / 
 (LlamaMTLA, r 512, rope 32, value 64, with its compressed cache). Greedy, exactly
 ``--new_tokens`` tokens (no EOS), a left-aligned batch of random prompts. Each subject
 runs twice; the second run is the measurement (the first pays compilation and warm-up).
+``--prefill_chunk_size`` feeds the prompt in chunks (Transformers' own option, the same
+for every subject): the prefill's activations are then one chunk's, not the prompt's.
 """
 
+import itertools
 import time
 
 import torch
@@ -68,12 +71,15 @@ def bench_generate(bench, options):
     import transformers
     print(f"generate: Llama {llama}, latent {latent}, transformers {transformers.__version__} "
           "(the sizes line above is the other sections' model)")
-    for batch, prompt in options.generate_shapes:
+    for (batch, prompt), chunk in itertools.product(options.generate_shapes,
+                                                    options.prefill_chunk_size):
         ids = torch.randint(3, llama["vocab_size"], (batch, prompt), device=device,
                             generator=torch.Generator(device).manual_seed(0))
         base = None
         for subject in options.generate_subjects:
             model, extra = build_subject(subject, llama, latent, device, dtype)
+            if chunk:
+                extra["prefill_chunk_size"] = chunk
             settings = dict(max_new_tokens=options.new_tokens, min_new_tokens=options.new_tokens,
                             do_sample=False, eos_token_id=None, pad_token_id=0,
                             attention_mask=torch.ones_like(ids), **extra)
@@ -95,7 +101,8 @@ def bench_generate(bench, options):
             if subject == "llama":
                 base = (seconds[1], per_token)
             bench.report.row("generate", dict(
-                subject=subject, batch=batch, prompt=prompt, new_tokens=options.new_tokens,
+                subject=subject, batch=batch, prompt=prompt, prefill_chunk=chunk,
+                new_tokens=options.new_tokens,
                 first_s=seconds[0], seconds=seconds[1], peak_memory_MB=memory / 1e6,
                 cache_bytes_per_token=per_token,
                 speedup_vs_llama=base[0] / seconds[1] if base else float("nan"),

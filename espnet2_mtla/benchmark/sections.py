@@ -13,8 +13,9 @@ from espnet2_mtla.benchmark.report import Report
 from espnet2_mtla.benchmark.subjects import (BenchModel, FixedLengthBeamSearch, bytes_per_token,
                                              decode_subject, restore, snapshot,
                                              training_stack, training_step)
-from espnet2_mtla.benchmark.timing import (count_flops, fresh_memory, graph_replay_time,
-                                           median_time, peak_memory, reset_peak, synchronize)
+from espnet2_mtla.benchmark.timing import (allocated_memory, count_flops, fresh_memory,
+                                           graph_replay_time, median_time, peak_memory,
+                                           reset_peak, synchronize)
 from espnet2_mtla.benchmark.variants import Variants
 from espnet2_mtla.kernels import kernels_set
 
@@ -166,6 +167,7 @@ def bench_beam(bench: Bench, options):
                         search.search({k: v[:1] for k, v in batch.items()})  # warm-up
                         fresh_memory(device)  # no variant inherits another's cached blocks
                         reset_peak(device)
+                        at_start = allocated_memory(device)
                         synchronize(device)
                         begin = time.perf_counter()
                         _, stats = search.search(batch)
@@ -179,6 +181,7 @@ def bench_beam(bench: Bench, options):
                     seconds=seconds, capture_s=stats.capture_seconds,
                     graph_captures=stats.graph_captures,
                     peak_memory_MB=peak_memory(device) / 1e6,
+                    allocated_at_start_MB=at_start / 1e6,
                     peak_cache_MB=stats.peak_cache_bytes / 1e6))
                 del model, search
                 fresh_memory(device)

@@ -78,6 +78,12 @@ def peak_memory(device):
     return torch.cuda.max_memory_allocated() if device.type == "cuda" else float("nan")
 
 
+def allocated_memory(device):
+    """Bytes the caching allocator hands out now (what a peak measured from here starts
+    from: the model's weights, and anything an earlier measurement left alive)."""
+    return torch.cuda.memory_allocated() if device.type == "cuda" else float("nan")
+
+
 def attention_flops(query, key, value, backward=False) -> int:
     """FLOPs of fused attention from the shapes of query (B, H, Tq, Dqk), key (B, Hkv, Tk,
     Dqk) and value (B, Hkv, Tk, Dv): the two products per query head, QK^T and PV; the
