@@ -66,22 +66,26 @@ def test_graph_replay_equals_eager_search(variant):
 
 
 @pytest.mark.parametrize("variant", ["mha", "mtla_s2"])
-def test_recapture_on_the_last_step_fits_the_static_cache(variant):
-    """Rows that leave the batch on the last step, where the caches are full: capturing
-    a new cycle of graphs there must not count the captured (not run) steps as held.
-    The EOS-terminated benchmark met it as 'static KVCache is full' (hypotheses ending
-    at different steps shrink the batch late). The graphed steps give the eager ones."""
+@pytest.mark.parametrize("shrink_before_last", [1, 0])
+def test_recapture_on_the_last_steps_fits_the_static_cache(variant, shrink_before_last):
+    """Rows that leave the batch on the last steps, where the caches are (nearly) full:
+    with room for one more step the new cycle of graphs is captured without counting
+    the captured (not run) steps as held; with none, nothing is captured. Both raised
+    'static KVCache is full' (the EOS-terminated benchmark, whose hypotheses end at
+    different steps). The graphed steps give the eager ones."""
     model, batch, _ = tiny_model_and_batch(variant)
-    steps = 6
+    steps = 6  # the caches hold exactly these
+    shrink = steps - 1 - shrink_before_last
 
+    @torch.no_grad()
     def decode(step_class):
         caches, log_probs = model.start_decoding(
             model.encode_prefix(batch), model.prompts(batch), max_new_tokens=steps)
         step = step_class(model, caches)
-        rows = torch.arange(6, device="cuda")
+        rows = torch.arange(6, device=log_probs.device)
         outputs = []
-        for n in range(steps):  # the last step keeps 4 of the 6 rows: a new batch size
-            source = rows if n < steps - 1 else rows[:4]
+        for n in range(steps):  # from step `shrink` on, 4 of the 6 rows: a new batch size
+            source = rows if n < shrink else rows[:4]
             tokens = log_probs[source].argmax(-1)
             log_probs = step(source, tokens).clone()
             outputs.append(log_probs)
@@ -89,6 +93,8 @@ def test_recapture_on_the_last_step_fits_the_static_cache(variant):
 
     eager, _ = decode(DecodeStep)
     graphed, step = decode(GraphedDecodeStep)
-    assert step.captures == 2 and step.replays == steps - 2
+    # captured at the first step, and at the shrink unless the caches were full then
+    assert step.captures == 1 + shrink_before_last
+    assert step.replays == steps - 2
     for got, want in zip(graphed, eager):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -36,7 +36,8 @@ class DecodingCache(ABC):
     ``reorder`` keeps rows ``batch_index`` (beam search); ``nbytes`` the bytes held and
     ``nbytes_bound`` an upper bound of it known on the host (no device sync).
     Capabilities: ``supports_static`` (``set_static`` works: CUDA graphs can replay steps
-    on it) and ``prefers_cuda_graphs`` (graphs are the default: they pay for this cache).
+    on it; ``has_room`` says whether its capacity takes another step) and
+    ``prefers_cuda_graphs`` (graphs are the default: they pay for this cache).
     """
 
     supports_static = False
@@ -56,6 +57,11 @@ class DecodingCache(ABC):
         return self.nbytes()
 
     def set_static(self, static: bool = True, spares=None):
+        raise NotImplementedError(f"{type(self).__name__} has no static mode (CUDA graphs)")
+
+    def has_room(self, steps: int = 1) -> bool:
+        """Whether ``steps`` more single steps fit the preallocated capacity (static mode
+        cannot grow; a graph is worth capturing only for a step that can still come)."""
         raise NotImplementedError(f"{type(self).__name__} has no static mode (CUDA graphs)")
 
 
@@ -139,6 +145,9 @@ class KVCache(DecodingCache):
         self.static = static
         self.spares = {} if spares is None else spares
         self.write_index = torch.tensor([self.num_tokens], device=self.keys.device)
+
+    def has_room(self, steps: int = 1) -> bool:
+        return self.num_tokens + steps <= self.keys.shape[1]
 
     def append(self, keys, values, padding, positions):
         """Add Tn steps; returns keys, values (B, T, n_kv, d_h) and padding (B, T) so far.
@@ -301,6 +310,9 @@ class LatentCache(DecodingCache):
         spares: a dict of spare buffers to share with other caches (see _reorder_rows)."""
         self.static = static
         self.spares = {} if spares is None else spares
+
+    def has_room(self, steps: int = 1) -> bool:
+        return self._entries_bound(self.num_tokens + steps) <= self.capacity
 
     def _entries_bound(self, num_tokens: int) -> int:
         """Most entries a row can hold after ``num_tokens`` steps (a row may start mid-chunk;

@@ -85,7 +85,8 @@ class GraphedDecodeStep(DecodeStep):
             self.batch_size = len(source)
         if self.graphs is None:
             log_probs = super().__call__(source, tokens)  # warm-up at these shapes
-            if self.capturable:
+            # (no capture when the caches are full: no later step can come)
+            if self.capturable and all(cache.has_room(1) for cache in self.caches):
                 self._capture(source)
             return log_probs
         self.source.copy_(source)
@@ -127,7 +128,7 @@ class GraphedDecodeStep(DecodeStep):
             graphs.append((graph, log_probs))
             # each capture ran the host side of one step that did not happen: without
             # this, a capture late in the search (the batch shrank near the end) counted
-            # a cycle of steps more and a full static cache refused it
+            # a cycle of steps more and a static cache with room for fewer refused it
             for cache, count in zip(self.caches, host_counts):
                 cache.num_tokens = count
         self.graphs = graphs
