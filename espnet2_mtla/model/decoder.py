@@ -16,6 +16,12 @@ is a chunk of its own (as MLA stores it) and only the text is merged s positions
 chunk, the decoder-only counterpart of the paper's encoder-decoder models, whose decoder
 cache merges generated tokens and never the source. It is done by positions alone
 (``unmerged_prefix_positions``): the attention and its cache need no other mode.
+
+``compile: true`` runs the layers through ``torch.compile`` wherever no decoding cache
+is used (training and validation): the merge's and the projections' many small kernels
+fuse, which is most of what a latent attention's training step loses to MHA's. The first
+batches compile (once at the first shape, once more with dynamic shapes at the next);
+decoding stays eager (its caches are host-side state that graphs replay instead).
 """
 
 from typing import List, Optional
@@ -91,12 +97,15 @@ class DecoderOnlyStack(nn.Module):
         prefix_mode: str = "memory",
         tie_embeddings: bool = True,
         merge_prefix: bool = True,
+        compile: bool = False,
     ):
         super().__init__()
         if prefix_mode not in ("full", "memory"):
             raise ValueError(f"prefix_mode must be 'full' or 'memory', got {prefix_mode!r}")
-        if not isinstance(merge_prefix, bool):
-            raise ValueError(f"merge_prefix must be true or false, got {merge_prefix!r}")
+        for name, value in (("merge_prefix", merge_prefix), ("compile", compile)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        self.compile_layers = compile
         self.d_model = d_model
         self.prefix_mode = prefix_mode
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -142,11 +151,33 @@ class DecoderOnlyStack(nn.Module):
             memory = None
         else:
             x, memory = text_embed, prefix
+        if caches is None:
+            run = self._compiled_layers() if self.compile_layers else self._run_layers
+            x = run(x, positions, padding, memory, unmerged)
+        else:
+            x = self._run_layers(x, positions, padding, memory, unmerged, caches)
+        x = self.final_norm(x)
+        return x[:, x.shape[1] - text_embed.shape[1] :]
+
+    def _run_layers(self, x, positions, padding, memory, unmerged, caches=None):
         for index, layer in enumerate(self.layers):
             cache = None if caches is None else caches[index]
             x = layer(x, positions, padding, memory=memory, cache=cache, unmerged_tokens=unmerged)
-        x = self.final_norm(x)
-        return x[:, x.shape[1] - text_embed.shape[1] :]
+        return x
+
+    def _compiled_layers(self):
+        """``_run_layers`` through torch.compile, made on first use (a plain attribute,
+        not a module: the state dict and parameter names stay those of the eager stack)."""
+        compiled = self.__dict__.get("_compiled_run_layers")
+        if compiled is None:
+            compiled = torch.compile(self._run_layers)
+            self.__dict__["_compiled_run_layers"] = compiled
+        return compiled
+
+    def __getstate__(self):
+        state = super().__getstate__()  # (a copy of __dict__)
+        state.pop("_compiled_run_layers", None)  # compiled code is remade where it is used
+        return state
 
     def logits(self, hidden):
         return self.output(hidden)

@@ -1,0 +1,109 @@
+"""decoder_conf ``compile: true``: the layers run through torch.compile where no decoding
+cache is used (training, validation), with the eager stack's outputs, gradients and
+parameter names; decoding stays eager. On the CPU (inductor's C++ backend) in fp32."""
+
+import copy
+import pickle
+
+import pytest
+import torch
+
+from espnet2_mtla.model.decoder import DecoderOnlyStack
+
+LATENT = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8)
+
+
+def stack(attention, attention_conf, compile):
+    torch.manual_seed(0)
+    return DecoderOnlyStack(50, d_model=32, num_heads=4, num_layers=2, ffn_dim=64,
+                            dropout=0.0, attention=attention, attention_conf=attention_conf,
+                            prefix_mode="full", compile=compile)
+
+
+def loss_and_gradients(model, text, prefix, positions, padding):
+    model.zero_grad()
+    hidden = model(text, positions, padding, prefix=prefix)
+    # (padded rows' outputs are not compared: only the real positions' losses count)
+    real = ~padding[:, prefix.shape[1]:]
+    loss = (hidden.pow(2).sum(-1) * real).sum()
+    loss.backward()
+    # (the embedding and output layer are not used here: no gradient)
+    return hidden[real], {name: p.grad.clone() for name, p in model.named_parameters()
+                          if p.grad is not None}
+
+
+def batch(length, prefix_length=5):
+    """Three rows of prefix + text, the second with a padded end (B, P + T)."""
+    generator = torch.Generator().manual_seed(length)
+    text = torch.randn(3, length, 32, generator=generator)
+    prefix = torch.randn(3, prefix_length, 32, generator=generator)
+    total = prefix_length + length
+    positions = torch.arange(total).expand(3, -1)
+    padding = torch.zeros(3, total, dtype=torch.bool)
+    padding[1, total - 3:] = True
+    return text, prefix, positions, padding
+
+
+@pytest.mark.parametrize("attention, conf", [
+    ("mtla", {**LATENT, "down_rate": 2}),
+    pytest.param("mha", {}, marks=pytest.mark.slow),
+    pytest.param("mla", LATENT, marks=pytest.mark.slow),
+])
+def test_compiled_layers_give_the_eager_outputs_and_gradients(attention, conf):
+    eager, compiled = stack(attention, conf, False), stack(attention, conf, True)
+    for length in (9, 14):  # a second shape: the recompilation with dynamic shapes
+        inputs = batch(length)
+        want_out, want_grads = loss_and_gradients(eager, *inputs)
+        got_out, got_grads = loss_and_gradients(compiled, *inputs)
+        assert set(got_grads) == set(want_grads) and len(want_grads) > 10
+        torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
+        for name, grad in want_grads.items():
+            torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
+                                       msg=lambda m: f"{name}: {m}")
+    assert "_compiled_run_layers" in compiled.__dict__  # the compiled path ran
+    # the parameters keep the eager names; copies and pickles leave the compiled code out
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    duplicate = copy.deepcopy(compiled)
+    assert "_compiled_run_layers" not in duplicate.__dict__
+    restored = pickle.loads(pickle.dumps(compiled))
+    with torch.no_grad():
+        text, prefix, positions, padding = batch(9)
+        torch.testing.assert_close(restored(text, positions, padding, prefix=prefix),
+                                   eager(text, positions, padding, prefix=prefix),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_decoding_with_caches_stays_eager():
+    model = stack("mtla", {**LATENT, "down_rate": 2}, True).eval()
+    text, prefix, positions, padding = batch(6)
+    with torch.no_grad():
+        caches = model.make_caches(3, capacity=16, prefix_columns=prefix.shape[1])
+        model(text, positions, padding, prefix=prefix, caches=caches)
+    assert "_compiled_run_layers" not in model.__dict__
+
+
+def test_compile_must_be_a_boolean():
+    with pytest.raises(ValueError, match="compile must be true or false"):
+        DecoderOnlyStack(10, d_model=16, num_heads=2, num_layers=1, ffn_dim=16, compile="yes")
+
+
+def test_the_task_reads_compile_from_decoder_conf(tmp_path):
+    """As a user writes it in a training YAML: decoder_conf: {compile: true}."""
+    import yaml
+
+    from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
+    from speech_fixtures import token_list
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "encoder": "linear", "encoder_conf": {"output_size": 32, "input_layer": "conv2d"},
+        "decoder_conf": {"d_model": 32, "num_heads": 4, "num_layers": 1, "ffn_dim": 32,
+                         "compile": True},
+        "attention": "mtla", "attention_conf": {**LATENT, "down_rate": 2},
+        "token_type": "char"}))
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(token_list()) + "\n")
+    args = DecoderOnlyTask.get_parser().parse_args(
+        ["--config", str(config), "--token_list", str(tokens)])
+    model = DecoderOnlyTask.build_model(args)
+    assert model.decoder.compile_layers is True
