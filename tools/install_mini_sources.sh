@@ -24,13 +24,33 @@ give_up() {
     ${optional} && exit 0
     exit 1
 }
+# apt-get <args>: waits while another apt-get (e.g. `make test` beside `make demo`) holds
+# apt's locks, up to APT_LOCK_WAIT seconds (default 600), polling every APT_LOCK_POLL
+apt_get() {
+    local waited=0 errors status
+    errors=$(mktemp)
+    while true; do
+        status=0
+        ${sudo} apt-get "$@" 2> "${errors}" || status=$?
+        if [ "${status}" -ne 0 ] && grep -q "Could not get lock" "${errors}" \
+                && [ "${waited}" -lt "${APT_LOCK_WAIT:-600}" ]; then
+            [ "${waited}" -eq 0 ] && echo "install_mini_sources.sh: another apt-get holds" \
+                "apt's lock; waiting for it (up to ${APT_LOCK_WAIT:-600} s)" >&2
+            sleep "${APT_LOCK_POLL:-5}"
+            waited=$(( waited + ${APT_LOCK_POLL:-5} ))
+            continue
+        fi
+        cat "${errors}" >&2; rm -f "${errors}"
+        return "${status}"
+    done
+}
 if [ ${#need[@]} -gt 0 ] || ! have_translations; then
     echo "install_mini_sources.sh: apt-get update (with English descriptions)" >&2
-    ${sudo} apt-get update -qq -o Acquire::Languages=en || give_up "apt-get update failed"
+    apt_get update -qq -o Acquire::Languages=en || give_up "apt-get update failed"
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "install_mini_sources.sh: apt-get install ${need[*]}" >&2
-    DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq "${need[@]}" > /dev/null \
+    DEBIAN_FRONTEND=noninteractive apt_get install -y -qq "${need[@]}" > /dev/null \
         || give_up "apt-get install ${need[*]} failed"
 fi
 have_translations || give_up "no Translation-en index after apt-get update"
