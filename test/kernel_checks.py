@@ -37,6 +37,38 @@ def check(device, dtype, batch, heads, rank, rope, lengths, capacity, seed=0):
     return error
 
 
+def check_shared(device, dtype, groups, group_size, heads, rank, rope, own_lengths,
+                 shared_lengths, seed=0):
+    """The shared-prefix decode equals the plain reference over [shared; own] per row."""
+    from espnet2_mtla.kernels.latent_decode import latent_attention_decode_shared
+
+    generator = torch.Generator().manual_seed(seed)
+    batch, width = groups * group_size, rank + rope
+    query = torch.randn(batch, heads, width, generator=generator).to(device, dtype)
+    own = torch.randn(batch, max(own_lengths) + 3, width, generator=generator).to(device, dtype)
+    shared = torch.randn(groups, max(shared_lengths) + 2, width,
+                         generator=generator).to(device, dtype)
+    own_num = torch.tensor(own_lengths, device=device)
+    shared_num = torch.tensor(shared_lengths, device=device)
+    scale = width ** -0.5
+    out = latent_attention_decode_shared(query, own, own_num, own.shape[1], shared, shared_num,
+                                         max(shared_lengths), group_size, rank, scale)
+    joined, lengths = [], []
+    for row in range(batch):
+        group = row // group_size
+        parts = [shared[group, :shared_lengths[group]], own[row, :own_lengths[row]]]
+        joined.append(torch.cat(parts).cpu())
+        lengths.append(len(joined[-1]))
+    padded = torch.zeros(batch, max(lengths), width, dtype=dtype)
+    for row, entries in enumerate(joined):
+        padded[row, :len(entries)] = entries
+    expected = reference(query.cpu(), padded, torch.tensor(lengths), rank, scale)
+    error = ((out.cpu().double() - expected).norm() / expected.norm()).item()
+    bound = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+    assert out.shape == (batch, heads, rank) and torch.isfinite(out).all()
+    assert error < bound, (dtype, own_lengths, shared_lengths, error)
+
+
 def check_update(device, dtype, down_rate, seed=0):
     """The fused single-step cache update equals LatentCache.add_step's PyTorch path."""
     from espnet2_mtla.attention.cache import LatentCache
@@ -82,6 +114,12 @@ def main(device):
             check(device, dtype, 64, 8, 256, 32, [130] * 64, capacity=200)
         for down_rate in (1, 2, 3):
             check_update(device, dtype, down_rate)
+        # shared prefix: groups of 3 beams x 5 heads, a group with no shared entry, own
+        # parts of different lengths; 10 beams x 8 heads (80 heads of one program)
+        check_shared(device, dtype, 2, 3, 5, 32, 16, [1, 4, 2, 1, 1, 7], [40, 0])
+        check_shared(device, dtype, 2, 10, 8, 16, 16, [3] * 20, [70, 33])
+        if device == "cuda":
+            check_shared(device, dtype, 4, 10, 8, 256, 32, [5] * 40, [300, 2000, 77, 1])
     print("kernel checks passed")
 
 

@@ -16,6 +16,7 @@ size K; a reorder that drops groups (the batch shrinks) selects their shared row
 import torch
 
 from espnet2_mtla.attention.cache import LatentCache
+from espnet2_mtla.kernels import latent_shared_decode_kernel
 
 
 class SharedPrefixLatentCache(LatentCache):
@@ -67,8 +68,15 @@ class SharedPrefixLatentCache(LatentCache):
 
 def shared_prefix_attention(q_full, cache: SharedPrefixLatentCache, scale: float):
     """(B, H, 1, r): one softmax over the utterance's shared entries and the row's own,
-    times their latents. q_full (B, H, 1, r + d_r), B = G * K rows in groups of K."""
+    times their latents. q_full (B, H, 1, r + d_r), B = G * K rows in groups of K.
+    On CUDA the Triton kernel (kernels/latent_decode.py) reads the shared entries once
+    per group; this PyTorch path is its oracle."""
     rank = cache.kv_lora_rank
+    kernel = latent_shared_decode_kernel(q_full[:, :, 0], rank, cache.group_size)
+    if kernel is not None:
+        return kernel(q_full[:, :, 0], cache.entries, cache.num_entries, cache.read_entries,
+                      cache.shared.entries, cache.shared.num_entries, cache.shared.max_entries,
+                      cache.group_size, rank, scale)[:, :, None]
     shared, shared_valid = cache.shared.held()  # (G, Ns, r + d_r), (G, Ns)
     own, own_valid = cache.held()  # (B, No, r + d_r), (B, No)
     groups, heads, width = shared.shape[0], q_full.shape[1], q_full.shape[-1]

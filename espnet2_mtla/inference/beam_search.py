@@ -100,8 +100,7 @@ class BatchBeamSearch:
         The CTC part runs eagerly between the decoder's (possibly graphed) steps.
         share_prefix: keep each utterance's prefilled prefix once for its beams, never
         reordered (latent caches, MLA and MTLA: ``attention.shared_prefix``); the same
-        hypotheses. Off by default until the decode kernel reads a shared prefix (on CUDA
-        the shared step takes the PyTorch path)."""
+        hypotheses. Off by default until its decode kernel (on CUDA) is measured."""
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if nbest < 1 or nbest > beam_size:

@@ -42,6 +42,19 @@ def latent_decode_kernel(query, rank: int):
     return latent_decode.latent_attention_decode if latent_decode.supports(query, rank) else None
 
 
+def latent_shared_decode_kernel(query, rank: int, group_size: int):
+    """The Triton decode over [shared prefix; own entries] if it applies, else None."""
+    if not (_enabled and query.is_cuda):
+        return None
+    try:
+        from espnet2_mtla.kernels import latent_decode
+    except ImportError:
+        return None
+    if not latent_decode.supports_shared(query, rank, group_size):
+        return None
+    return latent_decode.latent_attention_decode_shared
+
+
 def latent_update_kernel(entries, rank: int, rope_dim: int):
     """The Triton single-step cache update if it applies, else None."""
     if not (_enabled and entries.is_cuda):

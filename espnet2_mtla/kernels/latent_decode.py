@@ -55,10 +55,13 @@ def _decode_partial(
     scale, per_split,
     HEADS: tl.constexpr, BLOCK_H: tl.constexpr, RANK: tl.constexpr, ROPE: tl.constexpr,
     BLOCK_N: tl.constexpr, IEEE: tl.constexpr, INTERPRET: tl.constexpr,
+    MIN_LENGTH: tl.constexpr,
 ):
     row = tl.program_id(0)
     split = tl.program_id(1)
-    length = tl.maximum(tl.load(LENGTHS + row), 1)  # an empty row reads its zero entry
+    # MIN_LENGTH 1: an empty row reads its zero entry; 0: an empty part of a row's entries
+    # (the shared prefix) adds nothing (max -inf, sum 0), which the combine weighs as 0
+    length = tl.maximum(tl.load(LENGTHS + row), MIN_LENGTH)
     start = split * per_split
     stop = tl.minimum(start + per_split, length)
 
@@ -130,6 +133,19 @@ def supports(query: torch.Tensor, rank: int) -> bool:
     )
 
 
+def _split_plan(query, rows, max_entries, block_n):
+    """(splits, entries per split) of a cache's time axis: enough programs to fill the
+    GPU when ``rows`` is small, whole tiles of ``block_n`` entries per split."""
+    if query.is_cuda:
+        programs_wanted = 2 * torch.cuda.get_device_properties(query.device).multi_processor_count
+    else:  # TRITON_INTERPRET=1 on the CPU
+        programs_wanted = 4
+    blocks = triton.cdiv(max(max_entries, 1), block_n)
+    splits = max(1, min(triton.cdiv(programs_wanted, rows), blocks))
+    per_split = triton.cdiv(blocks, splits) * block_n
+    return triton.cdiv(max(max_entries, 1), per_split), per_split
+
+
 def latent_attention_decode(query, entries, num_entries, rank, scale, max_entries,
                             block_n=None, num_warps=4, num_stages=None):
     """Attention of one query step over the latent cache.
@@ -147,32 +163,92 @@ def latent_attention_decode(query, entries, num_entries, rank, scale, max_entrie
     # and 96% at batch 128 (bf16, H100; bench/results/h100_2026-11-23/kernel.csv)
     block_n = block_n or 32
     num_stages = num_stages or (4 if query.element_size() <= 2 else 3)
-    if query.is_cuda:
-        programs_wanted = 2 * torch.cuda.get_device_properties(query.device).multi_processor_count
-    else:  # TRITON_INTERPRET=1 on the CPU
-        programs_wanted = 4
-    blocks = triton.cdiv(max(max_entries, 1), block_n)
-    splits = max(1, min(triton.cdiv(programs_wanted, batch), blocks))
-    per_split = triton.cdiv(blocks, splits) * block_n
-    splits = triton.cdiv(max(max_entries, 1), per_split)
+    splits, per_split = _split_plan(query, batch, max_entries, block_n)
 
-    acc = torch.empty(batch, splits, heads, rank, device=query.device, dtype=torch.float32)
-    split_max = torch.empty(batch, splits, heads, device=query.device, dtype=torch.float32)
-    split_sum = torch.empty_like(split_max)
+    acc, split_max, split_sum = _partials(splits, batch, heads, rank, query.device)
     _decode_partial[(batch, splits)](
         query, entries, num_entries, acc, split_max, split_sum,
         query.stride(0), query.stride(1), entries.stride(0), entries.stride(1),
-        acc.stride(0), acc.stride(1), acc.stride(2), split_max.stride(0), split_max.stride(1),
+        acc.stride(1), acc.stride(0), acc.stride(2), split_max.stride(1), split_max.stride(0),
         scale, per_split,
         HEADS=heads, BLOCK_H=block_h, RANK=rank, ROPE=rope, BLOCK_N=block_n,
-        IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda,
+        IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda, MIN_LENGTH=1,
         num_warps=num_warps, num_stages=num_stages,
     )
-    out = torch.empty(batch, heads, rank, device=query.device, dtype=query.dtype)
+    return _combine(acc, split_max, split_sum, query.dtype)
+
+
+def _partials(splits, rows, heads, rank, device):
+    """Buffers of the splits' partial results, laid out (split, row, head[, R]): acc,
+    max and sum (fp32)."""
+    acc = torch.empty(splits, rows, heads, rank, device=device, dtype=torch.float32)
+    split_max = torch.empty(splits, rows, heads, device=device, dtype=torch.float32)
+    return acc, split_max, torch.empty_like(split_max)
+
+
+def _combine(acc, split_max, split_sum, dtype):
+    """(B, H, R) in ``dtype``: every row's splits merged by their log-sum-exp."""
+    splits, batch, heads, rank = acc.shape
+    out = torch.empty(batch, heads, rank, device=acc.device, dtype=dtype)
     _decode_combine[(batch, heads)](
         acc, split_max, split_sum, out, splits,
-        acc.stride(0), acc.stride(1), acc.stride(2), split_max.stride(0), split_max.stride(1),
+        acc.stride(1), acc.stride(0), acc.stride(2), split_max.stride(1), split_max.stride(0),
         out.stride(0), out.stride(1),
         RANK=rank, BLOCK_S=max(2, triton.next_power_of_2(splits)),
     )
     return out
+
+
+def supports_shared(query: torch.Tensor, rank: int, group_size: int) -> bool:
+    """Shapes the shared-prefix decode handles: the group's K beams x H heads are one
+    program's heads over the shared entries (at most 128)."""
+    return supports(query, rank) and query.shape[-2] * group_size <= 128
+
+
+def latent_attention_decode_shared(query, own_entries, own_num, own_max, shared_entries,
+                                   shared_num, shared_max, group_size, rank, scale,
+                                   block_n=32, num_warps=4, num_stages=None):
+    """Attention of one query step over [the utterance's shared entries; the row's own],
+    one softmax, as ``latent_attention_decode`` over their concatenation.
+
+    query: (B, H, R + P), B = G * K rows in groups of K beams; own_entries (B, N_o, R + P)
+    and own_num (B,); shared_entries (G, N_s, R + P) and shared_num (G,), which may be 0;
+    own_max / shared_max: host-side bounds of the counts. The shared entries are read
+    once per group: its K beams' queries are the K * H heads of one program. Both parts
+    write partial (max, sum, R-vector) splits into one buffer laid out (split, row, head),
+    so a group's K * H heads land on its K rows; the combine merges all splits by their
+    log-sum-exp. Returns (B, H, R) in the query's dtype.
+    """
+    batch, heads, width = query.shape
+    groups = batch // group_size
+    query = query.contiguous()
+    num_stages = num_stages or (4 if query.element_size() <= 2 else 3)
+    own_splits, own_per_split = _split_plan(query, batch, own_max, block_n)
+    shared_splits, shared_per_split = _split_plan(query, groups, shared_max, block_n)
+    splits = own_splits + shared_splits
+    acc, split_max, split_sum = _partials(splits, batch, heads, rank, query.device)
+    common = dict(RANK=rank, ROPE=width - rank, BLOCK_N=block_n,
+                  IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda,
+                  MIN_LENGTH=0, num_warps=num_warps, num_stages=num_stages)
+    # each row's own entries: rows of H heads
+    _decode_partial[(batch, own_splits)](
+        query, own_entries, own_num, acc, split_max, split_sum,
+        query.stride(0), query.stride(1), own_entries.stride(0), own_entries.stride(1),
+        acc.stride(1), acc.stride(0), acc.stride(2), split_max.stride(1), split_max.stride(0),
+        scale, own_per_split,
+        HEADS=heads, BLOCK_H=max(16, triton.next_power_of_2(heads)), **common,
+    )
+    # the shared entries: rows of K * H heads (a group's beams), the splits after the own
+    shared_acc, shared_max_buf, shared_sum = acc[own_splits:], split_max[own_splits:], \
+        split_sum[own_splits:]
+    _decode_partial[(groups, shared_splits)](
+        query, shared_entries, shared_num, shared_acc, shared_max_buf, shared_sum,
+        group_size * query.stride(0), query.stride(1),
+        shared_entries.stride(0), shared_entries.stride(1),
+        group_size * acc.stride(1), acc.stride(0), acc.stride(2),
+        group_size * split_max.stride(1), split_max.stride(0),
+        scale, shared_per_split,
+        HEADS=group_size * heads,
+        BLOCK_H=max(16, triton.next_power_of_2(group_size * heads)), **common,
+    )
+    return _combine(acc, split_max, split_sum, query.dtype)
