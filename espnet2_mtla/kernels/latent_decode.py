@@ -229,7 +229,7 @@ def latent_attention_decode_shared(query, own_entries, own_num, own_max, shared_
     acc, split_max, split_sum = _partials(splits, batch, heads, rank, query.device)
     common = dict(RANK=rank, ROPE=width - rank, BLOCK_N=block_n,
                   IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda,
-                  MIN_LENGTH=0, num_warps=num_warps, num_stages=num_stages)
+                  MIN_LENGTH=0)
     # each row's own entries: rows of H heads
     _decode_partial[(batch, own_splits)](
         query, own_entries, own_num, acc, split_max, split_sum,
@@ -237,10 +237,12 @@ def latent_attention_decode_shared(query, own_entries, own_num, own_max, shared_
         acc.stride(1), acc.stride(0), acc.stride(2), split_max.stride(1), split_max.stride(0),
         scale, own_per_split,
         HEADS=heads, BLOCK_H=max(16, triton.next_power_of_2(heads)), **common,
+        num_warps=num_warps, num_stages=num_stages,
     )
     # the shared entries: rows of K * H heads (a group's beams), the splits after the own
     shared_acc, shared_max_buf, shared_sum = acc[own_splits:], split_max[own_splits:], \
         split_sum[own_splits:]
+    shared_block_h = max(16, triton.next_power_of_2(group_size * heads))
     _decode_partial[(groups, shared_splits)](
         query, shared_entries, shared_num, shared_acc, shared_max_buf, shared_sum,
         group_size * query.stride(0), query.stride(1),
@@ -248,7 +250,9 @@ def latent_attention_decode_shared(query, own_entries, own_num, own_max, shared_
         group_size * acc.stride(1), acc.stride(0), acc.stride(2),
         group_size * split_max.stride(1), split_max.stride(0),
         scale, shared_per_split,
-        HEADS=group_size * heads,
-        BLOCK_H=max(16, triton.next_power_of_2(group_size * heads)), **common,
+        HEADS=group_size * heads, BLOCK_H=shared_block_h, **common,
+        # (a (K * H) x R accumulator: more warps to hold it, fewer stages of tiles)
+        num_warps=8 if shared_block_h > 64 else num_warps,
+        num_stages=2 if shared_block_h > 64 else num_stages,
     )
     return _combine(acc, split_max, split_sum, query.dtype)
