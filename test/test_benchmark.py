@@ -41,6 +41,22 @@ def test_benchmark_smoke_run_writes_every_section(tmp_path):
     assert (tmp_path / "decode.png").exists() and (tmp_path / "beam.png").exists()
 
 
+def test_train_section_with_compiled_layers(tmp_path):
+    """--train_compile: each variant also with decoder_conf compile (its layers through
+    torch.compile), against MHA of the same setting; the arithmetic bound is the same."""
+    main(["--tiny", "--device", "cpu", "--dtype", "float32", "--out", str(tmp_path),
+          "--sections", "train", "--train_shapes", "2x16", "--repeats", "1",
+          "--variants", "mha", "mtla_s2", "--train_compile"])
+    rows = {(row["variant"], row["compiled"]): row
+            for row in csv.DictReader(open(tmp_path / "train.csv"))}
+    assert set(rows) == {("mha", "False"), ("mha", "True"), ("mtla_s2", "False"),
+                         ("mtla_s2", "True")}
+    assert float(rows[("mha", "True")]["ratio_to_mha"]) == 1.0  # its own base
+    assert (rows[("mtla_s2", "True")]["flops_ratio_to_mha"]
+            == rows[("mtla_s2", "False")]["flops_ratio_to_mha"])
+    assert all(float(row["ms_per_step"]) > 0 for row in rows.values())
+
+
 def test_attention_flops_agree_with_torch_and_count_grouped_and_narrow_value_heads():
     """The train section's arithmetic bound counts fused attention by shapes: equal to
     torch's formula where torch has one, and for what torch 2.11 refuses (GQA's fewer

@@ -1,6 +1,7 @@
 """The benchmark's sections. Each takes the run's ``Bench`` (device, dtype, sizes,
 variants, report) and the command-line options, and writes its rows to the report."""
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -193,7 +194,10 @@ def bench_train(bench: Bench, options):
     relative to MHA's, counted on the same step)."""
     device = bench.device
     names = sorted(options.variants, key=lambda name: name != "mha")  # MHA first: the base
-    for batch, length in options.train_shapes:
+    # eager, and with --train_compile the layers compiled (decoder_conf compile), each
+    # variant against MHA of the same setting
+    compile_settings = [False, True] if options.train_compile else [False]
+    for (batch, length), compiled in itertools.product(options.train_shapes, compile_settings):
         base_ms = base_flops = None
         for variant in names:
             attention, conf = bench.variants[variant]
@@ -204,17 +208,20 @@ def bench_train(bench: Bench, options):
                 kernel_settings.append(False)
             flops = None  # the same arithmetic on either path: counted once per variant
             for kernels_on in kernel_settings:
-                model = training_stack(attention, conf, bench.size, device, bench.dtype)
-                step = training_step(model, batch, length, device)
-                if flops is None:
+                if flops is None:  # (counted on the eager stack: the same arithmetic)
+                    eager = training_stack(attention, conf, bench.size, device, bench.dtype)
                     try:  # (the dense path materialises T x T scores: it may not fit at 16k)
-                        flops = count_flops(step)
+                        flops = count_flops(training_step(eager, batch, length, device))
                     except torch.OutOfMemoryError:
                         flops = float("nan")
                         torch.cuda.empty_cache()
+                    eager = None
+                model = training_stack(attention, conf, bench.size, device, bench.dtype,
+                                       compile=compiled)
+                step = training_step(model, batch, length, device)
                 try:
                     with kernels_set(kernels_on):
-                        step()  # compile (FlexAttention) outside the measurement
+                        step()  # compiles (FlexAttention, compiled layers) unmeasured
                         reset_peak(device)
                         seconds = median_time(step, device, repeats=options.repeats // 4 + 1,
                                               warmup=1)
@@ -225,7 +232,8 @@ def bench_train(bench: Bench, options):
                 if variant == "mha":
                     base_ms, base_flops = ms, flops
                 bench.report.row("train", dict(
-                    variant=variant, kernels=kernels_on, batch=batch, tokens=length,
+                    variant=variant, kernels=kernels_on, compiled=compiled, batch=batch,
+                    tokens=length,
                     ms_per_step=ms, ratio_to_mha=ms / base_ms if base_ms else float("nan"),
                     flops_ratio_to_mha=flops / base_flops if base_flops else float("nan"),
                     peak_memory_MB=memory / 1e6))

@@ -164,12 +164,13 @@ def decode_subject(variant, variants, size, latent, device, dtype):
     return module, lambda batch, length: filled_cache(module, batch, length, device, dtype)
 
 
-def training_stack(attention, conf, size, device, dtype) -> DecoderOnlyStack:
-    """The benchmark's decoder stack (no dropout), seeded, for training steps."""
+def training_stack(attention, conf, size, device, dtype, compile=False) -> DecoderOnlyStack:
+    """The benchmark's decoder stack (no dropout), seeded, for training steps; ``compile``:
+    its layers through torch.compile, as ``decoder_conf: {compile: true}`` trains."""
     torch.manual_seed(0)
     return DecoderOnlyStack(size["vocab"], size["d_model"], size["heads"],
                             size["decoder_layers"], size["ffn"], 0.0, attention,
-                            conf).to(device, dtype)
+                            conf, compile=compile).to(device, dtype)
 
 
 def training_step(model, batch, length, device, compiled=False):

@@ -110,6 +110,9 @@ def get_parser():
     parser.add_argument("--output_len", type=int)
     parser.add_argument("--train_shapes", type=batch_by_tokens, nargs="+",
                         help="train: B x T of each step, e.g. 32x512")
+    parser.add_argument("--train_compile", action="store_true",
+                        help="train: also with the decoder layers compiled (decoder_conf "
+                        "compile: true), each variant against compiled MHA")
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--kernel_entries", type=int, nargs="+")
     parser.add_argument("--kernel_configs", type=lambda text: tuple(map(int, text.split(","))),
