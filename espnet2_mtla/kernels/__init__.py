@@ -4,6 +4,7 @@ automatically on CUDA; the PyTorch paths are the fallback and the oracle.
 ``set_kernels_enabled(False)``) inside one, e.g. to compare both in a benchmark.
 """
 
+import importlib
 import os
 from contextlib import contextmanager
 
@@ -31,36 +32,32 @@ def kernels_set(enabled: bool):
         set_kernels_enabled(before)
 
 
-def latent_decode_kernel(query, rank: int):
-    """The Triton latent-cache decode function if it applies to ``query``, else None."""
-    if not (_enabled and query.is_cuda):
+def _triton_module(tensor, name: str):
+    """The kernel module ``name`` where GPU kernels may run on ``tensor`` (enabled, on
+    CUDA, triton installed), else None."""
+    if not (_enabled and tensor.is_cuda):
         return None
     try:
-        from espnet2_mtla.kernels import latent_decode
+        return importlib.import_module(f"espnet2_mtla.kernels.{name}")
     except ImportError:  # triton not installed
         return None
-    return latent_decode.latent_attention_decode if latent_decode.supports(query, rank) else None
+
+
+def latent_decode_kernel(query, rank: int):
+    """The Triton latent-cache decode function if it applies to ``query``, else None."""
+    module = _triton_module(query, "latent_decode")
+    return module.latent_attention_decode if module and module.supports(query, rank) else None
 
 
 def latent_shared_decode_kernel(query, rank: int, group_size: int):
     """The Triton decode over [shared prefix; own entries] if it applies, else None."""
-    if not (_enabled and query.is_cuda):
-        return None
-    try:
-        from espnet2_mtla.kernels import latent_decode
-    except ImportError:
-        return None
-    if not latent_decode.supports_shared(query, rank, group_size):
-        return None
-    return latent_decode.latent_attention_decode_shared
+    module = _triton_module(query, "latent_decode")
+    if module and module.supports_shared(query, rank, group_size):
+        return module.latent_attention_decode_shared
+    return None
 
 
 def latent_update_kernel(entries, rank: int, rope_dim: int):
     """The Triton single-step cache update if it applies, else None."""
-    if not (_enabled and entries.is_cuda):
-        return None
-    try:
-        from espnet2_mtla.kernels import latent_update
-    except ImportError:
-        return None
-    return latent_update.latent_add_step if latent_update.supports(rank, rope_dim) else None
+    module = _triton_module(entries, "latent_update")
+    return module.latent_add_step if module and module.supports(rank, rope_dim) else None

@@ -155,26 +155,15 @@ def latent_attention_decode(query, entries, num_entries, rank, scale, max_entrie
     a host-side bound on num_entries.max() (sizes the grid, no device sync).
     Returns (B, H, R) in the query's dtype.
     """
-    batch, heads, width = query.shape
-    rope = width - rank
+    batch, heads, _ = query.shape
     query = query.contiguous()
-    block_h = max(16, triton.next_power_of_2(heads))
     # tiles of 32 entries, 4 stages deep: 90% of copy bandwidth at batch 64 x 32k entries
     # and 96% at batch 128 (bf16, H100; bench/results/h100_2026-11-23/kernel.csv)
     block_n = block_n or 32
-    num_stages = num_stages or (4 if query.element_size() <= 2 else 3)
     splits, per_split = _split_plan(query, batch, max_entries, block_n)
-
     acc, split_max, split_sum = _partials(splits, batch, heads, rank, query.device)
-    _decode_partial[(batch, splits)](
-        query, entries, num_entries, acc, split_max, split_sum,
-        query.stride(0), query.stride(1), entries.stride(0), entries.stride(1),
-        acc.stride(1), acc.stride(0), acc.stride(2), split_max.stride(1), split_max.stride(0),
-        scale, per_split,
-        HEADS=heads, BLOCK_H=block_h, RANK=rank, ROPE=rope, BLOCK_N=block_n,
-        IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda, MIN_LENGTH=1,
-        num_warps=num_warps, num_stages=num_stages,
-    )
+    _launch_partial(query, entries, num_entries, (acc, split_max, split_sum), per_split,
+                    rank, scale, block_n, num_warps, num_stages, min_length=1)
     return _combine(acc, split_max, split_sum, query.dtype)
 
 
@@ -184,6 +173,31 @@ def _partials(splits, rows, heads, rank, device):
     acc = torch.empty(splits, rows, heads, rank, device=device, dtype=torch.float32)
     split_max = torch.empty(splits, rows, heads, device=device, dtype=torch.float32)
     return acc, split_max, torch.empty_like(split_max)
+
+
+def _launch_partial(query, entries, lengths, partials, per_split, rank, scale, block_n,
+                    num_warps, num_stages, min_length, rows_per_program=1):
+    """``_decode_partial`` over every split of ``partials`` (acc, max, sum as ``_partials``
+    lays them out; their splits are this launch's). A program serves ``rows_per_program``
+    consecutive query rows (B) as one row of rows_per_program * H heads over one row of
+    ``entries``/``lengths``: 1 for a row's own entries, K for a group's shared ones."""
+    acc, split_max, split_sum = partials
+    programs, heads = lengths.shape[0], rows_per_program * query.shape[1]
+    block_h = max(16, triton.next_power_of_2(heads))
+    if block_h > 64:  # a (K * H) x R accumulator: more warps to hold it, fewer stages
+        num_warps, num_stages = 8, 2
+    _decode_partial[(programs, acc.shape[0])](
+        query, entries, lengths, acc, split_max, split_sum,
+        rows_per_program * query.stride(0), query.stride(1),
+        entries.stride(0), entries.stride(1),
+        rows_per_program * acc.stride(1), acc.stride(0), acc.stride(2),
+        rows_per_program * split_max.stride(1), split_max.stride(0),
+        scale, per_split,
+        HEADS=heads, BLOCK_H=block_h, RANK=rank, ROPE=query.shape[-1] - rank, BLOCK_N=block_n,
+        IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda, MIN_LENGTH=min_length,
+        num_warps=num_warps,
+        num_stages=num_stages or (4 if query.element_size() <= 2 else 3),
+    )
 
 
 def _combine(acc, split_max, split_sum, dtype):
@@ -219,40 +233,21 @@ def latent_attention_decode_shared(query, own_entries, own_num, own_max, shared_
     so a group's K * H heads land on its K rows; the combine merges all splits by their
     log-sum-exp. Returns (B, H, R) in the query's dtype.
     """
-    batch, heads, width = query.shape
+    batch, heads, _ = query.shape
     groups = batch // group_size
     query = query.contiguous()
-    num_stages = num_stages or (4 if query.element_size() <= 2 else 3)
     own_splits, own_per_split = _split_plan(query, batch, own_max, block_n)
     shared_splits, shared_per_split = _split_plan(query, groups, shared_max, block_n)
-    splits = own_splits + shared_splits
-    acc, split_max, split_sum = _partials(splits, batch, heads, rank, query.device)
-    common = dict(RANK=rank, ROPE=width - rank, BLOCK_N=block_n,
-                  IEEE=query.dtype == torch.float32, INTERPRET=not query.is_cuda,
-                  MIN_LENGTH=0)
-    # each row's own entries: rows of H heads
-    _decode_partial[(batch, own_splits)](
-        query, own_entries, own_num, acc, split_max, split_sum,
-        query.stride(0), query.stride(1), own_entries.stride(0), own_entries.stride(1),
-        acc.stride(1), acc.stride(0), acc.stride(2), split_max.stride(1), split_max.stride(0),
-        scale, own_per_split,
-        HEADS=heads, BLOCK_H=max(16, triton.next_power_of_2(heads)), **common,
-        num_warps=num_warps, num_stages=num_stages,
-    )
-    # the shared entries: rows of K * H heads (a group's beams), the splits after the own
-    shared_acc, shared_max_buf, shared_sum = acc[own_splits:], split_max[own_splits:], \
-        split_sum[own_splits:]
-    shared_block_h = max(16, triton.next_power_of_2(group_size * heads))
-    _decode_partial[(groups, shared_splits)](
-        query, shared_entries, shared_num, shared_acc, shared_max_buf, shared_sum,
-        group_size * query.stride(0), query.stride(1),
-        shared_entries.stride(0), shared_entries.stride(1),
-        group_size * acc.stride(1), acc.stride(0), acc.stride(2),
-        group_size * split_max.stride(1), split_max.stride(0),
-        scale, shared_per_split,
-        HEADS=group_size * heads, BLOCK_H=shared_block_h, **common,
-        # (a (K * H) x R accumulator: more warps to hold it, fewer stages of tiles)
-        num_warps=8 if shared_block_h > 64 else num_warps,
-        num_stages=2 if shared_block_h > 64 else num_stages,
-    )
+    acc, split_max, split_sum = _partials(own_splits + shared_splits, batch, heads, rank,
+                                          query.device)
+    launch = dict(rank=rank, scale=scale, block_n=block_n, num_warps=num_warps,
+                  num_stages=num_stages, min_length=0)
+    # each row's own entries: rows of H heads, the first splits
+    _launch_partial(query, own_entries, own_num,
+                    (acc[:own_splits], split_max[:own_splits], split_sum[:own_splits]),
+                    own_per_split, **launch)
+    # the shared entries: a group's K rows as one row of K * H heads, the splits after
+    _launch_partial(query, shared_entries, shared_num,
+                    (acc[own_splits:], split_max[own_splits:], split_sum[own_splits:]),
+                    shared_per_split, rows_per_program=group_size, **launch)
     return _combine(acc, split_max, split_sum, query.dtype)
