@@ -208,17 +208,21 @@ def bench_train(bench: Bench, options):
                 kernel_settings.append(False)
             flops = None  # the same arithmetic on either path: counted once per variant
             for kernels_on in kernel_settings:
-                if flops is None:  # (counted on the eager stack: the same arithmetic)
-                    eager = training_stack(attention, conf, bench.size, device, bench.dtype)
-                    try:  # (the dense path materialises T x T scores: it may not fit at 16k)
-                        flops = count_flops(training_step(eager, batch, length, device))
-                    except torch.OutOfMemoryError:
-                        flops = float("nan")
-                        torch.cuda.empty_cache()
-                    eager = None
                 model = training_stack(attention, conf, bench.size, device, bench.dtype,
                                        compile=compiled)
                 step = training_step(model, batch, length, device)
+                if flops is None:  # (a compiled stack's counted on an eager one: the same
+                    counted = step  # arithmetic, and the counter does not see into compile)
+                    if compiled:
+                        counted = training_step(training_stack(
+                            attention, conf, bench.size, device, bench.dtype), batch, length,
+                            device)
+                    try:  # (the dense path materialises T x T scores: it may not fit at 16k)
+                        flops = count_flops(counted)
+                    except torch.OutOfMemoryError:
+                        flops = float("nan")
+                        torch.cuda.empty_cache()
+                    counted = None
                 try:
                     with kernels_set(kernels_on):
                         step()  # compiles (FlexAttention, compiled layers) unmeasured
