@@ -16,8 +16,8 @@ test: env
 	$(PYTHON_ENV) -m pytest test
 	tools/test_transformers_releases.sh -q
 
-# The offline demo: egs2/mini_en/asr1 (synthetic English speech, mha / mla / mtla_s2
-# sweep) on CPU, ending with its results table and plot.
+# The offline demo: egs2/mini_en/asr1 (synthetic English speech, mha / mtla_s2 with the
+# speech prefix unmerged) on CPU, ending with its results table and plot.
 demo: env
 	tools/install_mini_sources.sh
 	cd egs2/mini_en/asr1 && ./run.sh
