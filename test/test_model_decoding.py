@@ -327,20 +327,23 @@ def test_merge_prefix_must_be_a_boolean():
                          merge_prefix="no")
 
 
-@pytest.mark.parametrize("attention,merge_prefix,down_rate,cuda_graphs",
-                         [("mla", True, 1, False), ("mtla", True, 2, False),
-                          ("mtla", True, 3, True), ("mtla", True, 4, False),
-                          ("mtla", False, 2, True)])
+@pytest.mark.parametrize("attention,merge_prefix,down_rate,cuda_graphs,prefix_mode",
+                         [("mla", True, 1, False, "full"), ("mtla", True, 2, False, "full"),
+                          ("mtla", True, 3, True, "full"), ("mtla", True, 4, False, "full"),
+                          ("mtla", False, 2, True, "full"), ("mtla", True, 2, False, "memory"),
+                          ("mha", True, 1, False, "full"), ("mha", True, 1, True, "memory"),
+                          ("mqa", True, 1, False, "full"), ("gqa", True, 1, True, "full")])
 def test_shared_prefix_search_equals_the_unshared(attention, merge_prefix, down_rate,
-                                                  cuda_graphs):
+                                                  cuda_graphs, prefix_mode):
     """share_prefix: the same n-best lists and scores (1e-4) as copying the prefix into
-    every beam, in a batch of prefixes of different lengths (not all divisible by s) and
-    alone; the batch shrinks as utterances finish (static caches: they ride along)."""
+    every beam, for every attention type, in a batch of prefixes of different lengths (not
+    all divisible by s) and alone; the batch shrinks as utterances finish (static caches:
+    they ride along)."""
     from speech_fixtures import tiny_args
     from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
 
     torch.manual_seed(1)
-    args = tiny_args(attention, "full", merge_prefix)
+    args = tiny_args(attention, prefix_mode, merge_prefix)
     if attention == "mtla":
         args.attention_conf["down_rate"] = down_rate
     model = DecoderOnlyTask.build_model(args)
@@ -368,7 +371,9 @@ def test_shared_prefix_search_equals_the_unshared(attention, merge_prefix, down_
     assert [h.tokens for h in alone[0]] == [h.tokens for h in expected[1]]
 
 
-def test_shared_prefix_refuses_per_token_caches():
-    model = tiny_model("mha", "full")
-    with pytest.raises(ValueError, match="share_prefix"):
-        BatchBeamSearch(model, beam_size=2, maxlenratio=-4, share_prefix=True)
+def test_shared_prefix_refuses_a_cache_without_a_shared_form():
+    from espnet2_mtla.attention.shared_prefix import shared_prefix_cache, supports_shared_prefix
+
+    assert not supports_shared_prefix(object())
+    with pytest.raises(TypeError, match="no shared-prefix form of object"):
+        shared_prefix_cache(object(), 2, 4)

@@ -15,6 +15,7 @@ from espnet2_mtla.attention.base import (
 )
 from espnet2_mtla.attention.cache import KVCache
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
+from espnet2_mtla.attention.shared_prefix import SharedPrefixKVCache, shared_prefix_kv_attention
 
 
 class MultiHeadAttention(SelfAttention):
@@ -80,6 +81,9 @@ class MultiHeadAttention(SelfAttention):
         padding = key_padding_mask
         if cache is not None:
             k, v, padding = cache.append(k, v, key_padding_mask, positions)
+        if isinstance(cache, SharedPrefixKVCache):  # (beam search: single steps)
+            out = shared_prefix_kv_attention(q, k, v, padding, cache, self.head_dim**-0.5)
+            return self.out_proj(out)
         total_len = k.shape[1]
 
         mask, is_causal = None, False

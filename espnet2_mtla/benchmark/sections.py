@@ -143,7 +143,7 @@ def bench_beam(bench: Bench, options):
                 settings = [(True, True, False), (True, False, False)]
             if latent and options.compare_kernels:
                 settings.append((False, None, False))
-            if latent and options.compare_shared_prefix:
+            if options.compare_shared_prefix and variant in bench.variants:
                 settings.append((True, None, True))
             for kernels_on, graphs, shared in settings:
                 with kernels_set(kernels_on):

@@ -99,7 +99,7 @@ def get_parser():
     parser.add_argument("--compare_graphs", action="store_true",
                         help="beam: run our variants both with and without CUDA graphs")
     parser.add_argument("--compare_shared_prefix", action="store_true",
-                        help="beam: also run MLA/MTLA with each utterance's prefix held once "
+                        help="beam: also run our variants with each utterance's prefix held once "
                         "for its beams (BatchBeamSearch share_prefix)")
     parser.add_argument("--batches", type=int, nargs="+")
     parser.add_argument("--lengths", type=int, nargs="+")

@@ -88,7 +88,7 @@ def get_parser():
                         help="With 0 < ctc_weight < 1, the CTC prefix score is computed for "
                         "the pre_beam_ratio x beam_size best tokens of the decoder")
     parser.add_argument("--share_prefix", type=str2bool, default=False,
-                        help="Hold each utterance's prefix once for its beams (MLA/MTLA)")
+                        help="Hold each utterance's prefix once for its beams (every attention type)")
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
                         help="Replay each decoding step from CUDA graphs (auto: on GPU "
                         "for MLA/MTLA, where it pays)")

@@ -27,8 +27,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from espnet2_mtla.attention.cache import LatentCache
-from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache
+from espnet2_mtla.attention.shared_prefix import shared_prefix_cache, supports_shared_prefix
 from espnet2_mtla.inference.ctc_prefix import CTCPrefixScorer
 from espnet2_mtla.inference.cuda_graph import DecodeStep, GraphedDecodeStep, prefers_cuda_graphs
 from espnet2_mtla.model.prefix_lm import EncodedPrefix, left_aligned
@@ -99,8 +98,8 @@ class BatchBeamSearch:
         beam_size best tokens of the decoder per hypothesis (w < 1).
         The CTC part runs eagerly between the decoder's (possibly graphed) steps.
         share_prefix: keep each utterance's prefilled prefix once for its beams, never
-        reordered (latent caches, MLA and MTLA: ``attention.shared_prefix``); the same
-        hypotheses. Off by default until its decode kernel (on CUDA) is measured."""
+        reordered (``attention.shared_prefix``: every attention type); the same
+        hypotheses. Off by default until its decode step is measured on CUDA."""
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if nbest < 1 or nbest > beam_size:
@@ -113,10 +112,10 @@ class BatchBeamSearch:
                 "model_conf.ctc_weight 0, or text input); decode with ctc_weight 0")
         if pre_beam_ratio < 1.0:
             raise ValueError(f"pre_beam_ratio must be >= 1, got {pre_beam_ratio}")
-        if share_prefix and not all(isinstance(cache, LatentCache)
+        if share_prefix and not all(supports_shared_prefix(cache)
                                     for cache in model.decoder.make_caches(1)):
-            raise ValueError("share_prefix: only the latent caches of MLA and MTLA share "
-                             "prefixes yet; decode this model without it")
+            raise ValueError("share_prefix: this model's caches have no shared-prefix form; "
+                             "decode it without share_prefix")
         self.model = model
         self.share_prefix = share_prefix
         self.ctc_weight = ctc_weight
@@ -189,9 +188,7 @@ class BatchBeamSearch:
 
         rows = torch.arange(num_utts, device=device).repeat_interleave(beam)  # (N * K)
         if self.share_prefix:
-            # (latent caches only: checked when the search was built)
-            caches[:] = [SharedPrefixLatentCache(cache, beam, max(max_lens) + 1)
-                         for cache in caches]
+            caches[:] = [shared_prefix_cache(cache, beam, max(max_lens) + 1) for cache in caches]
         else:
             for cache in caches:
                 cache.reorder(rows)
