@@ -1,10 +1,13 @@
 """A small language-model probe on real text: does MTLA train as well as MHA/MLA, and
 which change to MTLA's training closes the gap?
 
-Byte-level language models (``DecoderOnlyStack``, no prefix) on the English package
-descriptions of Debian's ``Translation-en`` index (the text mini_en speaks); packages
-whose name hashes to 0 mod 50 are held out for validation. Every variant sees the same
-batches in the same order (one seed) and is evaluated on the same validation windows.
+Language models (``DecoderOnlyStack``, no prefix) on the English package descriptions
+of Debian's ``Translation-en`` index (the text mini_en speaks), over bytes or, with
+``--tokens bpe --vocab N``, over sentencepiece BPE units learned once on the training
+part (the units the paper's tasks use: merging two neighbours in time then spans about
+two words' pieces, not two letters); packages whose name hashes to 0 mod 50 are held out
+for validation. Every variant sees the same batches in the same order (one seed) and is
+evaluated on the same validation windows.
 
 A variant is an attention name from ``conf/attention/`` (at the probe's sizes: r 128,
 rope 32, nope/value 64) with optional ablations joined by ``+``:
@@ -81,6 +84,50 @@ def load_text(lists_dir: Path):
     return as_bytes(train), as_bytes(valid)
 
 
+def load_tokens(args):
+    """(train ids, valid ids, vocabulary size): bytes, or BPE ids of the text (the model
+    and the ids prepared once by the parent in --out: prepare_bpe)."""
+    if args.tokens == "bytes":
+        train, valid = load_text(Path(args.lists_dir))
+        return train, valid, 256
+    ids = torch.load(bpe_paths(args)[1])
+    return ids["train"], ids["valid"], args.vocab
+
+
+def bpe_paths(args):
+    prefix = Path(args.out) / f"bpe{args.vocab}"
+    return prefix, prefix.with_suffix(".ids.pt")
+
+
+def prepare_bpe(args):
+    """Learn --vocab BPE units on the training text (sentencepiece) and store the ids of
+    the training and validation text, one description per line."""
+    import sentencepiece
+
+    prefix, ids_path = bpe_paths(args)
+    if ids_path.exists():
+        return
+    train, valid = load_text(Path(args.lists_dir))
+    as_text = lambda data: bytes(data.numpy()).decode()
+    text = prefix.with_suffix(".train.txt")
+    text.write_text(as_text(train))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(prefix), vocab_size=args.vocab, model_type="bpe",
+        character_coverage=1.0, input_sentence_size=200000, shuffle_input_sentence=True,
+        bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2)
+    model = sentencepiece.SentencePieceProcessor(model_file=str(prefix.with_suffix(".model")))
+    newline = model.piece_to_id("<unk>")  # (lines joined by the unknown id: a separator)
+
+    def encode(data):
+        ids = []
+        for line in model.encode(as_text(data).split("\n")):
+            ids.extend(line + [newline])
+        return torch.tensor(ids, dtype=torch.int32)
+
+    torch.save({"train": encode(train), "valid": encode(valid)}, ids_path)
+    text.unlink()
+
+
 def attention_conf(variant: dict) -> tuple:
     """(attention type, attention_conf) at the probe's sizes."""
     import yaml
@@ -98,7 +145,7 @@ def build_model(variant: dict, args):
 
     attn, kwargs = attention_conf(variant)
     torch.manual_seed(args.seed)
-    model = DecoderOnlyStack(256, d_model=args.d_model, num_heads=args.heads,
+    model = DecoderOnlyStack(args.vocab if args.tokens == "bpe" else 256, d_model=args.d_model, num_heads=args.heads,
                              num_layers=args.layers, ffn_dim=4 * args.d_model, dropout=0.0,
                              attention=attn, attention_conf=kwargs)
     merge = variant.get("merge", "learned")
@@ -188,7 +235,7 @@ def validate(model, windows, batch):
 def train_one(spec: str, args):
     variant = parse_variant(spec)
     device = torch.device(args.device)
-    train, valid = load_text(Path(args.lists_dir))
+    train, valid, _ = load_tokens(args)
     n_valid = min(args.valid_windows, (len(valid) - 1) // (args.length + 1))
     step = (len(valid) - 1) // n_valid
     windows = torch.stack([valid[i * step : i * step + args.length + 1] for i in range(n_valid)])
@@ -242,8 +289,9 @@ def summarise(args):
     steps = sorted({s for c in curves.values() for s in c})
     base = args.variants[0]
     rows = []
-    print(f"\nvalidation loss (nats/byte); ratio to {base} in brackets; "
-          f"{args.layers} layers, d {args.d_model}, {args.batch} x {args.length} bytes, "
+    unit = "byte" if args.tokens == "bytes" else f"BPE unit, {args.vocab} units"
+    print(f"\nvalidation loss (nats/{unit}); ratio to {base} in brackets; "
+          f"{args.layers} layers, d {args.d_model}, {args.batch} x {args.length} tokens, "
           f"{device_words(args.device)}")
     print(f"{'variant':28s}" + "".join(f"{s:>16d}" for s in steps) + f"{'s/step':>9s}")
     for spec, curve in curves.items():
@@ -275,6 +323,9 @@ def main(argv=None):
                         help="folder holding Debian's *_i18n_Translation-en* index")
     parser.add_argument("--out", required=True)
     parser.add_argument("--variants", nargs="+", default=["mha", "mla", "mtla_s2"])
+    parser.add_argument("--tokens", choices=["bytes", "bpe"], default="bytes",
+                        help="model bytes, or sentencepiece BPE units (--vocab of them)")
+    parser.add_argument("--vocab", type=int, default=2000, help="--tokens bpe: units")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--eval_every", type=int, default=500)
     parser.add_argument("--batch", type=int, default=32)
@@ -299,6 +350,8 @@ def main(argv=None):
         return train_one(args.one, args)
     if args.summarise_only:
         return summarise(args)
+    if args.tokens == "bpe":
+        prepare_bpe(args)  # once, before the workers read it
     worker = [sys.executable, __file__] + (argv if argv is not None else sys.argv[1:])
     pending, running, failed = list(args.variants), [], []
     while pending or running:

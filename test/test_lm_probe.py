@@ -1,0 +1,61 @@
+"""bench/lm_probe.py at tiny sizes on the CPU: bytes and BPE units (no quality asserted)."""
+
+import csv
+import importlib.util
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from espnet2_mtla.mini import debian_text
+
+ROOT = Path(__file__).resolve().parent.parent
+WORDS = ("library", "tool", "server", "package", "data", "the", "for", "files", "python",
+         "module", "network", "this", "provides", "support", "and", "of", "a", "client")
+
+
+def probe():
+    spec = importlib.util.spec_from_file_location("lm_probe", ROOT / "bench" / "lm_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def translation_index(folder: Path, packages: int = 400):
+    """A small Translation-en index of the main archive in apt's layout (uncompressed)."""
+    rng = random.Random(0)
+    records = []
+    for i in range(packages):
+        sentence = lambda n: " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+        records.append(f"Package: pkg{i}\nDescription-md5: {i:032x}\n"
+                       f"Description-en: {sentence(5)}\n {sentence(12)} {sentence(9)}\n .\n"
+                       f" {sentence(14)}\n")
+    folder.mkdir(parents=True)
+    (folder / "deb.debian.org_debian_dists_bookworm_main_i18n_Translation-en").write_text(
+        "\n".join(records))
+
+
+@pytest.mark.skipif(not os.path.exists(debian_text.APT_HELPER),
+                    reason="apt-helper (Debian's apt) reads the index files")
+@pytest.mark.parametrize("tokens", ["bytes", "bpe"])
+def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens):
+    translation_index(tmp_path / "lists")
+    out = tmp_path / "out"
+    lm_probe = probe()
+    code = lm_probe.main(["--lists_dir", str(tmp_path / "lists"), "--out", str(out),
+                          "--tokens", tokens, "--vocab", "80", "--variants", "mha", "mtla_s2",
+                          "--steps", "4", "--eval_every", "2", "--batch", "2", "--length", "16",
+                          "--layers", "1", "--d_model", "32", "--heads", "2",
+                          "--valid_windows", "2", "--jobs", "2", "--device", "cpu"])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert {(row["variant"], row["step"]) for row in rows} == {
+        (variant, step) for variant in ("mha", "mtla_s2") for step in ("2", "4")}
+    assert all(0 < float(row["valid_loss"]) < 10 for row in rows)
+    if tokens == "bpe":
+        import torch
+
+        ids = torch.load(out / "bpe80.ids.pt")
+        assert 0 <= int(ids["train"].min()) and int(ids["train"].max()) < 80
+        assert len(ids["valid"]) > 0 and (out / "bpe80.model").exists()
