@@ -31,7 +31,7 @@ def tiny_model_and_batch(variant):
     return model, batch, conf
 
 
-@pytest.mark.parametrize("variant", ["mla", "mtla_s2", "mtla_s3"])
+@pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
 def test_shared_prefix_graph_replay_equals_the_unshared_eager_search(variant):
     """The shared-prefix step captured and replayed (and recaptured as the batch
     shrinks) gives the unshared eager search's hypotheses."""
