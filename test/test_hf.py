@@ -74,6 +74,30 @@ def test_generate_with_compressed_cache_equals_full_recomputation(down_rate, num
 
 
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
+def test_beams_sharing_the_prompt_give_the_tokens_and_scores_of_copies(down_rate):
+    """MTLACache(share_prefix=True) with num_beams 3: each prompt's entries held once for
+    its beams (left-padded prompts of lengths 7, 4, 1: prefills ending inside and at the
+    end of merged chunks); the sequences and scores of the cache that copies them."""
+    model = tiny_model(down_rate)
+    ids, mask = left_padded_prompts()
+    layers = model.config.num_hidden_layers
+    common = dict(attention_mask=mask, max_new_tokens=9, min_new_tokens=9, do_sample=False,
+                  num_beams=3, num_return_sequences=3, eos_token_id=None, pad_token_id=0,
+                  return_dict_in_generate=True, output_scores=True)
+    field = hf.modeling.CACHE_FIELD  # (the cache argument's name in this release)
+    copied = model.generate(ids, **common, **{field: hf.MTLACache(layers)})
+    shared = model.generate(ids, **common, **{field: hf.MTLACache(layers, share_prefix=True)})
+    assert torch.equal(shared.sequences, copied.sequences)
+    assert torch.allclose(shared.sequences_scores, copied.sequences_scores, atol=1e-5)
+    cache, copies = getattr(shared, field), getattr(copied, field)
+    assert all(isinstance(layer.latent, hf.cache.SharedPrefixLatentCache) for layer in cache.layers)
+    assert cache.get_seq_length() == copies.get_seq_length()
+    assert cache.nbytes() < copies.nbytes()  # the prompts held once
+    with pytest.raises(NotImplementedError, match="share_prefix"):
+        cache.crop(-2)
+
+
+@pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
 def test_chunked_prefill_gives_the_tokens_of_one_prefill(down_rate):
     """Transformers' prefill_chunk_size feeds a long prompt in chunks (activations of one
     chunk, not the prompt); chunks of 2 and 3 tokens end inside merged chunks of every

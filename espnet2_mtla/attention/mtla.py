@@ -421,7 +421,10 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         q_full = torch.cat([q_latent, q_pe.transpose(1, 2)], dim=-1)  # (B, H, 1, r + d_r)
         weights = None
         kernel = None if self.training and self.dropout > 0 else latent_decode_kernel(q_full, rank)
-        if isinstance(cache, SharedPrefixLatentCache):  # (beam search; no weights asked)
+        if isinstance(cache, SharedPrefixLatentCache):  # (beam search)
+            if need_weights:
+                raise ValueError("attention weights are not given over a prefix shared by "
+                                 "beams (share_prefix): decode without it to see them")
             out_latent = shared_prefix_attention(q_full, cache, self.softmax_scale)
         elif need_weights:
             out_latent, weights = self._decode_attention_torch(q_full, cache, need_weights=True)

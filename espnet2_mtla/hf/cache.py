@@ -3,12 +3,19 @@
 Each layer keeps an ``espnet2_mtla.attention.LatentCache``: ceil(T / down_rate) entries
 of kv_lora_rank + qk_rope_head_dim numbers per row, written by the attention module
 itself (``update`` of the key/value API is never used). ``get_seq_length`` counts time
-steps, as generate() expects; ``nbytes()`` gives the bytes actually held."""
+steps, as generate() expects; ``nbytes()`` gives the bytes actually held.
+
+``MTLACache(num_layers, share_prefix=True)`` passed to ``generate(num_beams=K)`` keeps the
+prompt's entries once per input row for its K beams (``attention.shared_prefix``): at
+the first reorder after the prefill, each layer keeps one of the K identical rows of a
+prompt as the shared part and the beams decode into their own entries; the same tokens
+and scores, a cache of about 1/K over the prompt."""
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from espnet2_mtla.attention.cache import grown
+from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache
 
 
 class LatentCacheLayer(CacheLayerMixin):
@@ -19,6 +26,19 @@ class LatentCacheLayer(CacheLayerMixin):
     def __init__(self):
         super().__init__()
         self.latent = None  # LatentCache, created by the model on the first forward
+        self.steps_before = 0  # steps not counted by latent.num_tokens (a shared prompt's)
+
+    def share_prefix(self, group_size: int):
+        """From here on, the K = group_size identical rows of each prompt (generate()
+        expanded them for beam search) share its entries; the beams decode into their own."""
+        if self.latent is None or isinstance(self.latent, SharedPrefixLatentCache):
+            return
+        steps = self.latent.num_tokens
+        rows = torch.arange(0, self.latent.batch_size, group_size,
+                            device=self.latent.entries.device)
+        self.latent.reorder(rows)  # (G rows: one per prompt)
+        self.latent = SharedPrefixLatentCache(self.latent, group_size, capacity=0)
+        self.steps_before = steps - self.latent.num_tokens
 
     def lazy_initialization(self, key_states, value_states):
         raise NotImplementedError("MTLA layers create their latent cache themselves")
@@ -27,7 +47,7 @@ class LatentCacheLayer(CacheLayerMixin):
         raise NotImplementedError("MTLA layers write their latent cache themselves")
 
     def get_seq_length(self) -> int:
-        return 0 if self.latent is None else self.latent.num_tokens
+        return 0 if self.latent is None else self.steps_before + self.latent.num_tokens
 
     def get_mask_sizes(self, query_length: int):
         return self.get_seq_length() + query_length, 0
@@ -37,6 +57,7 @@ class LatentCacheLayer(CacheLayerMixin):
 
     def reset(self):
         self.latent = None
+        self.steps_before = 0
 
     def reorder_cache(self, beam_idx: torch.LongTensor):
         if self.latent is not None:
@@ -70,8 +91,11 @@ class MTLACache(Cache):
     are fed again before the next tokens (``take_refeed``), which recomputes it exactly.
     ``get_seq_length`` counts those tokens as cached, as the caller expects."""
 
-    def __init__(self, num_layers: int):
+    def __init__(self, num_layers: int, share_prefix: bool = False):
+        """share_prefix: in beam search, keep each prompt's entries once for its beams."""
         super().__init__(layers=[LatentCacheLayer() for _ in range(num_layers)])
+        self.share_prefix = share_prefix
+        self.group_size = 1  # beams per prompt: generate() sets it (num_beams)
         self.fed_ids = None  # (B, capacity) int64: the ids fed so far (num_fed of them)
         self.num_fed = 0
         self.ids_known = True  # False once inputs_embeds were fed (nothing to re-feed then)
@@ -114,6 +138,9 @@ class MTLACache(Cache):
                                                                             length)
         if keep == length:
             return
+        if any(isinstance(layer.latent, SharedPrefixLatentCache) for layer in self.layers):
+            raise NotImplementedError("crop: a cache whose prompt is shared by beams "
+                                      "(share_prefix) cannot be cropped")
         held = self.layers[0].get_seq_length()  # steps the layers hold (all layers alike)
         if keep >= held:  # only tokens still waiting to be re-fed go
             self.refeed = self.refeed[:, :keep - held] if keep > held else None
@@ -137,6 +164,9 @@ class MTLACache(Cache):
             self.refeed = self.refeed[rows.to(self.refeed.device)]
 
     def reorder_cache(self, beam_idx: torch.LongTensor):
+        if self.share_prefix and self.group_size > 1:  # (the first reorder: after the prefill)
+            for layer in self.layers:
+                layer.share_prefix(self.group_size)
         super().reorder_cache(beam_idx)
         self._reorder_ids(beam_idx)
 

@@ -333,5 +333,8 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
         if model_kwargs.get(CACHE_FIELD) is None and generation_config.use_cache:
             model_kwargs[CACHE_FIELD] = MTLACache(self.config.num_hidden_layers)
             return
+        given = model_kwargs.get(CACHE_FIELD)
+        if isinstance(given, MTLACache) and given.share_prefix:
+            given.group_size = generation_config.num_beams or 1  # (beams share each prompt)
         return super()._prepare_cache_for_generation(generation_config, model_kwargs,
                                                      *args, **kwargs)
