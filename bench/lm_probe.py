@@ -15,6 +15,8 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
     mtla_s2+lr=2e-3       peak learning rate (default --lr)
     mtla_s2+warmup=1000   warm-up steps (default --warmup)
     mtla_s2+rope=64       qk_rope_head_dim
+    mtla_s2+rank=256      kv_lora_rank (default 128; MTLA s=2 at 256 holds MLA's cache at
+                          128: is the gap the merged latent's width?)
     mtla_s2+merge=random  merge hyper-network's fc_p with nn.Linear's random start (the
                           reference package's) instead of the module's zero start (every
                           weight starts at sigmoid(0) = 0.5 and is learned from there)
@@ -48,7 +50,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTIONS = ("mha", "mla", "mtla_s2", "mtla_s3", "mtla_s4", "mqa", "gqa2", "gqa4")
-ABLATIONS = ("lr", "warmup", "rope", "merge", "ref")
+ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref")
 MERGES = ("learned", "random", "one", "mean")
 
 
@@ -135,8 +137,8 @@ def attention_conf(variant: dict) -> tuple:
     conf = yaml.safe_load((ROOT / "conf" / "attention" / f"{variant['attention']}.yaml").read_text())
     attn, kwargs = conf["attention"], dict(conf.get("attention_conf") or {})
     if attn in ("mla", "mtla"):
-        kwargs.update(kv_lora_rank=128, qk_nope_head_dim=64, v_head_dim=64,
-                      qk_rope_head_dim=int(variant.get("rope", 32)))
+        kwargs.update(kv_lora_rank=int(variant.get("rank", 128)), qk_nope_head_dim=64,
+                      v_head_dim=64, qk_rope_head_dim=int(variant.get("rope", 32)))
     return attn, kwargs
 
 

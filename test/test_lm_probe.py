@@ -45,14 +45,17 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens):
     lm_probe = probe()
     code = lm_probe.main(["--lists_dir", str(tmp_path / "lists"), "--out", str(out),
                           "--tokens", tokens, "--vocab", "80", "--variants", "mha", "mtla_s2",
+                          "mtla_s2+rank=32",
                           "--steps", "4", "--eval_every", "2", "--batch", "2", "--length", "16",
                           "--layers", "1", "--d_model", "32", "--heads", "2",
                           "--valid_windows", "2", "--jobs", "2", "--device", "cpu"])
     assert code == 0
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert {(row["variant"], row["step"]) for row in rows} == {
-        (variant, step) for variant in ("mha", "mtla_s2") for step in ("2", "4")}
+        (variant, step) for variant in ("mha", "mtla_s2", "mtla_s2+rank=32")
+        for step in ("2", "4")}
     assert all(0 < float(row["valid_loss"]) < 10 for row in rows)
+    assert lm_probe.attention_conf(lm_probe.parse_variant("mtla_s2+rank=32"))[1]["kv_lora_rank"] == 32
     if tokens == "bpe":
         import torch
 
