@@ -14,12 +14,16 @@
 #             GPU each, through run.pl) and in 1 job: the merged outputs compared;
 #   speed     training throughput of the paper-sized MTLA s=2 model (12-layer encoder,
 #             9-layer decoder, d_model 512) on 1 vs 2 GPUs at the same global batch, for
-#             each global batch size in SPEED_BATCHES (default "40 200").
+#             each global batch size in SPEED_BATCHES (default "40 200");
+#   variants  the same paper-sized model on 1 GPU for each attention fragment in
+#             SPEED_VARIANTS (default "mha mtla_s2"), eager and with its decoder layers
+#             compiled (SPEED_COMPILE, default "false true": decoder_conf compile), each
+#             batch size in SPEED_BATCHES: utterances/s and the ratio to MHA (issue #20).
 #
 #   bench/multigpu_check.sh <data> <results dir> [parts]
 #
-# parts: any of trainer torchrun recipe decode speed (default: all but decode, which
-# recipe includes). A CPU dry run of the flow: NGPU_SINGLE=0 NGPU_MULTI=0
+# parts: any of trainer torchrun recipe decode speed variants (default: all but decode,
+# which recipe includes, and variants). A CPU dry run of the flow: NGPU_SINGLE=0 NGPU_MULTI=0
 # DIST_BACKEND=gloo GPU_INFERENCE=false (gloo, no GPUs; speed is too slow there).
 #
 # <data> holds Kaldi data dirs train/ dev/ test/ (e.g. a subset of mini_en's data/, whose
@@ -135,17 +139,18 @@ if [[ " ${parts} " == *" recipe "* || " ${parts} " == *" decode "* ]]; then
     done
 fi
 
+# the paper's model and optimiser; utterance-level normalisation (no global stats here),
+# AMP; sorted batches of each global size in SPEED_BATCHES (split over the GPUs; sizes that
+# divide the training set keep every batch full), SPEED_ITERS steps per epoch (espnet
+# cycles through the data), SPEED_EPOCHS epochs (the first warms up CUDA and cuDNN)
+paper_opts=(--normalize utterance_mvn --batch_type sorted
+    --accum_grad 1 --num_workers 4 --use_amp true --num_iters_per_epoch "${SPEED_ITERS:-10}"
+    --max_epoch "${SPEED_EPOCHS:-3}"
+    --keep_nbest_models 1 --num_att_plot 0 --scheduler_conf warmup_steps=1000)
 if [[ " ${parts} " == *" speed "* ]]; then
     python -m espnet2_mtla.bin.merge_config "${root}/egs2/must_c/st1/conf/train.yaml" \
         "${root}/conf/attention/mtla_s2.yaml" -o exp/check/paper.yaml
-    # the paper's model and optimiser; utterance-level normalisation (no global stats
-    # here), AMP; sorted batches of each global size in SPEED_BATCHES (split over the GPUs;
-    # sizes that divide the training set keep every batch full), SPEED_ITERS steps per
-    # epoch (espnet cycles through the data), SPEED_EPOCHS epochs (the first warms up CUDA and cuDNN)
-    paper=(--config exp/check/paper.yaml --normalize utterance_mvn --batch_type sorted
-        --accum_grad 1 --num_workers 4 --use_amp true --num_iters_per_epoch "${SPEED_ITERS:-10}"
-        --max_epoch "${SPEED_EPOCHS:-3}"
-        --keep_nbest_models 1 --num_att_plot 0 --scheduler_conf warmup_steps=1000)
+    paper=(--config exp/check/paper.yaml "${paper_opts[@]}")
     for batch in ${SPEED_BATCHES:-40 200}; do
         for gpus in "${ngpu_single}" "${ngpu_multi}"; do
             log "speed: paper-sized MTLA s=2, global batch ${batch}, --ngpu ${gpus}"
@@ -153,6 +158,24 @@ if [[ " ${parts} " == *" speed "* ]]; then
                 --batch_size "${batch}" --ngpu "${gpus}" \
                 --output_dir "exp/check/paper_b${batch}_gpu${gpus}" \
                 > "${results}/paper_b${batch}_gpu${gpus}.log" 2>&1
+        done
+    done
+fi
+
+if [[ " ${parts} " == *" variants "* ]]; then
+    for variant in ${SPEED_VARIANTS:-mha mtla_s2}; do
+        python -m espnet2_mtla.bin.merge_config "${root}/egs2/must_c/st1/conf/train.yaml" \
+            "${root}/conf/attention/${variant}.yaml" -o "exp/check/paper_${variant}.yaml"
+        for compile in ${SPEED_COMPILE:-false true}; do
+            for batch in ${SPEED_BATCHES:-40 200}; do
+                name=variant_${variant}_compile${compile}_b${batch}
+                log "variants: paper-sized ${variant}, compile ${compile}, batch ${batch}, --ngpu ${ngpu_single}"
+                python -m espnet2_mtla.bin.train "${data_args[@]}" \
+                    --config "exp/check/paper_${variant}.yaml" "${paper_opts[@]}" \
+                    --decoder_conf "compile=${compile}" --batch_size "${batch}" \
+                    --ngpu "${ngpu_single}" --output_dir "exp/check/${name}" \
+                    > "${results}/${name}.log" 2>&1
+            done
         done
     done
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Tables of bench/multigpu_check.sh: step losses of 1 vs 2 GPUs (and resumed, and torchrun
-launches), the decodes of 2 GPU jobs vs 1 job, and training throughput on 1 vs 2 GPUs.
+launches), the decodes of 2 GPU jobs vs 1 job, training throughput on 1 vs 2 GPUs, and by
+attention type (eager and compiled) on 1 GPU.
 
     python bench/multigpu_compare.py --check_dir exp/check --results <dir>
 
@@ -194,6 +195,36 @@ def compare_throughput(check_dir, results, lines):
     lines.append("")
 
 
+def compare_variants(check_dir, results, lines):
+    """Utterances/s of variant_<attention>_compile<bool>_b<batch> runs (1 GPU), mean of
+    the epochs after the first, and the ratio of MHA's to each (same compile and batch)."""
+    runs = sorted(check_dir.glob("variant_*_compile*_b*"))
+    speeds = {}  # (variant, compiled, batch) -> mean utterances/s of epochs > 1
+    for run in runs:
+        name, _, batch = run.name[len("variant_"):].rpartition("_b")
+        variant, _, compiled = name.rpartition("_compile")
+        _, utterances = utterances_per_epoch(run)
+        later = [stats["train"]["time"].total_seconds()
+                 for epoch, stats in reporter_stats(run).items() if epoch > 1]
+        if later:
+            speeds[(variant, compiled, int(batch))] = utterances / (sum(later) / len(later))
+    if not speeds:
+        return
+    lines += ["## Training throughput by attention type, paper-sized model, 1 GPU "
+              "(espnet's trainer, AMP; epochs after the first)", "",
+              "| variant | decoder compiled | batch | utterances/s | MHA's speed / this |",
+              "|---|---|---|---|---|"]
+    with open(results / "variants.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["variant", "compiled", "batch", "utterances_per_s", "step_ratio_to_mha"])
+        for (variant, compiled, batch), speed in sorted(speeds.items()):
+            mha = speeds.get(("mha", compiled, batch))
+            ratio = f"{mha / speed:.2f}" if mha else ""
+            writer.writerow([variant, compiled, batch, f"{speed:.1f}", ratio])
+            lines.append(f"| {variant} | {compiled} | {batch} | {speed:.1f} | {ratio} |")
+    lines.append("")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check_dir", type=Path, required=True)
@@ -203,6 +234,7 @@ def main():
     compare_trainer_runs(args.check_dir, args.results, lines)
     compare_decodes(args.check_dir, lines)
     compare_throughput(args.check_dir, args.results, lines)
+    compare_variants(args.check_dir, args.results, lines)
     print("\n".join(lines))
 
 
