@@ -97,6 +97,32 @@ def test_beams_sharing_the_prompt_give_the_tokens_and_scores_of_copies(down_rate
         cache.crop(-2)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("down_rate", [1, 2])
+def test_beams_sharing_the_prompt_on_the_gpu_give_the_tokens_of_copies(down_rate):
+    """On CUDA the shared decode step is the Triton kernel (a group's shared entries read
+    once for its beams): fp32, the sequences of the copying cache, scores within 1e-4."""
+    from espnet2_mtla.kernels import latent_shared_decode_kernel
+
+    config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **{**LATENT, "qk_rope_head_dim": 16},
+                                down_rate=down_rate)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).cuda().eval()
+    rank = LATENT["kv_lora_rank"]  # (the kernel takes these shapes: it is what runs)
+    query = torch.zeros(12, LLAMA.num_attention_heads, rank + 16, device="cuda")
+    assert latent_shared_decode_kernel(query, rank, 4) is not None
+    ids, mask = (tensor.cuda() for tensor in left_padded_prompts())
+    layers, field = model.config.num_hidden_layers, hf.modeling.CACHE_FIELD
+    common = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                  num_beams=4, num_return_sequences=4, eos_token_id=None, pad_token_id=0,
+                  return_dict_in_generate=True, output_scores=True)
+    copied = model.generate(ids, **common, **{field: hf.MTLACache(layers)})
+    shared = model.generate(ids, **common, **{field: hf.MTLACache(layers, share_prefix=True)})
+    assert torch.equal(shared.sequences, copied.sequences)
+    assert torch.allclose(shared.sequences_scores, copied.sequences_scores, atol=1e-4)
+
+
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
 def test_chunked_prefill_gives_the_tokens_of_one_prefill(down_rate):
     """Transformers' prefill_chunk_size feeds a long prompt in chunks (activations of one
