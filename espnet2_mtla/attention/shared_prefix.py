@@ -112,11 +112,8 @@ class SharedPrefixKVCache(KVCache):
         _shared_rows_follow(self, batch_index)
         super().reorder(batch_index)
 
-    def nbytes(self) -> int:
+    def nbytes(self) -> int:  # (exact on the host: also the bound)
         return super().nbytes() + self.shared.nbytes()
-
-    def nbytes_bound(self) -> int:
-        return self.nbytes()
 
 
 def shared_prefix_kv_attention(q, keys, values, padding, cache: SharedPrefixKVCache,
@@ -146,7 +143,6 @@ def shared_prefix_kv_attention(q, keys, values, padding, cache: SharedPrefixKVCa
                        shared.values).flatten(0, 1)
     out = out + torch.einsum("bjqn,bnjd->bjqd", own_probs, values)  # (B, n_kv, H / n_kv, d_h)
     return out.reshape(batch, 1, heads * head_dim)
-
 
 
 def shared_prefix_attention(q_full, cache: SharedPrefixLatentCache, scale: float):
