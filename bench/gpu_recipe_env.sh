@@ -1,22 +1,26 @@
 # Sourced by the bench/ scripts that run recipes on a lent GPU machine (no network, torch
 # installed, no espnet): `. bench/gpu_recipe_env.sh <carry dir>` builds the offline
 # environment from the carried wheels (once), unpacks espeak-ng from the carried .deb files
-# onto PATH, puts the carried Debian Translation-en index where apt keeps it
-# (make_mini_corpus reads it there) and the carried German catalogs where mini_en_de's
-# data preparation looks for them (bench/gpu_carry.sh assembles the carry dir). Sets
+# onto PATH (none carried: text-only recipes), puts the carried Debian Translation-en index
+# where apt keeps it (make_mini_corpus reads it there) and the carried German catalogs
+# where mini_en_de's data preparation looks for them (bench/gpu_carry.sh assembles the carry dir). Sets
 # ${root} (this checkout) and ${carry}, and defines copy_epoch_lines and run_sh_option.
 carry=$(cd "${1:?usage: . bench/gpu_recipe_env.sh <carry dir>}" && pwd)
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ -e "${root}/tools/venv/.complete" ] || "${root}/bench/offline_env.sh" "${carry}/wheels"
 prefix=${carry}/espeak-root
-for deb in "${carry}"/*.deb; do dpkg -x "${deb}" "${prefix}"; done
-export PATH=${prefix}/usr/bin:${PATH}
-export LD_LIBRARY_PATH=${prefix}/usr/lib/x86_64-linux-gnu:${prefix}/usr/lib/x86_64-linux-gnu/pulseaudio:${prefix}/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}
-export ESPEAK_DATA_PATH=${prefix}/usr/lib/x86_64-linux-gnu
-espeak-ng -v en-us --stdout "ready" > /dev/null \
-    || { echo "gpu_recipe_env.sh: espeak-ng from ${carry} does not run here:" >&2
-         ldd "${prefix}/usr/bin/espeak-ng" "${prefix}"/usr/lib/x86_64-linux-gnu/*.so.? | grep "not found" >&2
-         return 1; }
+if compgen -G "${carry}/*.deb" > /dev/null; then
+    for deb in "${carry}"/*.deb; do dpkg -x "${deb}" "${prefix}"; done
+    export PATH=${prefix}/usr/bin:${PATH}
+    export LD_LIBRARY_PATH=${prefix}/usr/lib/x86_64-linux-gnu:${prefix}/usr/lib/x86_64-linux-gnu/pulseaudio:${prefix}/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}
+    export ESPEAK_DATA_PATH=${prefix}/usr/lib/x86_64-linux-gnu
+    espeak-ng -v en-us --stdout "ready" > /dev/null \
+        || { echo "gpu_recipe_env.sh: espeak-ng from ${carry} does not run here:" >&2
+             ldd "${prefix}/usr/bin/espeak-ng" "${prefix}"/usr/lib/x86_64-linux-gnu/*.so.? | grep "not found" >&2
+             return 1; }
+else  # (a carry for text-only recipes, e.g. mini_sum, can leave the speech synthesiser out)
+    echo "gpu_recipe_env.sh: no .deb files in ${carry}: no espeak-ng, text-only recipes only" >&2
+fi
 mkdir -p /var/lib/apt/lists
 cp -n "${carry}"/*_i18n_Translation-en* /var/lib/apt/lists/ 2>/dev/null || true
 if [ -d "${carry}/mo_root" ]; then
