@@ -74,16 +74,21 @@ def parse_variant(spec: str) -> dict:
     return out
 
 
-def load_text(lists_dir: Path):
-    """(train bytes, valid bytes) as uint8 tensors: one description per line."""
+def load_lines(lists_dir: Path):
+    """(train lines, valid lines): one description per line."""
     from espnet2_mtla.mini.debian_text import load_descriptions
 
     train, valid = [], []
     for d in load_descriptions(lists_dir):
         line = " ".join((d.synopsis,) + d.paragraphs)
         (valid if zlib.crc32(d.package.encode()) % 50 == 0 else train).append(line)
+    return train, valid
+
+
+def load_text(lists_dir: Path):
+    """(train bytes, valid bytes) as uint8 tensors: one description per line."""
     as_bytes = lambda lines: torch.frombuffer(bytearray("\n".join(lines).encode()), dtype=torch.uint8)
-    return as_bytes(train), as_bytes(valid)
+    return tuple(as_bytes(lines) for lines in load_lines(lists_dir))
 
 
 def load_tokens(args):
@@ -109,10 +114,9 @@ def prepare_bpe(args):
     prefix, ids_path = bpe_paths(args)
     if ids_path.exists():
         return
-    train, valid = load_text(Path(args.lists_dir))
-    as_text = lambda data: bytes(data.numpy()).decode()
+    train, valid = load_lines(Path(args.lists_dir))
     text = prefix.with_suffix(".train.txt")
-    text.write_text(as_text(train))
+    text.write_text("\n".join(train))
     sentencepiece.SentencePieceTrainer.train(
         input=str(text), model_prefix=str(prefix), vocab_size=args.vocab, model_type="bpe",
         character_coverage=1.0, input_sentence_size=200000, shuffle_input_sentence=True,
@@ -120,9 +124,9 @@ def prepare_bpe(args):
     model = sentencepiece.SentencePieceProcessor(model_file=str(prefix.with_suffix(".model")))
     newline = model.piece_to_id("<unk>")  # (lines joined by the unknown id: a separator)
 
-    def encode(data):
+    def encode(lines):
         ids = []
-        for line in model.encode(as_text(data).split("\n")):
+        for line in model.encode(lines):
             ids.extend(line + [newline])
         return torch.tensor(ids, dtype=torch.int32)
 
