@@ -330,10 +330,10 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
         if generation_config.cache_implementation not in (None, "dynamic"):
             raise ValueError(f"cache_implementation={generation_config.cache_implementation!r}"
                              " is not supported: MTLA models use their own MTLACache")
-        if model_kwargs.get(CACHE_FIELD) is None and generation_config.use_cache:
+        given = model_kwargs.get(CACHE_FIELD)
+        if given is None and generation_config.use_cache:
             model_kwargs[CACHE_FIELD] = MTLACache(self.config.num_hidden_layers)
             return
-        given = model_kwargs.get(CACHE_FIELD)
         if isinstance(given, MTLACache) and given.share_prefix:
             given.group_size = generation_config.num_beams or 1  # (beams share each prompt)
         return super()._prepare_cache_for_generation(generation_config, model_kwargs,
