@@ -46,6 +46,22 @@ def test_shared_prefix_graph_replay_equals_the_unshared_eager_search(variant):
             assert abs(a.score - b.score) < 1e-3
 
 
+@pytest.mark.parametrize("variant", ["mha", "mla", "mtla_s2"])
+def test_the_default_search_shares_the_prefix_where_it_graphs_the_step(variant):
+    """share_prefix None: latent caches on CUDA (graphed by default) hold the prefix once,
+    MHA and an explicitly eager search do not; the hypotheses are the unshared ones."""
+    model, batch, conf = tiny_model_and_batch(variant)
+    eager, eager_stats = BatchBeamSearch(model, beam_size=4, nbest=4, cuda_graphs=False).search(batch)
+    default, stats = BatchBeamSearch(model, beam_size=4, nbest=4).search(batch)
+    assert not eager_stats.shared_prefix
+    assert stats.shared_prefix == ("kv_lora_rank" in conf)
+    assert (stats.graph_replays > 0) == ("kv_lora_rank" in conf)
+    for got, want in zip(default, eager):
+        assert [h.tokens for h in got] == [h.tokens for h in want]
+        for a, b in zip(got, want):
+            assert abs(a.score - b.score) < 1e-3
+
+
 @pytest.mark.parametrize("variant", ["mha", "gqa2", "mla", "mtla_s2", "mtla_s3"])
 def test_graph_replay_equals_eager_search(variant):
     model, batch, conf = tiny_model_and_batch(variant)

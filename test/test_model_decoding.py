@@ -366,6 +366,8 @@ def test_shared_prefix_search_equals_the_unshared(attention, merge_prefix, down_
         for a, b in zip(got[row], expected[row]):
             assert abs(a.score - b.score) < 1e-4
     assert stats.peak_cache_bytes < expected_stats.peak_cache_bytes  # the prefix held once
+    # the default (None) shares only where the step is graphed by default: not on the CPU
+    assert stats.shared_prefix and not expected_stats.shared_prefix
     one = dict(single(batch, 1), prompt=batch["prompt"][1:2], prompt_lengths=prompt_lengths[1:2])
     alone, _ = shared_search.search(one)
     assert [h.tokens for h in alone[0]] == [h.tokens for h in expected[1]]

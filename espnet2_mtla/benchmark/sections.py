@@ -137,8 +137,8 @@ def bench_beam(bench: Bench, options):
             attention, conf = bench.variants[variant]
         for beam in options.beams:
             latent = variant.startswith(("mla", "mtla"))
-            # (kernels, cuda_graphs: None = the default, prefix shared by the beams)
-            settings = [(True, None, False)]
+            # (kernels, cuda_graphs, prefix shared by the beams; None: the search's default)
+            settings = [(True, None, None)]
             if options.compare_graphs and variant in bench.variants:
                 settings = [(True, True, False), (True, False, False)]
             if latent and options.compare_kernels:
@@ -176,7 +176,8 @@ def bench_beam(bench: Bench, options):
                     seconds = time.perf_counter() - begin
                 bench.report.row("beam", dict(
                     variant=variant, dtype=str(dtype)[6:], kernels=kernels_on,
-                    cuda_graphs=stats.graph_replays > 0, shared_prefix=shared, beam=beam,
+                    cuda_graphs=stats.graph_replays > 0, shared_prefix=stats.shared_prefix,
+                    beam=beam,
                     utterances=options.utterances, output_len=options.output_len,
                     eos_terminated=options.eos_terminated, tokens=stats.generated_tokens,
                     seconds=seconds, capture_s=stats.capture_seconds,

@@ -76,7 +76,7 @@ class FixedLengthBeamSearch(BatchBeamSearch):
     as utterances finish, as in real decoding (finished hypotheses, graph recapture)."""
 
     def __init__(self, model, beam_size, output_len, cuda_graphs=None, encode_batched=True,
-                 eos_seed=None, share_prefix=False):
+                 eos_seed=None, share_prefix=None):
         super().__init__(model, beam_size=beam_size, cuda_graphs=cuda_graphs,
                          encode_batched=encode_batched, share_prefix=share_prefix)
         self.output_len = output_len

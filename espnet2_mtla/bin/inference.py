@@ -87,8 +87,9 @@ def get_parser():
     parser.add_argument("--pre_beam_ratio", type=float, default=1.5,
                         help="With 0 < ctc_weight < 1, the CTC prefix score is computed for "
                         "the pre_beam_ratio x beam_size best tokens of the decoder")
-    parser.add_argument("--share_prefix", type=str2bool, default=False,
-                        help="Hold each utterance's prefix once for its beams (every attention type)")
+    parser.add_argument("--share_prefix", default="auto", choices=["auto", "true", "false"],
+                        help="Hold each utterance's prefix once for its beams (auto: where "
+                        "the step is graphed, i.e. MLA/MTLA on GPU; true: every attention type)")
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
                         help="Replay each decoding step from CUDA graphs (auto: on GPU "
                         "for MLA/MTLA, where it pays)")
@@ -201,7 +202,7 @@ def inference(args):
             ctc_weight=args.ctc_weight,
             pre_beam_ratio=args.pre_beam_ratio,
             cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
-            share_prefix=args.share_prefix,
+            share_prefix={"auto": None, "true": True, "false": False}[args.share_prefix],
         )
     except ValueError as error:
         raise DecodingOptionError(f"{args.train_config}: {error}") from error

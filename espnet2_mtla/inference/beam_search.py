@@ -49,6 +49,7 @@ class SearchStats:
     graph_replays: int = 0  # steps replayed from a CUDA graph
     graph_captures: int = 0  # graph cycles captured (one per batch size met)
     capture_seconds: float = 0.0  # host time spent capturing them
+    shared_prefix: bool = False  # the prefix was held once per utterance (share_prefix)
 
 
 def encode_each(model, batch: Dict[str, torch.Tensor]):
@@ -87,7 +88,7 @@ class BatchBeamSearch:
         encode_batched: bool = False,
         ctc_weight: float = 0.0,
         pre_beam_ratio: float = 1.5,
-        share_prefix: bool = False,
+        share_prefix: Optional[bool] = None,
     ):
         """cuda_graphs: replay the decoding step from a CUDA graph; None: on CUDA with
         latent caches (MLA, MTLA), where it pays; True also for per-token KV caches.
@@ -99,7 +100,9 @@ class BatchBeamSearch:
         The CTC part runs eagerly between the decoder's (possibly graphed) steps.
         share_prefix: keep each utterance's prefilled prefix once for its beams, never
         reordered (``attention.shared_prefix``: every attention type); the same
-        hypotheses. Off by default until its decode step is measured on CUDA."""
+        hypotheses. None: where the step is graphed by default (latent caches on CUDA),
+        where it was measured to pay (less memory always, mostly faster: README); True
+        also for per-token KV caches (less memory, slower eager steps)."""
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if nbest < 1 or nbest > beam_size:
@@ -112,7 +115,7 @@ class BatchBeamSearch:
                 "model_conf.ctc_weight 0, or text input); decode with ctc_weight 0")
         if pre_beam_ratio < 1.0:
             raise ValueError(f"pre_beam_ratio must be >= 1, got {pre_beam_ratio}")
-        if share_prefix and not all(supports_shared_prefix(cache)
+        if share_prefix is True and not all(supports_shared_prefix(cache)
                                     for cache in model.decoder.make_caches(1)):
             raise ValueError("share_prefix: this model's caches have no shared-prefix form; "
                              "decode it without share_prefix")
@@ -187,7 +190,11 @@ class BatchBeamSearch:
         device = log_probs.device
 
         rows = torch.arange(num_utts, device=device).repeat_interleave(beam)  # (N * K)
-        if self.share_prefix:
+        share = self.share_prefix
+        if share is None:
+            share = (self.cuda_graphs is not False and prefers_cuda_graphs(caches)
+                     and all(map(supports_shared_prefix, caches)))
+        if share:
             caches[:] = [shared_prefix_cache(cache, beam, max(max_lens) + 1) for cache in caches]
         else:
             for cache in caches:
@@ -198,7 +205,8 @@ class BatchBeamSearch:
         if graphs is None:
             graphs = prefers_cuda_graphs(caches)
         step_fn = GraphedDecodeStep(model, caches) if graphs else DecodeStep(model, caches)
-        stats = SearchStats(peak_cache_bytes=sum(cache.nbytes_bound() for cache in caches))
+        stats = SearchStats(peak_cache_bytes=sum(cache.nbytes_bound() for cache in caches),
+                            shared_prefix=share)
         min_len_of = torch.tensor(min_lens, device=device)  # per utterance
         max_len_of = torch.tensor(max_lens, device=device)
         scores = torch.full((num_utts, beam), float("-inf"), device=device)
