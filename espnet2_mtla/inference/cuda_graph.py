@@ -14,7 +14,10 @@ twice the cache), so the buffers rotate: after L + 1 steps of an L-layer model e
 buffer is back where it started. One graph is captured per step of that cycle. The
 first step at a batch size runs eagerly (it compiles and warms every kernel at exactly
 these shapes), then the cycle is captured and later steps replay it in turn. A smaller
-batch needs new captures.
+batch needs new captures. Every graph of a cycle writes its log-probs into one output
+buffer made outside the graphs' memory pool, so the pool holds one step's temporaries
+(shared by the cycle's graphs, replayed in the order captured), not one (rows x vocab)
+output per graph (L + 1 of them: 0.5 GB at 1,280 rows x 10k tokens x 10 graphs).
 """
 
 import time
@@ -59,7 +62,7 @@ class DecodeStep:
 class GraphedDecodeStep(DecodeStep):
     """The same step, captured in a CUDA graph for the current batch size.
 
-    The returned log-probs live in the graph's output buffer: they are overwritten by
+    The returned log-probs live in the graphs' output buffer: they are overwritten by
     the next call. A call with another batch size (rows leaving the beam search)
     reorders eagerly, drops the graph and captures again. Off CUDA nothing is captured:
     every step runs eagerly on the static caches (how the CPU tests check static mode).
@@ -70,7 +73,8 @@ class GraphedDecodeStep(DecodeStep):
         self.spares = {}  # shared by every layer's cache
         for cache in caches:
             cache.set_static(True, self.spares)
-        self.graphs = None  # [(graph, log_probs)] over one cycle of the buffers
+        self.graphs = None  # [graph] over one cycle of the buffers
+        self.log_probs = None  # (B, V): what every graph of the cycle writes
         self.batch_size = caches[0].batch_size
         self.capturable = _device_of(caches[0]).type == "cuda"
         self.replays = 0
@@ -87,18 +91,17 @@ class GraphedDecodeStep(DecodeStep):
             log_probs = super().__call__(source, tokens)  # warm-up at these shapes
             # (no capture when the caches are full: no later step can come)
             if self.capturable and all(cache.has_room(1) for cache in self.caches):
-                self._capture(source)
+                self._capture(source, log_probs)
             return log_probs
         self.source.copy_(source)
         self.tokens.copy_(tokens)
-        graph, log_probs = self.graphs[self.next_graph]
-        graph.replay()
+        self.graphs[self.next_graph].replay()
         self.replays += 1
         self.next_graph = (self.next_graph + 1) % len(self.graphs)
         for cache in self.caches:  # the host side of what the graph did
             cache.num_tokens += 1
             swap_spares(cache)
-        return log_probs
+        return self.log_probs
 
     def _placement(self):
         """Which storage every buffer and spare occupies now."""
@@ -106,12 +109,15 @@ class GraphedDecodeStep(DecodeStep):
                   (getattr(cache, name) for name in cache.swapped)]
         return places + [id(t) for t in self.spares.values()]
 
-    def _capture(self, source, max_graphs=256):
+    def _capture(self, source, warm_log_probs, max_graphs=256):
+        """Capture the cycle of graphs at this batch size (``warm_log_probs``: the eager
+        step's output, for the shape of the graphs' output buffer)."""
         torch.cuda.synchronize()  # (the time of the capture alone)
         start = time.perf_counter()
         self.source, self.tokens = source.clone(), torch.zeros_like(source)
         host_counts = [cache.num_tokens for cache in self.caches]
-        self.graphs = None  # free the old graphs' memory first
+        self.graphs = self.log_probs = None  # free the old graphs' memory first
+        self.log_probs = torch.empty_like(warm_log_probs)  # outside the graphs' pool
         for cache in self.caches:  # (none yet after a batch change: that reorder shrank)
             for name in cache.swapped:
                 if name not in self.spares:
@@ -123,9 +129,9 @@ class GraphedDecodeStep(DecodeStep):
                 raise RuntimeError("cache buffers do not return to their places")
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):  # recorded, not run
-                log_probs = super().__call__(self.source, self.tokens)
+                self.log_probs.copy_(super().__call__(self.source, self.tokens))
             pool = graph.pool()  # never replayed at once: one memory pool for all
-            graphs.append((graph, log_probs))
+            graphs.append(graph)  # (its temporaries are free for the next capture)
             # each capture ran the host side of one step that did not happen: without
             # this, a capture late in the search (the batch shrank near the end) counted
             # a cycle of steps more and a static cache with room for fewer refused it
@@ -139,7 +145,7 @@ class GraphedDecodeStep(DecodeStep):
 
     def close(self):
         """Leave static mode (the caches stay valid for eager use)."""
-        self.graphs = None
+        self.graphs = self.log_probs = None
         self.spares.clear()
         for cache in self.caches:
             cache.set_static(False)
