@@ -165,7 +165,12 @@ def bench_beam(bench: Bench, options):
                         encode_batched=not options.encode_each,
                         eos_seed=0 if options.eos_terminated else None, share_prefix=shared)
                     with torch.no_grad():
-                        search.search({k: v[:1] for k, v in batch.items()})  # warm-up
+                        # warm-up on the whole batch: Triton specialises kernels on
+                        # integer arguments (== 1, multiples of 16), so a one-utterance
+                        # warm-up can leave compilations to the timed search (the likely
+                        # cause of the first shared-prefix MLA search's 1.46 s against
+                        # 0.48 s unshared in bench/results/h200x2_2026-11-30_s17)
+                        search.search(batch)
                         fresh_memory(device)  # no variant inherits another's cached blocks
                         reset_peak(device)
                         at_start = allocated_memory(device)
