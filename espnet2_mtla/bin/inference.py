@@ -54,6 +54,10 @@ from espnet2_mtla.data.audio_check import BadAudioError, check_sound_inputs
 from espnet2_mtla.data.kaldi_files import DataDirError, write_map
 
 
+# the words of the auto|true|false options -> BatchBeamSearch's value (None: its default)
+AUTO_OR_BOOL = {"auto": None, "true": True, "false": False}
+
+
 def get_parser():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,10 +91,10 @@ def get_parser():
     parser.add_argument("--pre_beam_ratio", type=float, default=1.5,
                         help="With 0 < ctc_weight < 1, the CTC prefix score is computed for "
                         "the pre_beam_ratio x beam_size best tokens of the decoder")
-    parser.add_argument("--share_prefix", default="auto", choices=["auto", "true", "false"],
+    parser.add_argument("--share_prefix", default="auto", choices=list(AUTO_OR_BOOL),
                         help="Hold each utterance's prefix once for its beams (auto: where "
                         "the step is graphed, i.e. MLA/MTLA on GPU; true: every attention type)")
-    parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"],
+    parser.add_argument("--cuda_graphs", default="auto", choices=list(AUTO_OR_BOOL),
                         help="Replay each decoding step from CUDA graphs (auto: on GPU "
                         "for MLA/MTLA, where it pays)")
     parser.add_argument("--on_bad_audio", default="error", choices=["error", "skip"],
@@ -201,8 +205,8 @@ def inference(args):
             nbest=args.nbest,
             ctc_weight=args.ctc_weight,
             pre_beam_ratio=args.pre_beam_ratio,
-            cuda_graphs={"auto": None, "true": True, "false": False}[args.cuda_graphs],
-            share_prefix={"auto": None, "true": True, "false": False}[args.share_prefix],
+            cuda_graphs=AUTO_OR_BOOL[args.cuda_graphs],
+            share_prefix=AUTO_OR_BOOL[args.share_prefix],
         )
     except ValueError as error:
         raise DecodingOptionError(f"{args.train_config}: {error}") from error
