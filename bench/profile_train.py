@@ -8,8 +8,9 @@ variant, its ratio to MHA, and the arithmetic bound (the step's FLOPs relative t
 counted by torch.utils.flop_counter on the same step); then, per variant and shape, the
 GPU time of one profiled step split into kinds of kernels (attention, GEMM, elementwise,
 ...) and its top kernels. A variant name with ":dense" runs MTLA's dense-mask SDPA path
-(the kernels switch off) instead of the FlexAttention one; ":compile" runs the stack
-through torch.compile (the first step, not measured, compiles it).
+(the kernels switch off), ":flex" the FlexAttention one at every length (the default
+takes Flex from mtla.FLEX_MIN_LENGTH tokens on); ":compile" runs the stack through
+torch.compile (the first step, not measured, compiles it).
 
     python bench/profile_train.py --shapes 32x512 16x1024 8x2048 4x4096 \
         --variants mha mla mtla_s2 mtla_s2:dense mtla_s4 --out $OUT/profile
@@ -18,6 +19,7 @@ Writes <out>/steps.csv, <out>/kinds.csv and <out>/top_<variant>_<B>x<T>.txt.
 """
 
 import argparse
+import contextlib
 import csv
 import re
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from espnet2_mtla.attention import mtla
 from espnet2_mtla.benchmark.subjects import training_stack, training_step
 from espnet2_mtla.benchmark.timing import count_flops, median_time, peak_memory, reset_peak
 from espnet2_mtla.benchmark.variants import PAPER_SIZES, VARIANTS
@@ -53,6 +56,19 @@ def build(variant: str, sizes: dict, device, dtype):
     return training_stack(attention, conf, sizes, device, dtype)
 
 
+@contextlib.contextmanager
+def attention_path(options):
+    """MTLA's training path for a variant's options: dense (kernels off), Flex at every
+    length, or the default choice by length."""
+    default = mtla.FLEX_MIN_LENGTH
+    mtla.FLEX_MIN_LENGTH = 0 if "flex" in options else default
+    try:
+        with kernels_set("dense" not in options):
+            yield
+    finally:
+        mtla.FLEX_MIN_LENGTH = default
+
+
 def profile_step(step):
     """(kind -> ms, [(kernel name, ms)]) of one step's CUDA kernels."""
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -79,6 +95,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--top", type=int, default=12, help="kernels listed per profile")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--keep_compiled", action="store_true",
+                        help="do not reset torch.compile's caches between compiled runs (as "
+                        "a training run meets new shapes: the code recompiles with dynamic "
+                        "shapes); by default each compiled run starts afresh, so that one "
+                        "variant's compilations do not exhaust another's recompile limit")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
@@ -93,12 +114,14 @@ def main(argv=None):
         batch, length = (int(x) for x in shape.split("x"))
         base_ms = base_flops = None
         for variant in args.variants:
-            model = build(variant, sizes, device, dtype)
             options = variant.split(":")[1:]
+            if "compile" in options and not args.keep_compiled:
+                torch._dynamo.reset()
+            model = build(variant, sizes, device, dtype)
             step = training_step(model, batch, length, device, "compile" in options)
             try:
                 flops = count_flops(training_step(model, batch, length, device))
-                with kernels_set("dense" not in options):
+                with attention_path(options):
                     step()  # compiles (FlexAttention) outside the measurement
                     reset_peak(device)
                     seconds = median_time(step, device, repeats=args.repeats, warmup=2)

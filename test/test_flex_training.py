@@ -11,8 +11,13 @@ import torch
 
 from espnet2_mtla.attention import build_attention, mtla
 from espnet2_mtla.attention.base import scaled_dot_product_attention
-from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
+from espnet2_mtla.kernels.stride_aware_flex import (
+    FLEX_BLOCK,
+    chunk_end_keys,
+    stride_aware_flex_attention,
+)
 from espnet2_mtla.kernels import kernels_set
+from espnet2_mtla.model.decoder import unmerged_prefix_positions
 from espnet2_mtla.model.prefix_lm import left_padding
 
 LATENT = dict(kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32)
@@ -76,6 +81,84 @@ def test_flex_equals_dense_mask_outputs_and_gradients(down_rate, left):
     expected_grads = torch.autograd.grad((expected * weights).sum(), (q, k, v))
     for got, want in zip(grads, expected_grads):
         assert torch.allclose(got, want, atol=tolerance)
+
+
+def prefix_then_text(prefix_lengths, prefix_columns, text_lengths, text_columns, stride):
+    """Positions and padding (B, P + T) of a left-padded prefix kept unmerged (frame p at
+    p s + s - 1) and a right-padded text after it, as DecoderOnlyStack builds them."""
+    prefix_positions, prefix_padding = padded_positions(prefix_lengths, prefix_columns, True)
+    text_padding = torch.arange(text_columns)[None, :] >= torch.tensor(text_lengths)[:, None]
+    text_positions = torch.tensor(prefix_lengths)[:, None] + torch.arange(text_columns)
+    positions = torch.cat([prefix_positions, text_positions], 1)
+    padding = torch.cat([prefix_padding, text_padding], 1)
+    return unmerged_prefix_positions(positions, padding, prefix_columns, stride), padding
+
+
+def layouts():
+    """(positions, padding, down_rate, unmerged prefix columns) covering the cases."""
+    for down_rate in (1, 2, 3, 4):
+        for left in (False, True):
+            positions, padding = padded_positions([300, 171, 257], 300, left)
+            yield positions + torch.tensor([0, 5, 2])[:, None], padding, down_rate, 0
+        yield torch.arange(1024)[None], None, down_rate, 0
+        positions, padding = prefix_then_text([90, 37], 90, [140, 61], 140, down_rate)
+        yield positions, padding, down_rate, 90
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_block_mask_lists_every_visible_tile_and_whole_tiles_as_full(case):
+    """The block lists against the mask itself: every tile holding a visible pair is
+    listed, a tile listed as full (computed without the mask) is visible throughout, and
+    at s > 1 the chunk part does about 1 / s of causal attention's work."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    positions, padding, down_rate, unmerged = list(layouts())[case]
+    batch, length = positions.shape
+    k = torch.zeros(batch, 1, length, 8)
+    keys, _, block_mask = chunk_end_keys(k, k, positions, padding, down_rate, unmerged)
+    key_len = keys.shape[2]
+    assert key_len % FLEX_BLOCK == 0
+    visible = create_mask(block_mask.mask_mod, batch, 1, length, key_len, device="cpu")[:, 0]
+    query_tiles, key_tiles = -(-length // FLEX_BLOCK), key_len // FLEX_BLOCK
+    grid = (batch, query_tiles * FLEX_BLOCK, key_len)
+    any_pair = torch.zeros(grid, dtype=torch.bool)
+    any_pair[:, :length] = visible
+    every_pair = torch.ones(grid, dtype=torch.bool)
+    every_pair[:, :length] = visible
+    tiles = (batch, query_tiles, FLEX_BLOCK, key_tiles, FLEX_BLOCK)
+    any_pair = any_pair.view(tiles).any(4).any(2)  # (B, Mq, Mk)
+    every_pair = every_pair.view(tiles).all(4).all(2)
+    listed = torch.zeros(batch, query_tiles, key_tiles, dtype=torch.bool)
+    full = torch.zeros_like(listed)
+    for b in range(batch):
+        for m in range(query_tiles):
+            listed[b, m, block_mask.kv_indices[b, 0, m, : block_mask.kv_num_blocks[b, 0, m]]] = True
+            full[b, m, block_mask.full_kv_indices[b, 0, m,
+                                                 : block_mask.full_kv_num_blocks[b, 0, m]]] = True
+    assert not (listed & full).any()  # a tile is partial or full, not both
+    assert not (any_pair & ~(listed | full)).any()  # nothing visible is skipped
+    assert not (full & ~every_pair).any()  # full tiles need no mask
+    if down_rate > 1 and padding is None:
+        causal_tiles = query_tiles * (query_tiles + 1) // 2
+        assert (listed | full).sum() <= causal_tiles / down_rate + query_tiles
+        assert full.sum() >= (listed | full).sum() - query_tiles
+
+
+@pytest.mark.parametrize("down_rate", [2, 3])
+def test_flex_with_an_unmerged_prefix_equals_the_dense_mask(down_rate):
+    """Prefix frames at stride s (each a chunk of its own), left-padded, then the text:
+    positions that are not consecutive, as DecoderOnlyStack(merge_prefix=False) gives."""
+    torch.manual_seed(down_rate)
+    positions, padding = prefix_then_text([40, 23], 40, [150, 88], 150, down_rate)
+    q, k, v = (torch.randn(2, 2, 190, width) for width in (48, 48, 32))
+    out = stride_aware_flex_attention(q, k, v, positions, padding, down_rate, 0.2,
+                                      compiled=False, unmerged_tokens=40)
+    module = build_attention("mtla", 64, 2, down_rate=down_rate, **LATENT)
+    visible = module._stride_aware_mask(positions, 190, padding)  # (B, T, T)
+    expected = scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None], scale=0.2)
+    for row in range(2):
+        real = ~padding[row]
+        assert torch.allclose(out[row][:, real], expected[row][:, real], atol=1e-5)
 
 
 def test_flex_mask_is_not_plain_causal():

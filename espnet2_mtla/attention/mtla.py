@@ -23,9 +23,10 @@ Training (parallel) and prefill
     iff j == i, or p_j < p_i and (p_j + 1) % s == 0 (the stride-aware causal mask): the
     finished chunks plus its own partial chunk, exactly what the cache holds when
     decoding reaches i. Attention runs per head over expanded keys. Training on CUDA
-    (gradients on, no cache, no attention dropout) uses FlexAttention with the
-    stride-aware mask as a mask_mod: memory linear in T (no (B, Tq, Tk) mask, no score
-    tensor; ``kernels/stride_aware_flex.py``). Elsewhere PyTorch's
+    (gradients on, no cache, no attention dropout) uses FlexAttention over the
+    chunk-end columns compacted per row, merged with each query's own column by
+    log-sum-exp: memory linear in T (no (B, Tq, Tk) mask, no score tensor) and about 1/s
+    of causal attention's work (``kernels/stride_aware_flex.py``). Elsewhere PyTorch's
     scaled_dot_product_attention takes the mask as a (B, 1, Tq, Tk) tensor; an inference
     prefill longer than PREFILL_CHUNK builds it for PREFILL_CHUNK queries at a time
     (memory linear in the prompt, the same outputs).
@@ -71,6 +72,8 @@ from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
 # epoch and made epochs 1.5-2x MHA's (bench/results/h200x2_2026-11-30_mini_recipes).
 # Checked with this switch (bench/results/h200x2_2026-11-30_converged): Flex forced below
 # it was no faster than dense; latent recipe epochs fell to 1.1-1.35x MHA's.
+# With Flex over compacted chunk ends (bench/results/h200_2026-12-01_s18, eager steps):
+# dense 0.60-0.78x Flex's at 32x512 to 8x2048, 1.05x at 4x4096, 3.0x at 1x16384.
 FLEX_MIN_LENGTH = 3072
 # Inference prefills longer than this attend PREFILL_CHUNK queries at a time: the
 # stride-aware mask is built per chunk of queries (B, C, Tk), memory linear in the prompt
@@ -254,7 +257,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
         # keys: cached entries still visible, then one column per new token
         no_cache_read = query_len == key_len and (cache is None or cache.max_entries == 0)
-        # training on CUDA: the stride-aware mask as FlexAttention's mask_mod, O(T) memory
+        # training on CUDA: FlexAttention over the compacted chunk ends, O(T) memory
         # (FlexAttention has no attention dropout; inference keeps SDPA, which needs no
         # compilation per new shape)
         # (MLA without padding is plain causal: SDPA's flash kernel, not FlexAttention;
@@ -296,7 +299,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
         if use_flex:
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
-                                        key_padding_mask)
+                                        key_padding_mask, unmerged_tokens)
         if chunked:
             return self._chunked_prefill(q_nope, q_pe, key_latent, key_rope, visible_rows)
         visible = None if causal else visible_rows(0, query_len)
@@ -388,11 +391,12 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         return self.wo(out.transpose(1, 2).flatten(2))
 
     def _flex_attention(self, q_nope, q_pe, key_latent, key_rope, positions, padding,
-                        compiled=True):
+                        unmerged_tokens=0, compiled=True):
         """Attention over expanded keys under the stride-aware mask, O(T) memory."""
         q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
         out = stride_aware_flex_attention(
-            q, k, v, positions, padding, self.down_rate, self.softmax_scale, compiled
+            q, k, v, positions, padding, self.down_rate, self.softmax_scale, compiled,
+            unmerged_tokens,
         )  # (B, H, T, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 

@@ -1,51 +1,125 @@
-"""MTLA's stride-aware causal mask as a FlexAttention ``mask_mod`` (compiled to Triton):
-attention for MTLA training in memory linear in T (``attention/mtla.py`` uses it for
-rows of FLEX_MIN_LENGTH tokens or more on CUDA; the mask's definition is there)."""
+"""MTLA's stride-aware causal mask through FlexAttention (compiled to Triton): attention
+for MTLA training in memory linear in T (``attention/mtla.py`` uses it for rows of
+FLEX_MIN_LENGTH tokens or more on CUDA; the mask's definition is there).
+
+Query i sees key column j iff j == i, or j ends a chunk ((p_j + 1) % s == 0), is real and
+comes before i (p_j < p_i). Over the T columns that mask is a comb: every tile below the
+diagonal is partly visible, so FlexAttention would compute all of causal attention's
+tiles and test the mask in each. Here the attention is split in two parts:
+- the chunk ends, compacted per row into Nk keys (about T / s): query i sees those before
+  it, a staircase of whole tiles (most fully visible: no mask test), about 1 / s of
+  causal attention's work; FlexAttention returns their output and log-sum-exp L_i;
+- the own column, one score per query: s_i = scale q_i . k_i.
+One softmax over both: out_i = (1 - w_i) out_chunks_i + w_i v_i with w_i = sigmoid(s_i -
+L_i) (w_i = 1 where no chunk has ended yet, L_i = -inf). Gradients flow through L_i
+(FlexAttention differentiates its log-sum-exp), so outputs and gradients are those of the
+dense mask.
+"""
 
 import torch
 
-FLEX_BLOCK = 128  # FlexAttention's tile: the block mask has (T / 128)^2 entries
+FLEX_BLOCK = 128  # FlexAttention's tile
 _compiled_flex = None  # torch.compile(flex_attention), built on first use
 
 
-def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, compiled=True):
-    """Attention under the stride-aware causal mask through FlexAttention.
+def chunk_end_bound(length: int, down_rate: int, unmerged_tokens: int = 0) -> int:
+    """How many chunk ends T = ``length`` columns can hold, padded to a whole tile: at most
+    one per chunk, and ``cache.merge_chunks`` admits positions spanning at most
+    U + (T - U + 2s - 2) // s chunks (U leading columns in chunks of their own)."""
+    single = min(unmerged_tokens, length)
+    chunks = min(length, single + (length - single + 2 * down_rate - 2) // down_rate)
+    return -(-chunks // FLEX_BLOCK) * FLEX_BLOCK
 
-    q, k (B, H, T, d_qk); v (B, H, T, d_v); positions (B, T); padding (B, T) or None,
-    on the left or the right of each row, whose real tokens carry consecutive positions
-    (as ``cache.merge_chunks`` checks). Query i sees key j iff j == i, or p_j < p_i and
-    (p_j + 1) % s == 0 and j is real. With consecutive positions p_j = j + offset_b, so
-    the mask needs only two numbers per row, not a lookup per key: real query i sees
-    j == i, or j < i, (j + offset_b + 1) % s == 0 and j >= first_real_b (right padding
-    lies after every real query). Every visible key has j <= i, so the block mask lists,
-    for query tile m, key tiles 0..m; the mask_mod decides inside them.
-    ``compiled``: fused Triton kernels (memory linear in T); False runs FlexAttention's
-    eager reference (it materialises the scores: for tests on the CPU).
+
+def chunk_end_layout(positions, padding, down_rate, unmerged_tokens=0):
+    """Where each row's chunk ends are: (columns (B, Nk), visible_before (B, T + 1)).
+
+    columns[b, c] is the column of row b's c-th chunk end, or T where the row has fewer
+    (a slot no query sees); visible_before[b, t] counts row b's chunk ends in columns < t.
+    """
+    batch, length = positions.shape
+    ends = (positions + 1) % down_rate == 0  # (B, T)
+    if padding is not None:
+        ends = ends & ~padding
+    count = ends.long().cumsum(dim=1)  # (B, T) chunk ends up to and including column t
+    bound = chunk_end_bound(length, down_rate, unmerged_tokens)
+    slot = torch.where(ends, count - 1, bound).clamp(max=bound)  # (B, T); bound: a dump slot
+    column = torch.arange(length, device=positions.device).expand(batch, length)
+    columns = torch.full((batch, bound + 1), length, dtype=torch.long, device=positions.device)
+    columns.scatter_(1, slot, column)
+    visible_before = torch.cat([count.new_zeros(batch, 1), count], dim=1)  # (B, T + 1)
+    return columns[:, :bound], visible_before
+
+
+def chunk_end_block_mask(columns, visible_before, length, mask_mod):
+    """FlexAttention's BlockMask of queries (T) over the compacted chunk-end keys (Nk).
+
+    Query tile m (queries 128 m .. q_m, q_m its last) sees the keys before
+    visible_before[128 m] entirely (full tiles: no mask test) and those up to
+    visible_before[q_m] in part.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    batch, bound = columns.shape
+    key_tiles = bound // FLEX_BLOCK
+    first_query = torch.arange(0, length, FLEX_BLOCK, device=columns.device)  # (Mq,)
+    last_query = torch.clamp(first_query + FLEX_BLOCK - 1, max=length - 1)
+    seen_by_all = visible_before[:, first_query]  # (B, Mq) keys every query of the tile sees
+    seen_by_last = visible_before[:, last_query]  # (B, Mq) keys its last query sees
+    full = torch.div(seen_by_all, FLEX_BLOCK, rounding_mode="floor")  # (B, Mq) full tiles
+    partial_end = torch.div(seen_by_last + FLEX_BLOCK - 1, FLEX_BLOCK, rounding_mode="floor")
+    # (the lists are as wide as the key tiles; entries past a tile's count are not read)
+    offset = torch.arange(key_tiles, device=columns.device)  # (Mk,)
+    partial_indices = (full[..., None] + offset).clamp(max=key_tiles - 1)  # (B, Mq, Mk)
+    full_indices = offset.expand(batch, len(first_query), key_tiles)
+    return BlockMask.from_kv_blocks(
+        (partial_end - full)[:, None].to(torch.int32),  # (B, 1, Mq)
+        partial_indices[:, None].to(torch.int32).contiguous(),  # (B, 1, Mq, Mk)
+        full[:, None].to(torch.int32),
+        full_indices[:, None].to(torch.int32).contiguous(),
+        BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod, seq_lengths=(length, bound),
+    )
+
+
+def chunk_end_keys(k, v, positions, padding, down_rate, unmerged_tokens=0):
+    """The chunk-end keys and values (B, H, Nk, d), gathered from the per-column k, v, and
+    the BlockMask of the queries over them (module docstring)."""
+    length = positions.shape[1]
+    columns, visible_before = chunk_end_layout(positions, padding, down_rate, unmerged_tokens)
+    index = columns.clamp(max=length - 1)[:, None, :, None]  # (B, 1, Nk, 1)
+    keys = k.gather(2, index.expand(-1, k.shape[1], -1, k.shape[3]))
+    values = v.gather(2, index.expand(-1, v.shape[1], -1, v.shape[3]))
+
+    def mask_mod(b, h, q_idx, kv_idx):  # an empty slot holds column T: never before a query
+        return columns[b, kv_idx] < q_idx
+
+    return keys, values, chunk_end_block_mask(columns, visible_before, length, mask_mod)
+
+
+def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, compiled=True,
+                                unmerged_tokens=0):
+    """Attention under the stride-aware causal mask: FlexAttention over the chunk ends,
+    merged with each query's own column (module docstring).
+
+    q, k (B, H, T, d_qk); v (B, H, T, d_v), one key per column; positions (B, T); padding
+    (B, T) or None. Real tokens carry increasing positions (``cache.merge_chunks`` checks
+    that they span at most ``chunk_end_bound`` chunks), so among real columns p_j < p_i
+    iff j < i. ``compiled``: fused Triton kernels (memory linear in T); False runs
+    FlexAttention's eager reference (it materialises the scores: for tests on the CPU).
+    Returns (B, H, T, d_v).
     """
     global _compiled_flex
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
 
-    batch, length = positions.shape
-    if padding is None:
-        first_real = torch.zeros(batch, dtype=torch.long, device=positions.device)
-    else:
-        first_real = (~padding).long().argmax(dim=1)  # (B,) index of the first real token
-    offset = positions.gather(1, first_real[:, None])[:, 0] - first_real  # (B,) p_j - j
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        finished_chunk = (kv_idx + offset[b] + 1) % down_rate == 0
-        earlier = (kv_idx < q_idx) & finished_chunk & (kv_idx >= first_real[b])
-        return (q_idx == kv_idx) | earlier
-
-    tiles = (length + FLEX_BLOCK - 1) // FLEX_BLOCK
-    tile = torch.arange(tiles, device=q.device, dtype=torch.int32)
-    kv_num_blocks = (tile + 1).expand(batch, 1, tiles).contiguous()  # (B, 1, tiles)
-    kv_indices = tile.expand(batch, 1, tiles, tiles).contiguous()  # (B, 1, tiles, tiles)
-    block_mask = BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=FLEX_BLOCK,
-                                          mask_mod=mask_mod, seq_lengths=(length, length))
+    keys, values, block_mask = chunk_end_keys(k, v, positions, padding, down_rate,
+                                              unmerged_tokens)
     attend = flex_attention
     if compiled:
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex_attention)
         attend = _compiled_flex
-    return attend(q, k, v, block_mask=block_mask, scale=scale)
+    chunks_out, chunks_lse = attend(q, keys, values, block_mask=block_mask, scale=scale,
+                                    return_lse=True)  # (B, H, T, d_v), (B, H, T) natural log
+    own_score = (q.float() * k.float()).sum(-1) * scale  # (B, H, T)
+    own_weight = torch.sigmoid(own_score - chunks_lse.float())  # its share of the softmax
+    return torch.lerp(chunks_out, v, own_weight.to(v.dtype)[..., None])
