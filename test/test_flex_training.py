@@ -2,8 +2,10 @@
 
 FlexAttention's eager reference against scaled_dot_product_attention with the dense
 stride-aware mask, outputs and gradients (on the GPU where there is one: torch >= 2.9 has
-no Flex backward on the CPU, where the outputs alone are compared). GPU: the module's automatic compiled path
-against the PyTorch path (kernels off), and peak memory that grows linearly in T.
+no Flex backward on the CPU, where the outputs alone are compared), also with an unmerged
+prefix; the block lists over the compacted chunk ends against the mask itself. GPU: the
+module's automatic compiled path against the PyTorch path (kernels off), and peak memory
+that grows linearly in T.
 """
 
 import pytest

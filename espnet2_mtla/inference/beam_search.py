@@ -20,6 +20,12 @@ On CUDA with latent caches (MLA, MTLA) the step (reorder + decoder) is replayed 
 CUDA graphs (``cuda_graphs``; see cuda_graph.py). A captured step has a fixed batch
 size, so there the rows of done utterances stay in the batch (fed eos, ignored) until
 at most half the rows are alive; then the batch shrinks and the step is captured again.
+
+The host never waits for the device between steps: each step's endings (which of the
+best K end in eos, with their scores and beams) are copied back without blocking and
+handled while the next step runs, so a group that they complete (K finished) is fed one
+step more and that step's output is ignored; finished hypotheses keep their tokens on the
+device until the search ends (one read per step that finished some).
 """
 
 from dataclasses import dataclass
@@ -50,6 +56,25 @@ class SearchStats:
     graph_captures: int = 0  # graph cycles captured (one per batch size met)
     capture_seconds: float = 0.0  # host time spent capturing them
     shared_prefix: bool = False  # the prefix was held once per utterance (share_prefix)
+
+
+def read_back(*tensors: torch.Tensor):
+    """Host copies of ``tensors``, started without waiting for the device; returns a
+    function that waits for them and gives them (on CUDA: pinned buffers and an event, so
+    work queued after the copies keeps the GPU busy meanwhile)."""
+    if tensors[0].device.type != "cuda":
+        return lambda: tensors
+    copies = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for copy, tensor in zip(copies, tensors):
+        copy.copy_(tensor, non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def wait():
+        copied.synchronize()
+        return copies
+
+    return wait
 
 
 def encode_each(model, batch: Dict[str, torch.Tensor]):
@@ -215,7 +240,9 @@ class BatchBeamSearch:
         batch_utts = list(range(num_utts))  # utterance of each group of K rows
         alive = [True] * num_utts  # per group: False once its utterance is done
         finished: List[List[Hypothesis]] = [[] for _ in range(num_utts)]
+        unfilled = []  # (hypotheses, their tokens and scores still on the device)
         is_eos = torch.arange(vocab, device=device) == eos  # (V,)
+        rank = torch.arange(2 * beam, device=device)
         step = 0
         utt_index = torch.arange(num_utts, device=device)  # batch_utts on the device
         while True:
@@ -231,21 +258,12 @@ class BatchBeamSearch:
             top_scores, top_index = candidates.view(groups, -1).topk(2 * beam, dim=1)
             top_beam = torch.div(top_index, vocab, rounding_mode="floor")  # (G, 2K)
             top_token = top_index % vocab
-
-            # finish hypotheses ending in eos among the best K candidates
+            # which of the best K end in eos: copied to the host without waiting, and
+            # handled while the next step runs (no host-device round trip between steps)
             ends = (top_token[:, :beam] == eos) & torch.isfinite(top_scores[:, :beam])
-            for group, slot in ends.nonzero().tolist():
-                utt = batch_utts[group]
-                if not alive[group] or len(finished[utt]) >= beam:
-                    continue
-                source_row = group * beam + int(top_beam[group, slot])
-                tokens = history[source_row].tolist()
-                score = float(top_scores[group, slot])
-                normalized = score / (len(tokens) + 1) ** self.length_penalty
-                finished[utt].append(Hypothesis(tokens, score, normalized))
+            read_ends = read_back(ends, top_scores[:, :beam], top_beam[:, :beam])
 
             # the best K continuations that do not end
-            rank = torch.arange(2 * beam, device=device)
             order = torch.where(top_token == eos, rank + 2 * beam, rank).argsort(dim=1)
             keep = order[:, :beam]  # (G, K)
             next_scores = top_scores.gather(1, keep)
@@ -254,53 +272,81 @@ class BatchBeamSearch:
 
             step += 1
             stats.steps = step
-            for group, utt in enumerate(batch_utts):
+            step_scores, step_history, step_utts = scores, history, batch_utts
+            # groups fed the next step: this step's endings are not known yet, so a group
+            # they complete (K finished) is fed one step more, and its endings ignored
+            feeding = [alive[group] and step <= max_lens[utt]
+                       for group, utt in enumerate(batch_utts)]
+            fed = sum(feeding)
+            if fed:
+                if fed == groups or (graphs and fed > groups // 2):
+                    kept = list(range(groups))  # (a graph's batch: done groups ride along)
+                    kept_index = torch.arange(groups, device=device)
+                else:  # the batch shrinks (host-to-device copies only then)
+                    kept = [group for group in range(groups) if feeding[group]]
+                    kept_index = torch.tensor(kept, device=device)
+                    utt_index = utt_index[kept_index]
+                    next_beam = next_beam[kept_index]
+                    next_token = next_token[kept_index]
+                    next_scores = next_scores[kept_index]
+                if fed < len(kept):  # rows of done groups: keep their own rows, feed eos
+                    dead = torch.tensor([not feeding[group] for group in kept], device=device)
+                    own = torch.arange(beam, device=device).expand(len(kept), -1)
+                    next_beam = torch.where(dead[:, None], own, next_beam)
+                    next_token = next_token.masked_fill(dead[:, None], eos)
+                    next_scores = next_scores.masked_fill(dead[:, None], float("-inf"))
+                source = (kept_index[:, None] * beam + next_beam).flatten()  # back-pointers
+                tokens = next_token.flatten()
+                history = torch.cat([history[source], tokens[:, None]], dim=1)
+                scores = next_scores
+                log_probs = step_fn(source, tokens)
+                if ctc is not None:
+                    ctc_state = ctc.extend(ctc_state, source, tokens)
+                cache_bytes = sum(cache.nbytes_bound() for cache in caches)  # no device sync
+                stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
+
+            # this step's endings: finished hypotheses (their tokens gathered on the device)
+            ends, end_scores, end_beams = read_ends()
+            ended, rows = [], []
+            for group, slot in ends.nonzero().tolist():
+                utt = step_utts[group]
+                if not alive[group] or len(finished[utt]) >= beam:
+                    continue
+                score = float(end_scores[group, slot])
+                normalized = score / (step_history.shape[1] + 1) ** self.length_penalty
+                ended.append(Hypothesis(None, score, normalized))
+                finished[utt].append(ended[-1])
+                rows.append(group * beam + int(end_beams[group, slot]))
+            if ended:
+                unfilled.append((ended, step_history[torch.tensor(rows, device=device)], None))
+            for group, utt in enumerate(step_utts):
                 stops = alive[group] and step > max_lens[utt]
                 alive[group] = alive[group] and (
                     len(finished[utt]) < beam and step <= max_lens[utt]
                 )
                 if stops and not finished[utt]:  # nothing could end: the best beam
-                    best = int(scores[group].argmax())  # of the step before eos was forced
-                    tokens = history[group * beam + best].tolist()
-                    score = float(scores[group, best])
-                    finished[utt].append(Hypothesis(
-                        tokens, score, score / (len(tokens) + 1) ** self.length_penalty,
-                        ended=False))
-            still = [group for group in range(groups) if alive[group]]
-            if not still:
+                    best = step_scores[group].argmax()  # of the step before eos was forced
+                    finished[utt].append(Hypothesis(None, None, None, ended=False))
+                    unfilled.append(([finished[utt][-1]], step_history[group * beam + best][None],
+                                     step_scores[group, best][None]))
+            if not any(alive):
                 break
-            if len(still) == groups or (graphs and len(still) > groups // 2):
-                kept = list(range(groups))  # (a graph's batch: done groups ride along)
-                kept_index = torch.arange(groups, device=device)
-            else:  # the batch shrinks (host-to-device copies only then)
-                kept = still
-                kept_index = torch.tensor(kept, device=device)
-                utt_index = utt_index[kept_index]
-                next_beam = next_beam[kept_index]
-                next_token = next_token[kept_index]
-                next_scores = next_scores[kept_index]
-            if len(still) < len(kept):  # rows of done groups: keep their own rows, feed eos
-                dead = torch.tensor([not alive[group] for group in kept], device=device)
-                own = torch.arange(beam, device=device).expand(len(kept), -1)
-                next_beam = torch.where(dead[:, None], own, next_beam)
-                next_token = next_token.masked_fill(dead[:, None], eos)
-                next_scores = next_scores.masked_fill(dead[:, None], float("-inf"))
-            source = (kept_index[:, None] * beam + next_beam).flatten()  # back-pointers
-            tokens = next_token.flatten()
-            history = torch.cat([history[source], tokens[:, None]], dim=1)
-            scores = next_scores
-            batch_utts = [batch_utts[group] for group in kept]
+            batch_utts = [step_utts[group] for group in kept]
             alive = [alive[group] for group in kept]
-            log_probs = step_fn(source, tokens)
-            if ctc is not None:
-                ctc_state = ctc.extend(ctc_state, source, tokens)
-            cache_bytes = sum(cache.nbytes_bound() for cache in caches)  # no device sync
-            stats.peak_cache_bytes = max(stats.peak_cache_bytes, cache_bytes)
         if graphs:
             stats.graph_replays = step_fn.replays
             stats.graph_captures, stats.capture_seconds = step_fn.captures, step_fn.capture_seconds
             step_fn.close()
 
+        for hypotheses, tokens, hypothesis_scores in unfilled:  # (device reads, at the end)
+            tokens = tokens.tolist()
+            hypothesis_scores = None if hypothesis_scores is None else hypothesis_scores.tolist()
+            for index, hypothesis in enumerate(hypotheses):
+                hypothesis.tokens = tokens[index]
+                if hypothesis_scores is not None:
+                    hypothesis.score = hypothesis_scores[index]
+                    hypothesis.normalized_score = hypothesis.score / (
+                        len(hypothesis.tokens) + 1) ** self.length_penalty
         results = []
         for utt in range(num_utts):
             ranked = sorted(finished[utt], key=lambda hyp: -hyp.normalized_score)
