@@ -243,13 +243,15 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             cache.add_step(latent[:, 0], k_pe[:, 0], positions[:, 0])  # the decoding step
             return self._decode_step(q_nope, q_pe, cache, need_weights)
 
-        if cache is None:
-            carry = None
+        if cache is None and self.down_rate == 1:
+            # nothing to cache and every position a chunk of its own (MLA training): the
+            # columns are the latents themselves (zero at padding), no merge to run
+            columns, continues = latent, None
         else:
-            carry = cache.tail()  # the newest entry: it may be continued by these tokens
-        merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry, self.down_rate,
-                              unmerged_tokens)
-        columns, first_chunk, chunk_entries, chunk_valid, continues = merged
+            carry = None if cache is None else cache.tail()  # it may be continued here
+            merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry,
+                                  self.down_rate, unmerged_tokens)
+            columns, first_chunk, chunk_entries, chunk_valid, continues = merged
 
         if cache is not None and query_len == key_len == 1:  # a step with padding
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
