@@ -16,7 +16,7 @@ import csv
 import torch
 from torch._inductor import metrics
 
-from espnet2_mtla.benchmark.subjects import training_stack
+from espnet2_mtla.benchmark.subjects import training_stack, training_step
 from espnet2_mtla.benchmark.variants import VARIANTS
 
 
@@ -39,10 +39,7 @@ def main(argv=None):
         torch._dynamo.reset()
         metrics.reset()
         model = training_stack(attention, dict(conf), sizes, device, torch.float32)
-        tokens = torch.randint(0, sizes["vocab"], (batch, length), device=device)
-        positions = torch.arange(length, device=device).expand(batch, -1)
-        hidden = torch.compile(model)(model.embed(tokens), positions, None)
-        hidden.float().square().sum().backward()
+        training_step(model, batch, length, device, compiled=True)()  # compiles, counted
         rows.append(dict(variant=variant, layers=args.layers, device=device.type,
                          kernels=metrics.generated_kernel_count))
     base = rows[0]["kernels"]

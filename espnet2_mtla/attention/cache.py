@@ -203,6 +203,14 @@ class KVCache(DecodingCache):
         return self.nbytes()  # exact on the host already
 
 
+def chunks_spanned(length: int, down_rate: int, unmerged_tokens: int = 0) -> int:
+    """Most chunks the positions of ``length`` tokens may span in ``merge_chunks``
+    (which refuses more): consecutive positions from any offset, U = ``unmerged_tokens``
+    leading tokens in chunks of their own: U + (T - U + 2s - 2) // s."""
+    single = min(unmerged_tokens, length)
+    return single + (length - single + 2 * down_rate - 2) // down_rate
+
+
 def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_tokens=0):
     """MTLA's chunk rule over several tokens (a prefill, a training row): the partial
     chunk state after every token, and the cache entry of every chunk (its latents' sum,
@@ -223,11 +231,8 @@ def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_to
     chunk = torch.div(positions, s, rounding_mode="floor")
     first_chunk = chunk.masked_fill(~real, torch.iinfo(torch.long).max).amin(dim=1)
     first_chunk = torch.where(real.any(dim=1), first_chunk, 0)  # (B,)
-    # a table of slots, one per position from the row's first chunk start on:
-    # consecutive positions of T tokens span at most num_chunks chunks (U leading
-    # tokens in chunks of their own: U more)
-    single = min(unmerged_tokens, length)
-    num_chunks = single + (length - single + 2 * s - 2) // s
+    # a table of slots, one per position from the row's first chunk start on
+    num_chunks = chunks_spanned(length, s, unmerged_tokens)
     num_slots = num_chunks * s
     local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
     # (one token always fits: no check when decoding). On CUDA the check is
@@ -317,11 +322,9 @@ class LatentCache(DecodingCache):
     def _entries_bound(self, num_tokens: int) -> int:
         """Most entries a row can hold after ``num_tokens`` steps (a row may start mid-chunk;
         the first ``unmerged_tokens`` steps may each hold one)."""
-        single = min(num_tokens, self.unmerged_tokens)
-        merged = num_tokens - single
-        if merged == 0:
-            return single
-        return single + (merged + 2 * self.down_rate - 2) // self.down_rate
+        if num_tokens <= self.unmerged_tokens:
+            return num_tokens
+        return chunks_spanned(num_tokens, self.down_rate, self.unmerged_tokens)
 
     def _reserve(self, new_tokens: int):
         """Count ``new_tokens`` more steps and grow the entries to hold them."""

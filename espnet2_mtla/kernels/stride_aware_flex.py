@@ -24,10 +24,10 @@ _compiled_flex = None  # torch.compile(flex_attention), built on first use
 
 def chunk_end_bound(length: int, down_rate: int, unmerged_tokens: int = 0) -> int:
     """How many chunk ends T = ``length`` columns can hold, padded to a whole tile: at most
-    one per chunk, and ``cache.merge_chunks`` admits positions spanning at most
-    U + (T - U + 2s - 2) // s chunks (U leading columns in chunks of their own)."""
-    single = min(unmerged_tokens, length)
-    chunks = min(length, single + (length - single + 2 * down_rate - 2) // down_rate)
+    one per column and one per chunk they span (``cache.chunks_spanned``)."""
+    from espnet2_mtla.attention.cache import chunks_spanned  # (attention imports this module)
+
+    chunks = min(length, chunks_spanned(length, down_rate, unmerged_tokens))
     return -(-chunks // FLEX_BLOCK) * FLEX_BLOCK
 
 
@@ -103,7 +103,7 @@ def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, c
 
     q, k (B, H, T, d_qk); v (B, H, T, d_v), one key per column; positions (B, T); padding
     (B, T) or None. Real tokens carry increasing positions (``cache.merge_chunks`` checks
-    that they span at most ``chunk_end_bound`` chunks), so among real columns p_j < p_i
+    that they span at most ``cache.chunks_spanned`` chunks), so among real columns p_j < p_i
     iff j < i. ``compiled``: fused Triton kernels (memory linear in T); False runs
     FlexAttention's eager reference (it materialises the scores: for tests on the CPU).
     Returns (B, H, T, d_v).
