@@ -26,7 +26,7 @@ from espnet2_mtla.inference.cuda_graph import DecodeStep
 
 
 class CompiledDecodeStep(DecodeStep):
-    """The eager step on static caches (in-place writes, reorders into rotating spares:
+    """The eager step on static caches (in-place writes, reorders in place through a spare:
     what the hand capture replays), compiled by torch.compile with ``mode``."""
 
     mode = "reduce-overhead"

@@ -7,9 +7,12 @@
 Runs the benchmark's beam-search configuration once to warm up, then once under
 torch.profiler, and prints the wall time, the summed GPU kernel time and the kernels
 that take most of it. GPU time far below wall time means the host bounds the search.
+With ``--memory`` it records the allocator's history over one more search and prints
+what is live at its peak, grouped by the line of this package that allocated it.
 """
 
 import argparse
+import collections
 import time
 
 import torch
@@ -28,6 +31,8 @@ def main():
     parser.add_argument("--output_len", type=int, default=200)
     parser.add_argument("--cuda_graphs", default="auto", choices=["auto", "true", "false"])
     parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--memory", action="store_true",
+                        help="also print what is live at the search's peak memory")
     args = parser.parse_args()
     attention, conf = ("mha_paper", {}) if args.variant == "mha_paper" else VARIANTS[args.variant]
     torch.manual_seed(0)
@@ -56,6 +61,48 @@ def main():
           f"GPU kernels {gpu_us / 1e6:.3f} s, steps {stats.steps}, "
           f"graph replays {stats.graph_replays}")
     print(events.table(sort_by="self_device_time_total", row_limit=args.rows))
+    if args.memory:
+        with torch.no_grad():
+            print_live_at_peak(lambda: search.search(batch), args.rows)
+
+
+def allocation_site(frames):
+    """The innermost frame of this package (file:line function) that led to an allocation."""
+    for frame in frames:
+        if "espnet2_mtla" in frame["filename"]:
+            name = frame["filename"].split("espnet2_mtla/")[-1]
+            return f"{name}:{frame['line']} {frame['name']}"
+    return "(outside espnet2_mtla)"
+
+
+def print_live_at_peak(run, rows):
+    """Replays the allocator's trace of ``run()``: the memory allocated before it (weights,
+    inputs) plus, at the moment the sum peaks, every live block grouped by allocation site."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.memory._record_memory_history(max_entries=2_000_000)
+    run()
+    torch.cuda.synchronize()
+    snapshot = torch.cuda.memory._snapshot()
+    torch.cuda.memory._record_memory_history(enabled=None)
+    live, current, peak, at_peak = {}, 0, 0, {}
+    for event in snapshot["device_traces"][torch.cuda.current_device()]:
+        if event["action"] == "alloc":
+            live[event["addr"]] = (event["size"], allocation_site(event["frames"]))
+            current += event["size"]
+        elif event["action"] == "free_completed" and event["addr"] in live:
+            current -= live.pop(event["addr"])[0]
+        if current > peak:
+            peak, at_peak = current, dict(live)
+    sites = collections.Counter()
+    for size, site in at_peak.values():
+        sites[site] += size
+    print(f"memory: {before / 1e6:.1f} MB allocated before the search, "
+          f"{peak / 1e6:.1f} MB more at its peak (trace), "
+          f"{torch.cuda.max_memory_allocated() / 1e6:.1f} MB peak (allocator)")
+    for site, size in sites.most_common(rows):
+        print(f"  {size / 1e6:9.1f} MB  {site}")
 
 
 if __name__ == "__main__":

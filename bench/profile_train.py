@@ -4,13 +4,15 @@ benchmark's decoder stack (the paper-sized 9 x d 512 decoder, 8 heads, FFN 2048;
 r 256, rope 32) on random tokens, batch B of T tokens, parameters in --dtype.
 
 For each B x T shape it prints, side by side in one run: the median step time of every
-variant, its ratio to MHA, and the arithmetic bound (the step's FLOPs relative to MHA's,
+variant, its ratio to MHA (compiled alike where the list has such an MHA, else eager),
+and the arithmetic bound (the step's FLOPs relative to MHA's,
 counted by torch.utils.flop_counter on the same step); then, per variant and shape, the
 GPU time of one profiled step split into kinds of kernels (attention, GEMM, elementwise,
 ...) and its top kernels. A variant name with ":dense" runs MTLA's dense-mask SDPA path
 (the kernels switch off), ":flex" the FlexAttention one at every length (the default
 takes Flex from mtla.FLEX_MIN_LENGTH tokens on); ":compile" runs the stack through
-torch.compile (the first step, not measured, compiles it).
+torch.compile (the first step, not measured, compiles it), ":graphs" the same in
+torch.compile's "reduce-overhead" mode (the compiled step replayed from CUDA graphs).
 
     python bench/profile_train.py --shapes 32x512 16x1024 8x2048 4x4096 \
         --variants mha mla mtla_s2 mtla_s2:dense mtla_s4 --out $OUT/profile
@@ -112,13 +114,14 @@ def main(argv=None):
     steps, kinds_rows = [], []
     for shape in args.shapes:
         batch, length = (int(x) for x in shape.split("x"))
-        base_ms = base_flops = None
+        bases = {}  # compile setting -> MHA's (ms, flops): each ratio is to MHA run alike
         for variant in args.variants:
             options = variant.split(":")[1:]
-            if "compile" in options and not args.keep_compiled:
+            compiled = "reduce-overhead" if "graphs" in options else "compile" in options
+            if compiled and not args.keep_compiled:
                 torch._dynamo.reset()
             model = build(variant, sizes, device, dtype)
-            step = training_step(model, batch, length, device, "compile" in options)
+            step = training_step(model, batch, length, device, compiled)
             try:
                 flops = count_flops(training_step(model, batch, length, device))
                 with attention_path(options):
@@ -133,8 +136,9 @@ def main(argv=None):
                 torch.cuda.empty_cache()
                 continue
             ms = seconds * 1e3
-            if variant == "mha":
-                base_ms, base_flops = ms, flops
+            if variant.split(":")[0] == "mha":
+                bases[compiled] = (ms, flops)
+            base_ms, base_flops = bases.get(compiled, bases.get(False, (None, None)))
             row = dict(shape=shape, variant=variant, ms_per_step=round(ms, 2),
                        ratio_to_mha=round(ms / base_ms, 2) if base_ms else "",
                        flops_ratio_to_mha=round(flops / base_flops, 2) if base_flops else "",

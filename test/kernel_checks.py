@@ -104,6 +104,38 @@ def check_update(device, dtype, down_rate, seed=0):
         assert torch.equal(caches[0].entries[row, :held], caches[1].entries[row, :held]), row
 
 
+def check_reorder(device, dtype, batch, slots, width, seed=0, one_count=False):
+    """The in-place reorder of held slots: rows whose back-pointer is another row take
+    that row's first ``filled`` slots; nothing else changes (rows kept, slots past).
+    one_count: every row holds the same count, given as a (1,) tensor expanded (stride
+    0, as a static KVCache's write index); width 0: a (B, S) buffer (its padding)."""
+    from espnet2_mtla.kernels.row_reorder import reorder_rows_in_place
+
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, slots, width) if width else (batch, slots)
+    buffer = torch.randn(shape, generator=generator)
+    buffer = (buffer > 0 if dtype == torch.bool else buffer.to(dtype)).to(device)
+    original = buffer.clone()
+    index = torch.randint(0, batch, (batch,), generator=generator)
+    index[::3] = torch.arange(batch)[::3]  # some rows keep their own
+    filled = torch.randint(0, slots + 1, (batch,), generator=generator)
+    filled[int(index[1])] = slots  # one source entirely full
+    if one_count:
+        filled = filled[:1].expand(batch)
+    spare = torch.zeros_like(buffer)
+    device_filled = filled[:1].to(device).expand(batch) if one_count else filled.to(device)
+    reorder_rows_in_place(buffer, spare, index.to(device), device_filled)
+    buffer = buffer.cpu()
+    original = original.cpu()
+    for row in range(batch):
+        origin, held = int(index[row]), int(filled[index[row]])
+        if origin == row:
+            assert torch.equal(buffer[row], original[row]), row
+            continue
+        assert torch.equal(buffer[row, :held], original[origin, :held]), row
+        assert torch.equal(buffer[row, held:], original[row, held:]), row
+
+
 def main(device):
     dtypes = [torch.float32, torch.float16] + ([torch.bfloat16] if device == "cuda" else [])
     for dtype in dtypes:
@@ -114,12 +146,16 @@ def main(device):
             check(device, dtype, 64, 8, 256, 32, [130] * 64, capacity=200)
         for down_rate in (1, 2, 3):
             check_update(device, dtype, down_rate)
+        check_reorder(device, dtype, 7, 5, 48)  # a row of 240 elements: one partial block
+        check_reorder(device, dtype, 12, 101, 288, seed=1)  # the paper's latent entries
+        check_reorder(device, dtype, 9, 40, 64, seed=2, one_count=True)  # KVCache keys
         # shared prefix: groups of 3 beams x 5 heads, a group with no shared entry, own
         # parts of different lengths; 10 beams x 8 heads (80 heads of one program)
         check_shared(device, dtype, 2, 3, 5, 32, 16, [1, 4, 2, 1, 1, 7], [40, 0])
         check_shared(device, dtype, 2, 10, 8, 16, 16, [3] * 20, [70, 33])
         if device == "cuda":
             check_shared(device, dtype, 4, 10, 8, 256, 32, [5] * 40, [300, 2000, 77, 1])
+    check_reorder(device, torch.bool, 9, 1500, 0, seed=3, one_count=True)  # its padding
     print("kernel checks passed")
 
 

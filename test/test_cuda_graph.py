@@ -116,17 +116,20 @@ def test_recapture_on_the_last_steps_fits_the_static_cache(variant, shrink_befor
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_the_graphs_of_a_cycle_write_one_output_buffer():
-    """Every graph of the cycle writes the step's log-probs into one buffer made outside
-    the graphs' pool (not one (rows x vocab) output kept alive per graph)."""
+def test_one_graph_serves_every_step_and_writes_one_output_buffer():
+    """The reorder moves rows in place (the buffers keep their storage), so one graph is
+    captured per batch size and replayed every step, writing the step's log-probs into
+    one buffer made outside the graph's pool."""
     model, batch, _ = tiny_model_and_batch("mtla_s2")
     with torch.no_grad():
         caches, log_probs = model.start_decoding(
             model.encode_prefix(batch), model.prompts(batch), max_new_tokens=8)
         step = GraphedDecodeStep(model, caches)
         rows = torch.arange(6, device="cuda")
+        storage = [cache.entries.data_ptr() for cache in caches]
         tokens = log_probs.argmax(-1)
-        step(rows, tokens)  # eager at this batch size, then the cycle is captured
-        assert len(step.graphs) > 1  # L + 1 graphs: the buffers rotate through the layers
-        outputs = [step(rows, tokens) for _ in range(len(step.graphs))]
+        step(rows, tokens.roll(1))  # eager at this batch size, then the graph is captured
+        outputs = [step(rows.flip(0), tokens) for _ in range(3)]  # rows do move
+    assert step.captures == 1 and step.replays == 3
     assert {out.data_ptr() for out in outputs} == {step.log_probs.data_ptr()}
+    assert [cache.entries.data_ptr() for cache in caches] == storage

@@ -14,7 +14,7 @@ Triton kernel on CUDA).
 Static mode (``set_static(True)``, for CUDA graphs): no tensor is replaced any more and
 no shape depends on a host-side counter. Single decoding steps write at device-side
 indices, reads span the whole capacity (slots not yet written are masked or skipped by
-the decode kernel), and a reorder that keeps the batch size gathers in place. One
+the decode kernel), and a reorder that keeps the batch size moves rows in place. One
 decoding step can then be captured once and replayed; the host counter ``num_tokens``
 is kept by whoever replays (see ``espnet2_mtla.inference.cuda_graph``).
 
@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from espnet2_mtla.kernels import latent_update_kernel
+from espnet2_mtla.kernels import latent_update_kernel, row_reorder_kernel
 
 
 class DecodingCache(ABC):
@@ -65,41 +65,35 @@ class DecodingCache(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no static mode (CUDA graphs)")
 
 
-def _reorder_rows(cache, names, batch_index):
+def _reorder_rows(cache, names, batch_index, filled=None):
     """Gather rows ``batch_index`` of the named tensors.
 
-    In static mode, when the batch size is kept, no tensor is created: each large buffer
-    (``cache.swapped``) is gathered into the spare of its name, which then takes its
-    place while the old buffer becomes the spare (one read and one write, as an
-    out-of-place gather); small tensors are gathered in place. ``cache.spares`` may be
-    one dict shared by the caches of all layers: the spare then passes from layer to
-    layer, so a whole model needs one spare buffer per name, not one per layer.
+    In static mode, when the batch size is kept, every tensor keeps its storage (a
+    captured graph holds them): each large buffer (``cache.large_buffers``) is gathered
+    into the spare of its name and copied back, small tensors are gathered in place.
+    ``filled`` (B,), where given: how many slots (along axis 1) each row holds; on CUDA
+    only those, and only of the rows that change, are moved (a Triton kernel), not the
+    whole capacity. ``cache.spares`` may be one dict shared by the caches of all layers
+    (scratch: a whole model needs one spare buffer per name, not one per layer).
     """
     in_place = cache.static and len(batch_index) == cache.batch_size
     for name in names:
         current = getattr(cache, name)
         if not in_place:
             setattr(cache, name, current.index_select(0, batch_index))
-        elif name in cache.swapped:
+        elif name in cache.large_buffers:
             spare = cache.spares.get(name)
             if spare is None or spare.shape != current.shape or spare.dtype != current.dtype:
-                spare = torch.empty_like(current)
-            torch.index_select(current, 0, batch_index, out=spare)
-            cache.spares[name] = current
-            setattr(cache, name, spare)
+                spare = cache.spares[name] = torch.empty_like(current)
+            kernel = row_reorder_kernel(current, spare) if filled is not None else None
+            if kernel is not None:
+                kernel(current, spare, batch_index, filled)
+            else:
+                torch.index_select(current, 0, batch_index, out=spare)
+                current.copy_(spare)
         else:
             current.copy_(current.index_select(0, batch_index))
     cache.batch_size = len(batch_index)
-
-
-def swap_spares(cache):
-    """Host side of a replayed static reorder: the buffers and the spares move exactly
-    as the captured reorder moved them (call for every cache, in reorder order)."""
-    for name in cache.swapped:
-        if name in cache.spares:
-            spare = cache.spares[name]
-            cache.spares[name] = getattr(cache, name)
-            setattr(cache, name, spare)
 
 
 def grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:
@@ -137,7 +131,7 @@ class KVCache(DecodingCache):
         self.has_padding = False  # host flag: was any padding mask appended
         self.static = False
         self.write_index = None  # static mode: (1,) device copy of num_tokens
-        self.swapped, self.spares = ("keys", "values", "padding"), {}  # static reorders
+        self.large_buffers, self.spares = ("keys", "values", "padding"), {}  # static reorders
 
     def set_static(self, static: bool = True, spares=None):
         """Enter (or leave) static mode; the capacity must then hold every later step.
@@ -192,7 +186,10 @@ class KVCache(DecodingCache):
 
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
-        _reorder_rows(self, ("keys", "values", "padding", "next_position"), batch_index)
+        # (static: every row holds the first write_index steps; (1,) -> (B,) by stride 0)
+        filled = self.write_index.expand(self.batch_size) if self.static else None
+        _reorder_rows(self, ("keys", "values", "padding", "next_position"), batch_index,
+                      filled=filled)
 
     def nbytes(self) -> int:
         """Bytes of keys and values held: 2 * B * T * n_kv * d_h * itemsize."""
@@ -308,7 +305,7 @@ class LatentCache(DecodingCache):
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.num_tokens = 0  # time steps appended (padded steps included)
         self.static = False
-        self.swapped, self.spares = ("entries",), {}  # static reorders
+        self.large_buffers, self.spares = ("entries",), {}  # static reorders
 
     def set_static(self, static: bool = True, spares=None):
         """Enter (or leave) static mode; the capacity must then hold every later step.
@@ -442,8 +439,9 @@ class LatentCache(DecodingCache):
 
     def reorder(self, batch_index: torch.Tensor):
         """Keep rows ``batch_index`` (beam back-pointers), in that order."""
+        # (entries first: their move reads the rows' entry counts before those move)
         names = ("entries", "num_entries", "first_chunk", "next_position")
-        _reorder_rows(self, names, batch_index)
+        _reorder_rows(self, names, batch_index, filled=self.num_entries)
 
     def nbytes_bound(self) -> int:
         """``nbytes()`` from the host-side entry bound: no device sync, at most one entry

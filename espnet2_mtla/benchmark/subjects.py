@@ -175,10 +175,12 @@ def training_stack(attention, conf, size, device, dtype, compile=False) -> Decod
 
 def training_step(model, batch, length, device, compiled=False):
     """A function running one forward + backward of ``model`` on random tokens (B, T)
-    (through torch.compile when ``compiled``; its first call compiles)."""
+    (through torch.compile when ``compiled``, a bool or torch.compile's ``mode``, e.g.
+    "reduce-overhead": CUDA graphs; its first calls compile)."""
     tokens = torch.randint(0, model.embed.num_embeddings, (batch, length), device=device)
     positions = torch.arange(length, device=device).expand(batch, -1)
-    stack = torch.compile(model) if compiled else model
+    mode = compiled if isinstance(compiled, str) else None
+    stack = torch.compile(model, mode=mode) if compiled else model
 
     def step():
         hidden = stack(model.embed(tokens), positions, None)

@@ -53,7 +53,7 @@ class SearchStats:
     steps: int = 0
     peak_cache_bytes: int = 0  # largest total KV-cache size over all layers (host bound)
     graph_replays: int = 0  # steps replayed from a CUDA graph
-    graph_captures: int = 0  # graph cycles captured (one per batch size met)
+    graph_captures: int = 0  # graphs captured (one per batch size met)
     capture_seconds: float = 0.0  # host time spent capturing them
     shared_prefix: bool = False  # the prefix was held once per utterance (share_prefix)
 
@@ -256,6 +256,8 @@ class BatchBeamSearch:
                 candidates = candidates.view(groups, beam, vocab)
             candidates = candidates + scores[:, :, None]
             top_scores, top_index = candidates.view(groups, -1).topk(2 * beam, dim=1)
+            # (no (rows x vocab) tensor outlives its use: the step's temporaries peak next)
+            candidates = log_probs = None
             top_beam = torch.div(top_index, vocab, rounding_mode="floor")  # (G, 2K)
             top_token = top_index % vocab
             # which of the best K end in eos: copied to the host without waiting, and

@@ -7,17 +7,16 @@ the step once and replaying it removes that overhead (measured: MTLA s=2 beam se
 3.2x faster on an H100, README).
 
 The caches are put in static mode (``espnet2_mtla.attention.cache``): fixed shapes, in
-place updates, reads over the whole preallocated capacity, and reorders that gather
-each large buffer into a spare that takes its place. All layers share one spare per
-buffer name, which passes from layer to layer (memory: one layer's cache more, not
-twice the cache), so the buffers rotate: after L + 1 steps of an L-layer model every
-buffer is back where it started. One graph is captured per step of that cycle. The
-first step at a batch size runs eagerly (it compiles and warms every kernel at exactly
-these shapes), then the cycle is captured and later steps replay it in turn. A smaller
-batch needs new captures. Every graph of a cycle writes its log-probs into one output
-buffer made outside the graphs' memory pool, so the pool holds one step's temporaries
-(shared by the cycle's graphs, replayed in the order captured), not one (rows x vocab)
-output per graph (L + 1 of them: 0.5 GB at 1,280 rows x 10k tokens x 10 graphs).
+place updates, reads over the whole preallocated capacity, and reorders that move rows
+in place through one spare buffer per name, shared by all layers (memory: one layer's
+cache more, not twice the cache). Every buffer keeps its storage, so one graph serves
+every step at a batch size. The first step at a batch size runs eagerly (it compiles and
+warms every kernel at exactly these shapes), then the graph is captured and later steps
+replay it. A smaller batch needs a new capture. The graph writes its log-probs into an
+output buffer made outside its memory pool, which holds the step's temporaries.
+(Until 2026-12 the reorder swapped buffer and spare, which put the buffers somewhere
+else after every step: a cycle of L + 1 graphs to capture, 0.25 s per batch size for
+the paper-sized model on an H200.)
 """
 
 import time
@@ -25,7 +24,7 @@ from typing import List
 
 import torch
 
-from espnet2_mtla.attention.cache import DecodingCache, swap_spares
+from espnet2_mtla.attention.cache import DecodingCache
 
 
 def supports_cuda_graphs(caches: List[DecodingCache]) -> bool:
@@ -62,7 +61,7 @@ class DecodeStep:
 class GraphedDecodeStep(DecodeStep):
     """The same step, captured in a CUDA graph for the current batch size.
 
-    The returned log-probs live in the graphs' output buffer: they are overwritten by
+    The returned log-probs live in the graph's output buffer: they are overwritten by
     the next call. A call with another batch size (rows leaving the beam search)
     reorders eagerly, drops the graph and captures again. Off CUDA nothing is captured:
     every step runs eagerly on the static caches (how the CPU tests check static mode).
@@ -73,21 +72,20 @@ class GraphedDecodeStep(DecodeStep):
         self.spares = {}  # shared by every layer's cache
         for cache in caches:
             cache.set_static(True, self.spares)
-        self.graphs = None  # [graph] over one cycle of the buffers
-        self.log_probs = None  # (B, V): what every graph of the cycle writes
+        self.graph = None  # the step at the current batch size
+        self.log_probs = None  # (B, V): what the graph writes
         self.batch_size = caches[0].batch_size
         self.capturable = _device_of(caches[0]).type == "cuda"
         self.replays = 0
-        self.captures = 0  # graph cycles captured (one per batch size met)
+        self.captures = 0  # graphs captured (one per batch size met)
         self.capture_seconds = 0.0  # host time spent capturing them
-        self.next_graph = 0
 
     def __call__(self, source: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        if len(source) != self.batch_size:  # rows left: a new shape, new graphs
-            self.graphs = None
+        if len(source) != self.batch_size:  # rows left: a new shape, a new graph
+            self.graph = None
             self.spares.clear()
             self.batch_size = len(source)
-        if self.graphs is None:
+        if self.graph is None:
             log_probs = super().__call__(source, tokens)  # warm-up at these shapes
             # (no capture when the caches are full: no later step can come)
             if self.capturable and all(cache.has_room(1) for cache in self.caches):
@@ -95,57 +93,41 @@ class GraphedDecodeStep(DecodeStep):
             return log_probs
         self.source.copy_(source)
         self.tokens.copy_(tokens)
-        self.graphs[self.next_graph].replay()
+        self.graph.replay()
         self.replays += 1
-        self.next_graph = (self.next_graph + 1) % len(self.graphs)
         for cache in self.caches:  # the host side of what the graph did
             cache.num_tokens += 1
-            swap_spares(cache)
         return self.log_probs
 
-    def _placement(self):
-        """Which storage every buffer and spare occupies now."""
-        places = [id(t) for cache in self.caches for t in
-                  (getattr(cache, name) for name in cache.swapped)]
-        return places + [id(t) for t in self.spares.values()]
-
-    def _capture(self, source, warm_log_probs, max_graphs=256):
-        """Capture the cycle of graphs at this batch size (``warm_log_probs``: the eager
-        step's output, for the shape of the graphs' output buffer)."""
+    def _capture(self, source, warm_log_probs):
+        """Capture the step at this batch size (``warm_log_probs``: the eager step's
+        output, for the shape of the graph's output buffer)."""
         torch.cuda.synchronize()  # (the time of the capture alone)
         start = time.perf_counter()
         self.source, self.tokens = source.clone(), torch.zeros_like(source)
         host_counts = [cache.num_tokens for cache in self.caches]
-        self.graphs = self.log_probs = None  # free the old graphs' memory first
-        self.log_probs = torch.empty_like(warm_log_probs)  # outside the graphs' pool
+        self.graph = self.log_probs = None  # free the old graph's memory first
+        self.log_probs = torch.empty_like(warm_log_probs)  # outside the graph's pool
         for cache in self.caches:  # (none yet after a batch change: that reorder shrank)
-            for name in cache.swapped:
+            for name in cache.large_buffers:
                 if name not in self.spares:
                     self.spares[name] = torch.empty_like(getattr(cache, name))
-        placement = self._placement()
-        graphs, pool = [], None
-        while not graphs or self._placement() != placement:
-            if len(graphs) == max_graphs:
-                raise RuntimeError("cache buffers do not return to their places")
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):  # recorded, not run
-                self.log_probs.copy_(super().__call__(self.source, self.tokens))
-            pool = graph.pool()  # never replayed at once: one memory pool for all
-            graphs.append(graph)  # (its temporaries are free for the next capture)
-            # each capture ran the host side of one step that did not happen: without
-            # this, a capture late in the search (the batch shrank near the end) counted
-            # a cycle of steps more and a static cache with room for fewer refused it
-            for cache, count in zip(self.caches, host_counts):
-                cache.num_tokens = count
-        self.graphs = graphs
-        self.next_graph = 0
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # recorded, not run
+            self.log_probs.copy_(super().__call__(self.source, self.tokens))
+        # the capture ran the host side of a step that did not happen: without this, a
+        # capture late in the search (the batch shrank near the end) counted a step more
+        # and a static cache with room for fewer refused it
+        for cache, count in zip(self.caches, host_counts):
+            cache.num_tokens = count
+        self.graph = graph
         torch.cuda.synchronize()
         self.captures += 1
         self.capture_seconds += time.perf_counter() - start
 
     def close(self):
         """Leave static mode (the caches stay valid for eager use)."""
-        self.graphs = self.log_probs = None
+        self.graph = self.log_probs = None
         self.spares.clear()
         for cache in self.caches:
             cache.set_static(False)

@@ -61,3 +61,11 @@ def latent_update_kernel(entries, rank: int, rope_dim: int):
     """The Triton single-step cache update if it applies, else None."""
     module = _triton_module(entries, "latent_update")
     return module.latent_add_step if module and module.supports(rank, rope_dim) else None
+
+
+def row_reorder_kernel(buffer, spare):
+    """The Triton in-place reorder of a static cache buffer's held slots (through
+    ``spare``) if it applies, else None."""
+    module = _triton_module(buffer, "row_reorder")
+    fits = buffer.is_contiguous() and spare.is_contiguous() and buffer.dim() >= 2
+    return module.reorder_rows_in_place if module and fits else None
