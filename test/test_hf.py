@@ -75,8 +75,8 @@ def test_generate_with_compressed_cache_equals_full_recomputation(down_rate, num
 
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
 def test_beams_sharing_the_prompt_give_the_tokens_and_scores_of_copies(down_rate):
-    """MTLACache(share_prefix=True) with num_beams 3: each prompt's entries held once for
-    its beams (left-padded prompts of lengths 7, 4, 1: prefills ending inside and at the
+    """MTLACache(share_prefix=True) with num_beams 3 (generate()'s default cache then):
+    each prompt's entries held once for its beams (left-padded prompts of lengths 7, 4, 1: prefills ending inside and at the
     end of merged chunks); the sequences and scores of the cache that copies them."""
     model = tiny_model(down_rate)
     ids, mask = left_padded_prompts()
@@ -87,10 +87,16 @@ def test_beams_sharing_the_prompt_give_the_tokens_and_scores_of_copies(down_rate
     field = hf.modeling.CACHE_FIELD  # (the cache argument's name in this release)
     copied = model.generate(ids, **common, **{field: hf.MTLACache(layers)})
     shared = model.generate(ids, **common, **{field: hf.MTLACache(layers, share_prefix=True)})
+    default = model.generate(ids, **common)  # (beam search shares by default)
     assert torch.equal(shared.sequences, copied.sequences)
+    assert torch.equal(default.sequences, copied.sequences)
     assert torch.allclose(shared.sequences_scores, copied.sequences_scores, atol=1e-5)
     cache, copies = getattr(shared, field), getattr(copied, field)
-    assert all(isinstance(layer.latent, hf.cache.SharedPrefixLatentCache) for layer in cache.layers)
+    for held in (cache, getattr(default, field)):
+        assert all(isinstance(layer.latent, hf.cache.SharedPrefixLatentCache)
+                   for layer in held.layers)
+    assert not any(isinstance(layer.latent, hf.cache.SharedPrefixLatentCache)
+                   for layer in copies.layers)
     assert cache.get_seq_length() == copies.get_seq_length()
     assert cache.nbytes() < copies.nbytes()  # the prompts held once
     with pytest.raises(NotImplementedError, match="share_prefix"):
@@ -195,15 +201,23 @@ def test_cache_bytes_follow_the_formula(down_rate):
     model = tiny_model(down_rate)
     batch, prompt_len, new, beams = 2, 5, 8, 2
     ids = torch.randint(3, 60, (batch, prompt_len))
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                         min_new_tokens=new, num_beams=beams, do_sample=False,
-                         eos_token_id=None, pad_token_id=0, return_dict_in_generate=True)
+    common = dict(attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                  min_new_tokens=new, num_beams=beams, do_sample=False, eos_token_id=None,
+                  pad_token_id=0, return_dict_in_generate=True)
+    layers, field = LLAMA.num_hidden_layers, hf.modeling.CACHE_FIELD
+    copied = model.generate(ids, **common, **{field: hf.MTLACache(layers)})
+    shared = model.generate(ids, **common)  # (the default: the beams share each prompt)
     steps = prompt_len + new - 1  # the last token is never fed back
-    width = LATENT["kv_lora_rank"] + LATENT["qk_rope_head_dim"]
-    expected = (math.ceil(steps / down_rate) * width * LLAMA.num_hidden_layers
-                * batch * beams * 4)
-    assert out.past_key_values.nbytes() == expected
-    assert out.past_key_values.get_seq_length() == steps
+    entry_bytes = (LATENT["kv_lora_rank"] + LATENT["qk_rope_head_dim"]) * layers * 4
+    entries = math.ceil(steps / down_rate)  # per row
+    assert getattr(copied, field).nbytes() == entries * batch * beams * entry_bytes
+    # shared: the prompt's whole chunks once per prompt, the rest (from the chunk the
+    # prompt ends in) per beam
+    prompt_chunks = prompt_len // down_rate
+    expected = (prompt_chunks * batch + (entries - prompt_chunks) * batch * beams) * entry_bytes
+    assert getattr(shared, field).nbytes() == expected
+    for out in (copied, shared):
+        assert getattr(out, field).get_seq_length() == steps
 
 
 def test_a_key_value_cache_is_refused_with_a_clear_error():

@@ -5,8 +5,8 @@ of kv_lora_rank + qk_rope_head_dim numbers per row, written by the attention mod
 itself (``update`` of the key/value API is never used). ``get_seq_length`` counts time
 steps, as generate() expects; ``nbytes()`` gives the bytes actually held.
 
-``MTLACache(num_layers, share_prefix=True)`` passed to ``generate(num_beams=K)`` keeps the
-prompt's entries once per input row for its K beams (``attention.shared_prefix``): at
+``MTLACache(num_layers, share_prefix=True)`` (``generate(num_beams=K)``'s default with
+K > 1) keeps the prompt's entries once per input row for its K beams (``attention.shared_prefix``): at
 the first reorder after the prefill, each layer keeps one of the K identical rows of a
 prompt as the shared part and the beams decode into their own entries; the same tokens
 and scores, a cache of about 1/K over the prompt."""

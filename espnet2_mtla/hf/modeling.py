@@ -326,15 +326,20 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
         return result if return_dict else result.to_tuple()
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
-        """generate() gets the compressed latent cache unless told not to cache."""
+        """generate() gets the compressed latent cache unless told not to cache; with
+        num_beams > 1 its beams share each prompt's entries (``MTLACache(share_prefix)``;
+        pass an ``MTLACache(num_layers)`` to copy them into every beam instead)."""
         if generation_config.cache_implementation not in (None, "dynamic"):
             raise ValueError(f"cache_implementation={generation_config.cache_implementation!r}"
                              " is not supported: MTLA models use their own MTLACache")
         given = model_kwargs.get(CACHE_FIELD)
+        beams = generation_config.num_beams or 1
         if given is None and generation_config.use_cache:
-            model_kwargs[CACHE_FIELD] = MTLACache(self.config.num_hidden_layers)
+            given = model_kwargs[CACHE_FIELD] = MTLACache(self.config.num_hidden_layers,
+                                                          share_prefix=beams > 1)
+            given.group_size = beams
             return
         if isinstance(given, MTLACache) and given.share_prefix:
-            given.group_size = generation_config.num_beams or 1  # (beams share each prompt)
+            given.group_size = beams  # (beams share each prompt)
         return super()._prepare_cache_for_generation(generation_config, model_kwargs,
                                                      *args, **kwargs)
