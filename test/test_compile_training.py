@@ -1,6 +1,7 @@
-"""decoder_conf ``compile: true``: the layers run through torch.compile where no decoding
-cache is used (training, validation), with the eager stack's outputs, gradients and
-parameter names; decoding stays eager. On the CPU (inductor's C++ backend) in fp32."""
+"""decoder_conf ``compile: true`` (or a torch.compile mode): the layers run through
+torch.compile where no decoding cache is used (training, validation), with the eager
+stack's outputs, gradients and parameter names; decoding stays eager. On the CPU
+(inductor's C++ backend) in fp32; ``reduce-overhead`` (CUDA graphs) on the GPU."""
 
 import copy
 import pickle
@@ -73,6 +74,27 @@ def test_compiled_layers_give_the_eager_outputs_and_gradients(attention, conf):
                                    atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("attention, conf", [("mtla", {**LATENT, "down_rate": 2}),
+                                             ("mla", LATENT)])
+def test_reduce_overhead_replays_the_eager_outputs_and_gradients_on_cuda(attention, conf):
+    """compile: reduce-overhead (CUDA graphs recorded on the first steps of a shape, then
+    replayed): every step's outputs and gradients are the eager stack's, fp32."""
+    eager = stack(attention, conf, False).cuda()
+    graphed = stack(attention, conf, "reduce-overhead").cuda()
+    inputs = [tensor.cuda() for tensor in batch(9)]
+    for _ in range(4):  # warm-up, recording, replays
+        want_out, want_grads = loss_and_gradients(eager, *inputs)
+        got_out, got_grads = loss_and_gradients(graphed, *inputs)
+        torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
+        assert set(got_grads) == set(want_grads)
+        for name, grad in want_grads.items():
+            torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
+                                       msg=lambda m: f"{name}: {m}")
+    assert "_compiled_run_layers" in graphed.__dict__
+
+
 def test_decoding_with_caches_stays_eager():
     model = stack("mtla", {**LATENT, "down_rate": 2}, True).eval()
     text, prefix, positions, padding = batch(6)
@@ -82,13 +104,18 @@ def test_decoding_with_caches_stays_eager():
     assert "_compiled_run_layers" not in model.__dict__
 
 
-def test_compile_must_be_a_boolean():
-    with pytest.raises(ValueError, match="compile must be true or false"):
+def test_compile_must_be_a_boolean_or_a_mode():
+    with pytest.raises(ValueError, match="compile must be true, false or one of .*"
+                                         "reduce-overhead.*; got 'yes'"):
         DecoderOnlyStack(10, d_model=16, num_heads=2, num_layers=1, ffn_dim=16, compile="yes")
+    for value, mode in ((False, None), (True, "default"), ("reduce-overhead", "reduce-overhead")):
+        model = DecoderOnlyStack(10, d_model=16, num_heads=2, num_layers=1, ffn_dim=16,
+                                 compile=value)
+        assert model.compile_mode == mode
 
 
 def test_the_task_reads_compile_from_decoder_conf(tmp_path):
-    """As a user writes it in a training YAML: decoder_conf: {compile: true}."""
+    """As a user writes it in a training YAML: decoder_conf: {compile: reduce-overhead}."""
     import yaml
 
     from espnet2_mtla.tasks.decoder_only import DecoderOnlyTask
@@ -98,7 +125,7 @@ def test_the_task_reads_compile_from_decoder_conf(tmp_path):
     config.write_text(yaml.safe_dump({
         "encoder": "linear", "encoder_conf": {"output_size": 32, "input_layer": "conv2d"},
         "decoder_conf": {"d_model": 32, "num_heads": 4, "num_layers": 1, "ffn_dim": 32,
-                         "compile": True},
+                         "compile": "reduce-overhead"},
         "attention": "mtla", "attention_conf": {**LATENT, "down_rate": 2},
         "token_type": "char"}))
     tokens = tmp_path / "tokens.txt"
@@ -106,4 +133,4 @@ def test_the_task_reads_compile_from_decoder_conf(tmp_path):
     args = DecoderOnlyTask.get_parser().parse_args(
         ["--config", str(config), "--token_list", str(tokens)])
     model = DecoderOnlyTask.build_model(args)
-    assert model.decoder.compile_layers is True
+    assert model.decoder.compile_mode == "reduce-overhead"

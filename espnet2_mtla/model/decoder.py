@@ -22,14 +22,21 @@ is used (training and validation): the merge's and the projections' many small k
 fuse, which is most of what a latent attention's training step loses to MHA's. The first
 batches compile (once at the first shape, once more with dynamic shapes at the next);
 decoding stays eager (its caches are host-side state that graphs replay instead).
+``compile`` may also name torch.compile's mode: ``reduce-overhead`` replays the compiled
+steps from CUDA graphs, which removes the launches of the latent layers' extra kernels
+(measured on the stack alone, bench/results/h200_2026-12-01_s19: MLA and MTLA s=2 over
+FlexAttention at 1.18-1.25x MHA's step, 1.4-1.7x compiled without graphs); a graph is
+recorded per batch shape, so it suits fixed shapes (packed language-model batches).
 """
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 from torch import nn
 
 from espnet2_mtla.attention import build_attention
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class FeedForward(nn.Module):
@@ -97,15 +104,18 @@ class DecoderOnlyStack(nn.Module):
         prefix_mode: str = "memory",
         tie_embeddings: bool = True,
         merge_prefix: bool = True,
-        compile: bool = False,
+        compile: Union[bool, str] = False,
     ):
         super().__init__()
         if prefix_mode not in ("full", "memory"):
             raise ValueError(f"prefix_mode must be 'full' or 'memory', got {prefix_mode!r}")
-        for name, value in (("merge_prefix", merge_prefix), ("compile", compile)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false, got {value!r}")
-        self.compile_layers = compile
+        if not isinstance(merge_prefix, bool):
+            raise ValueError(f"merge_prefix must be true or false, got {merge_prefix!r}")
+        if not (isinstance(compile, bool) or compile in COMPILE_MODES):
+            raise ValueError(f"compile must be true, false or one of torch.compile's modes "
+                             f"{', '.join(COMPILE_MODES)}; got {compile!r}")
+        # torch.compile's mode for the layers, None: eager
+        self.compile_mode = "default" if compile is True else (compile or None)
         self.d_model = d_model
         self.prefix_mode = prefix_mode
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -152,7 +162,7 @@ class DecoderOnlyStack(nn.Module):
         else:
             x, memory = text_embed, prefix
         if caches is None:
-            run = self._compiled_layers() if self.compile_layers else self._run_layers
+            run = self._compiled_layers() if self.compile_mode else self._run_layers
             x = run(x, positions, padding, memory, unmerged)
         else:
             x = self._run_layers(x, positions, padding, memory, unmerged, caches)
@@ -170,7 +180,7 @@ class DecoderOnlyStack(nn.Module):
         not a module: the state dict and parameter names stay those of the eager stack)."""
         compiled = self.__dict__.get("_compiled_run_layers")
         if compiled is None:
-            compiled = torch.compile(self._run_layers)
+            compiled = torch.compile(self._run_layers, mode=self.compile_mode)
             self.__dict__["_compiled_run_layers"] = compiled
         return compiled
 
