@@ -74,6 +74,10 @@ from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
 # it was no faster than dense; latent recipe epochs fell to 1.1-1.35x MHA's.
 # With Flex over compacted chunk ends (bench/results/h200_2026-12-01_s18, eager steps):
 # dense 0.60-0.78x Flex's at 32x512 to 8x2048, 1.05x at 4x4096, 3.0x at 1x16384.
+# Compiled (torch.compile reduce-overhead, bench/results/h200_2026-12-01_s19) the order is
+# reversed: dense 23.1 / 30.9 ms against Flex's 17.2 / 17.7 at 32x512 / 16x1024. The
+# threshold still applies there: Flex through the trainer's varying (dynamic) shapes is
+# not yet tested.
 FLEX_MIN_LENGTH = 3072
 # Inference prefills longer than this attend PREFILL_CHUNK queries at a time: the
 # stride-aware mask is built per chunk of queries (B, C, Tk), memory linear in the prompt
