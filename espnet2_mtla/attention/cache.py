@@ -82,9 +82,7 @@ def _reorder_rows(cache, names, batch_index, filled=None):
         if not in_place:
             setattr(cache, name, current.index_select(0, batch_index))
         elif name in cache.large_buffers:
-            spare = cache.spares.get(name)
-            if spare is None or spare.shape != current.shape or spare.dtype != current.dtype:
-                spare = cache.spares[name] = torch.empty_like(current)
+            spare = spare_of(cache, name)
             kernel = row_reorder_kernel(current, spare) if filled is not None else None
             if kernel is not None:
                 kernel(current, spare, batch_index, filled)
@@ -94,6 +92,16 @@ def _reorder_rows(cache, names, batch_index, filled=None):
         else:
             current.copy_(current.index_select(0, batch_index))
     cache.batch_size = len(batch_index)
+
+
+def spare_of(cache, name: str) -> torch.Tensor:
+    """The spare buffer (``cache.spares``) for the large buffer ``name`` of ``cache``,
+    made where missing or of another shape or dtype (static reorders move rows through it)."""
+    current = getattr(cache, name)
+    spare = cache.spares.get(name)
+    if spare is None or spare.shape != current.shape or spare.dtype != current.dtype:
+        spare = cache.spares[name] = torch.empty_like(current)
+    return spare
 
 
 def grown(buffer: torch.Tensor, needed: int, time_axis: int = 1) -> torch.Tensor:

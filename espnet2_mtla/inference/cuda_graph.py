@@ -24,7 +24,7 @@ from typing import List
 
 import torch
 
-from espnet2_mtla.attention.cache import DecodingCache
+from espnet2_mtla.attention.cache import DecodingCache, spare_of
 
 
 def supports_cuda_graphs(caches: List[DecodingCache]) -> bool:
@@ -110,8 +110,7 @@ class GraphedDecodeStep(DecodeStep):
         self.log_probs = torch.empty_like(warm_log_probs)  # outside the graph's pool
         for cache in self.caches:  # (none yet after a batch change: that reorder shrank)
             for name in cache.large_buffers:
-                if name not in self.spares:
-                    self.spares[name] = torch.empty_like(getattr(cache, name))
+                spare_of(cache, name)  # made outside the graph's pool
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # recorded, not run
             self.log_probs.copy_(super().__call__(self.source, self.tokens))
