@@ -104,11 +104,14 @@ def check_update(device, dtype, down_rate, seed=0):
         assert torch.equal(caches[0].entries[row, :held], caches[1].entries[row, :held]), row
 
 
-def check_reorder(device, dtype, batch, slots, width, seed=0, one_count=False):
+def check_reorder(device, dtype, batch, slots, width, seed=0, one_count=False,
+                  strided_index=False):
     """The in-place reorder of held slots: rows whose back-pointer is another row take
     that row's first ``filled`` slots; nothing else changes (rows kept, slots past).
     one_count: every row holds the same count, given as a (1,) tensor expanded (stride
-    0, as a static KVCache's write index); width 0: a (B, S) buffer (its padding)."""
+    0, as a static KVCache's write index); width 0: a (B, S) buffer (its padding);
+    strided_index: the back-pointers as an int32 column of a wider tensor (stride 3, as
+    Transformers' beam search passes them)."""
     from espnet2_mtla.kernels.row_reorder import reorder_rows_in_place
 
     generator = torch.Generator().manual_seed(seed)
@@ -124,7 +127,12 @@ def check_reorder(device, dtype, batch, slots, width, seed=0, one_count=False):
         filled = filled[:1].expand(batch)
     spare = torch.zeros_like(buffer)
     device_filled = filled[:1].to(device).expand(batch) if one_count else filled.to(device)
-    reorder_rows_in_place(buffer, spare, index.to(device), device_filled)
+    device_index = index.to(device)
+    if strided_index:
+        device_index = torch.stack([device_index.flip(0), device_index, device_index.flip(0)],
+                                   dim=1).int()[:, 1]
+        assert not device_index.is_contiguous()
+    reorder_rows_in_place(buffer, spare, device_index, device_filled)
     buffer = buffer.cpu()
     original = original.cpu()
     for row in range(batch):
@@ -149,6 +157,7 @@ def main(device):
         check_reorder(device, dtype, 7, 5, 48)  # a row of 240 elements: one partial block
         check_reorder(device, dtype, 12, 101, 288, seed=1)  # the paper's latent entries
         check_reorder(device, dtype, 9, 40, 64, seed=2, one_count=True)  # KVCache keys
+        check_reorder(device, dtype, 12, 30, 48, seed=4, strided_index=True)
         # shared prefix: groups of 3 beams x 5 heads, a group with no shared entry, own
         # parts of different lengths; 10 beams x 8 heads (80 heads of one program)
         check_shared(device, dtype, 2, 3, 5, 32, 16, [1, 4, 2, 1, 1, 7], [40, 0])

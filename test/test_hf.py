@@ -130,6 +130,102 @@ def test_beams_sharing_the_prompt_on_the_gpu_give_the_tokens_of_copies(down_rate
 
 
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_the_static_decode_step_gives_the_tokens_of_the_eager_one(down_rate, num_beams):
+    """MTLACache(cuda_graphs=True): generate()'s single-token steps run on the static
+    caches that CUDA graphs replay (eagerly here, off CUDA: the same ops), with the room
+    for max_length steps preallocated; the eager cache's sequences and scores, left-padded
+    prompts, greedy and beam search (the prompt shared by the beams)."""
+    model = tiny_model(down_rate)
+    ids, mask = left_padded_prompts()
+    layers, field = model.config.num_hidden_layers, hf.modeling.CACHE_FIELD
+    common = dict(attention_mask=mask, max_new_tokens=9, min_new_tokens=9, do_sample=False,
+                  num_beams=num_beams, eos_token_id=None, pad_token_id=0,
+                  return_dict_in_generate=True, output_scores=True)
+    share = num_beams > 1
+    eager = model.generate(ids, **common, **{field: hf.MTLACache(layers, share_prefix=share,
+                                                                 cuda_graphs=False)})
+    static = model.generate(ids, **common, **{field: hf.MTLACache(layers, share_prefix=share,
+                                                                  cuda_graphs=True)})
+    cache = getattr(static, field)
+    assert cache.max_tokens == ids.shape[1] + 9  # generate()'s max_length
+    assert cache.graphed_step is not None
+    assert all(layer.latent.static for layer in cache.layers)
+    assert not any(layer.latent.static for layer in getattr(eager, field).layers)
+    assert torch.equal(static.sequences, eager.sequences)
+    for got, want in zip(static.scores, eager.scores):
+        assert torch.allclose(got, want, atol=1e-5)
+    full = model.generate(ids, **{**common, "return_dict_in_generate": False,
+                                  "output_scores": False}, use_cache=False)
+    assert torch.equal(static.sequences, full)
+
+
+@pytest.mark.parametrize("down_rate", [1, 3])
+def test_an_eager_forward_leaves_the_static_step_and_continues_exactly(down_rate):
+    """After static steps, a forward of several tokens (or with gradients) runs eagerly on
+    the same entries, out of static mode, and gives the logits of one full forward; the
+    next single step is static again."""
+    model = tiny_model(down_rate)
+    ids = torch.tensor([[5, 9, 11, 3, 17, 23, 8, 30, 4, 12, 40, 7]])
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = hf.MTLACache(model.config.num_hidden_layers, max_tokens=20, cuda_graphs=True)
+        steps = [model(ids[:, :4], past_key_values=cache).logits]
+        for t in range(4, 7):  # static single steps
+            steps.append(model(ids[:, t:t + 1], past_key_values=cache).logits)
+        assert cache.graphed_step is not None and cache.layers[0].latent.static
+        steps.append(model(ids[:, 7:10], past_key_values=cache).logits)  # several: eager
+        assert cache.graphed_step is None and not cache.layers[0].latent.static
+        steps.append(model(ids[:, 10:11], past_key_values=cache).logits)
+        assert cache.graphed_step is not None  # static again
+    with torch.enable_grad():  # with gradients: eager
+        steps.append(model(ids[:, 11:12], past_key_values=cache).logits.detach())
+    assert cache.graphed_step is None
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+
+
+def test_a_cache_without_max_tokens_never_enters_static_mode():
+    """No known room for the steps to come (a cache made by hand): eager steps, as before."""
+    model = tiny_model(2)
+    cache = hf.MTLACache(model.config.num_hidden_layers, cuda_graphs=True)
+    with torch.no_grad():
+        model(torch.tensor([[5, 9, 11]]), past_key_values=cache)
+        model(torch.tensor([[3]]), past_key_values=cache)
+    assert cache.graphed_step is None and not cache.layers[0].latent.static
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("down_rate", [1, 2, 4])
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_generate_replays_its_decode_steps_from_cuda_graphs(down_rate, num_beams):
+    """On CUDA, generate()'s default cache replays its decode steps from a captured graph
+    (the fused merge and the Triton decode kernel): fp32, left-padded prompts, the
+    sequences of the eager cache, scores within 1e-4, and of full recomputation (greedy)."""
+    config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **{**LATENT, "qk_rope_head_dim": 16},
+                                down_rate=down_rate)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).cuda().eval()
+    ids, mask = (tensor.cuda() for tensor in left_padded_prompts())
+    layers, field = model.config.num_hidden_layers, hf.modeling.CACHE_FIELD
+    common = dict(attention_mask=mask, max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                  num_beams=num_beams, num_return_sequences=num_beams, eos_token_id=None,
+                  pad_token_id=0, return_dict_in_generate=True, output_scores=True)
+    graphed = model.generate(ids, **common)
+    cache = getattr(graphed, field)
+    assert cache.graphed_step is not None and cache.graphed_step.replays >= 10
+    eager = model.generate(ids, **common, **{field: hf.MTLACache(
+        layers, share_prefix=num_beams > 1, cuda_graphs=False)})
+    assert torch.equal(graphed.sequences, eager.sequences)
+    for got, want in zip(graphed.scores, eager.scores):
+        assert torch.allclose(got, want, atol=1e-4)
+    if num_beams == 1:
+        full = model.generate(ids, **{**common, "return_dict_in_generate": False,
+                                      "output_scores": False}, use_cache=False)
+        assert torch.equal(graphed.sequences, full)
+
+
+@pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
 def test_chunked_prefill_gives_the_tokens_of_one_prefill(down_rate):
     """Transformers' prefill_chunk_size feeds a long prompt in chunks (activations of one
     chunk, not the prompt); chunks of 2 and 3 tokens end inside merged chunks of every

@@ -331,6 +331,15 @@ class LatentCache(DecodingCache):
             return num_tokens
         return chunks_spanned(num_tokens, self.down_rate, self.unmerged_tokens)
 
+    def reserve(self, num_tokens: int):
+        """Room for ``num_tokens`` steps in all (a static cache cannot grow later): the
+        entries are reallocated at exactly that size where smaller, data kept."""
+        needed = self._entries_bound(num_tokens)
+        if needed > self.capacity:
+            larger = self.entries.new_zeros(self.batch_size, needed + 1, self.entries.shape[-1])
+            larger[:, : self.capacity].copy_(self.entries[:, : self.capacity])
+            self.entries = larger
+
     def _reserve(self, new_tokens: int):
         """Count ``new_tokens`` more steps and grow the entries to hold them."""
         self.num_tokens += new_tokens

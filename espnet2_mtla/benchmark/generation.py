@@ -6,9 +6,13 @@ Subjects, all with the same random-weight Llama body (width 1024, 16 heads, FFN 
 8 layers, vocabulary 32k; tiny sizes under ``--tiny``): ``llama`` (SDPA, Transformers'
 default dynamic cache), ``llama_static`` (a static cache, which Transformers' generate()
 compiles the forward for: the strong baseline), and ``mtla_s1`` / ``mtla_s2`` / ``mtla_s4``
-(LlamaMTLA, r 512, rope 32, value 64, with its compressed cache). Greedy, exactly
+(LlamaMTLA, r 512, rope 32, value 64, with its compressed cache, whose decode steps are
+replayed from CUDA graphs on CUDA; ``mtla_s<s>_eager``: the same with every step eager,
+``MTLACache(cuda_graphs=False)``). Greedy, exactly
 ``--new_tokens`` tokens (no EOS), a left-aligned batch of random prompts. Each subject
-runs twice; the second run is the measurement (the first pays compilation and warm-up).
+runs twice; the second run is the measurement (the first pays compilation and warm-up);
+a third with one new token gives the prefill's time (``prefill_s``) and so the decode
+steps' (``decode_ms_per_step``).
 ``--prefill_chunk_size`` feeds the prompt in chunks (Transformers' own option, the same
 for every subject): the prefill's activations are then one chunk's, not the prompt's.
 """
@@ -24,12 +28,24 @@ LATENT = dict(kv_lora_rank=512, qk_nope_head_dim=64, qk_rope_head_dim=32, v_head
 TINY_LLAMA = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=4,
                   intermediate_size=128, num_hidden_layers=2, vocab_size=100)
 TINY_LATENT = dict(kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=16)
-SUBJECTS = ("llama", "llama_static", "mtla_s1", "mtla_s2", "mtla_s4")
+SUBJECTS = ("llama", "llama_static", "mtla_s1", "mtla_s2", "mtla_s4", "mtla_s1_eager",
+            "mtla_s2_eager", "mtla_s4_eager")
 
 
 def down_rate_of(subject) -> int:
-    """s of an ``mtla_s<s>`` subject."""
-    return int(subject.split("_s")[1])
+    """s of an ``mtla_s<s>`` or ``mtla_s<s>_eager`` subject."""
+    return int(subject.split("_s")[1].split("_")[0])
+
+
+def fresh_cache(subject, model) -> dict:
+    """generate() options of one run: an eager subject's own cache (graphs off), made new
+    for each run; nothing for the others (generate() makes their caches)."""
+    if not subject.endswith("_eager"):
+        return {}
+    import espnet2_mtla.hf as hf
+
+    cache = hf.MTLACache(model.config.num_hidden_layers, cuda_graphs=False)
+    return {hf.modeling.CACHE_FIELD: cache}
 
 
 def cache_bytes_per_token(subject, llama, latent, dtype) -> float:
@@ -61,10 +77,25 @@ def build_subject(subject, llama, latent, device, dtype):
     return model.to(device, dtype).eval(), options
 
 
+def timed_generate(model, ids, subject, settings, device) -> float:
+    """Seconds of one generate() (a fresh cache for eager subjects), the peak reset first."""
+    from espnet2_mtla.benchmark.timing import fresh_memory, reset_peak, synchronize
+
+    settings = {**settings, **fresh_cache(subject, model)}
+    fresh_memory(device)
+    reset_peak(device)
+    synchronize(device)
+    start = time.perf_counter()
+    model.generate(ids, **settings)
+    settings = None  # (the cache freed before the clock stops: as every subject)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
 def bench_generate(bench, options):
     """generate() per subject and B x prompt shape (``--generate_shapes``), with the
     ratios to Llama's default cache beside the cache-bytes bound."""
-    from espnet2_mtla.benchmark.timing import fresh_memory, peak_memory, reset_peak, synchronize
+    from espnet2_mtla.benchmark.timing import peak_memory
 
     device, dtype = bench.device, bench.dtype
     llama, latent = (TINY_LLAMA, TINY_LATENT) if options.tiny else (LLAMA, LATENT)
@@ -87,23 +118,22 @@ def bench_generate(bench, options):
             try:
                 with torch.no_grad():
                     for _ in range(2):  # the first pays compilation and warm-up
-                        fresh_memory(device)
-                        reset_peak(device)
-                        synchronize(device)
-                        start = time.perf_counter()
-                        model.generate(ids, **settings)
-                        synchronize(device)
-                        seconds.append(time.perf_counter() - start)
-                memory = peak_memory(device)
+                        seconds.append(timed_generate(model, ids, subject, settings, device))
+                    memory = peak_memory(device)
+                    # the prefill and the first token alone: the rest is the decode steps
+                    prefill = timed_generate(model, ids, subject, {
+                        **settings, "max_new_tokens": 1, "min_new_tokens": 1}, device)
             except torch.OutOfMemoryError:
-                seconds, memory = [float("nan")] * 2, float("nan")
+                seconds, memory, prefill = [float("nan")] * 2, float("nan"), float("nan")
             per_token = cache_bytes_per_token(subject, llama, latent, dtype)
             if subject == "llama":
                 base = (seconds[1], per_token)
             bench.report.row("generate", dict(
                 subject=subject, batch=batch, prompt=prompt, prefill_chunk=chunk,
                 new_tokens=options.new_tokens,
-                first_s=seconds[0], seconds=seconds[1], peak_memory_MB=memory / 1e6,
+                first_s=seconds[0], seconds=seconds[1], prefill_s=prefill,
+                decode_ms_per_step=1e3 * (seconds[1] - prefill) / max(1, options.new_tokens - 1),
+                peak_memory_MB=memory / 1e6,
                 cache_bytes_per_token=per_token,
                 speedup_vs_llama=base[0] / seconds[1] if base else float("nan"),
                 bytes_bound_vs_llama=base[1] / per_token if base else float("nan")))

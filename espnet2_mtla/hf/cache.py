@@ -9,13 +9,26 @@ steps, as generate() expects; ``nbytes()`` gives the bytes actually held.
 K > 1) keeps the prompt's entries once per input row for its K beams (``attention.shared_prefix``): at
 the first reorder after the prefill, each layer keeps one of the K identical rows of a
 prompt as the shared part and the beams decode into their own entries; the same tokens
-and scores, a cache of about 1/K over the prompt."""
+and scores, a cache of about 1/K over the prompt.
+
+Decode steps in CUDA graphs: a cache that knows the most tokens it will hold
+(``max_tokens``; generate() sets its ``max_length``) preallocates that capacity, and
+its single-token steps on CUDA (no gradients) are replayed from one captured graph per
+batch size (``espnet2_mtla.inference.cuda_graph.GraphedDecodeStep``: static caches,
+updates in place, the fused merge and the Triton decode kernel). The first step at a
+batch size runs eagerly and captures; anything else (a prompt, several tokens, a crop,
+attentions asked for) leaves static mode and runs eagerly, as without graphs.
+``cuda_graphs``: None graphs such steps on CUDA, False never, True also runs the
+static path off CUDA (eagerly: how the CPU tests check it)."""
+
+from typing import Optional
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from espnet2_mtla.attention.cache import grown
 from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache
+from espnet2_mtla.inference.cuda_graph import GraphedDecodeStep
 
 
 class LatentCacheLayer(CacheLayerMixin):
@@ -28,16 +41,18 @@ class LatentCacheLayer(CacheLayerMixin):
         self.latent = None  # LatentCache, created by the model on the first forward
         self.steps_before = 0  # steps not counted by latent.num_tokens (a shared prompt's)
 
-    def share_prefix(self, group_size: int):
+    def share_prefix(self, group_size: int, max_tokens: Optional[int] = None):
         """From here on, the K = group_size identical rows of each prompt (generate()
-        expanded them for beam search) share its entries; the beams decode into their own."""
+        expanded them for beam search) share its entries; the beams decode into their own
+        (room for ``max_tokens`` steps in all, where known)."""
         if self.latent is None or isinstance(self.latent, SharedPrefixLatentCache):
             return
         steps = self.latent.num_tokens
         rows = torch.arange(0, self.latent.batch_size, group_size,
                             device=self.latent.entries.device)
         self.latent.reorder(rows)  # (G rows: one per prompt)
-        self.latent = SharedPrefixLatentCache(self.latent, group_size, capacity=0)
+        to_come = max(0, max_tokens - steps) if max_tokens is not None else 0
+        self.latent = SharedPrefixLatentCache(self.latent, group_size, capacity=to_come)
         self.steps_before = steps - self.latent.num_tokens
 
     def lazy_initialization(self, key_states, value_states):
@@ -91,11 +106,18 @@ class MTLACache(Cache):
     are fed again before the next tokens (``take_refeed``), which recomputes it exactly.
     ``get_seq_length`` counts those tokens as cached, as the caller expects."""
 
-    def __init__(self, num_layers: int, share_prefix: bool = False):
-        """share_prefix: in beam search, keep each prompt's entries once for its beams."""
+    def __init__(self, num_layers: int, share_prefix: bool = False,
+                 max_tokens: Optional[int] = None, cuda_graphs: Optional[bool] = None):
+        """share_prefix: in beam search, keep each prompt's entries once for its beams;
+        max_tokens: the most steps it will hold (preallocated; needed for graphs);
+        cuda_graphs: None graph single-token steps on CUDA, False never, True wherever
+        (off CUDA the static path runs eagerly)."""
         super().__init__(layers=[LatentCacheLayer() for _ in range(num_layers)])
         self.share_prefix = share_prefix
         self.group_size = 1  # beams per prompt: generate() sets it (num_beams)
+        self.max_tokens = max_tokens
+        self.cuda_graphs = cuda_graphs
+        self.graphed_step = None  # GraphedDecodeStep while the layers are in static mode
         self.fed_ids = None  # (B, capacity) int64: the ids fed so far (num_fed of them)
         self.num_fed = 0
         self.ids_known = True  # False once inputs_embeds were fed (nothing to re-feed then)
@@ -125,6 +147,48 @@ class MTLACache(Cache):
         self.fed_ids[:, self.num_fed:self.num_fed + count] = input_ids
         self.num_fed += count
 
+    def graphs_apply(self, input_ids: torch.Tensor) -> bool:
+        """Whether a forward of these ids (B, 1) runs on the graphed step: one token per
+        row, on CUDA (or cuda_graphs=True), the prompt already cached, room for the step
+        in ``max_tokens``, nothing waiting to be re-fed. The caller also checks that no
+        gradients, attentions or hidden states are asked for and the token is real."""
+        if self.cuda_graphs is False or self.max_tokens is None or self.refeed is not None:
+            return False
+        if input_ids.shape[1] != 1 or (self.cuda_graphs is None and not input_ids.is_cuda):
+            return False
+        latents = [layer.latent for layer in self.layers]
+        return (all(latent is not None for latent in latents)
+                and latents[0].batch_size == input_ids.shape[0]
+                and self.get_seq_length() + 1 <= self.max_tokens)
+
+    def graphed_logits(self, model, input_ids, position_ids) -> torch.Tensor:
+        """Logits (B, V) of ``model`` (a LlamaMTLAForCausalLM) for one token per row,
+        replayed from the captured step (captured first, after an eager warm-up, at a
+        new batch size). position_ids (B, 1) or None (each row's next position)."""
+        latents = [layer.latent for layer in self.layers]
+        step = self.graphed_step
+        if step is not None and (any(a is not b for a, b in zip(step.caches, latents))
+                                 or not all(latent.has_room(1) for latent in latents)):
+            self.leave_graphs()  # (other latents, or max_tokens raised since the capture)
+        if self.graphed_step is None:
+            for layer in self.layers:  # (room for every step to come: static mode cannot grow)
+                layer.latent.reserve(self.max_tokens - layer.steps_before)
+            self.graphed_step = GraphedDecodeStep(LogitsStep(model), latents)
+        step = self.graphed_step
+        step.model.set_positions(position_ids, latents[0])
+        self.record(input_ids)
+        return step(None, input_ids[:, 0]).clone()  # (the graph's buffer is overwritten)
+
+    def leave_graphs(self):
+        """Back to eager steps (static mode off; the entries stay as they are)."""
+        if self.graphed_step is not None:
+            self.graphed_step.close()
+            self.graphed_step = None
+
+    def reset(self):
+        self.leave_graphs()
+        super().reset()
+
     def take_refeed(self):
         """The ids (B, p) to feed before the next tokens, or None; forgotten once taken."""
         refeed, self.refeed = self.refeed, None
@@ -138,6 +202,8 @@ class MTLACache(Cache):
                                                                             length)
         if keep == length:
             return
+        self.leave_graphs()
+        self.cuda_graphs = False  # (assisted decoding crops every round: no captures)
         if any(isinstance(layer.latent, SharedPrefixLatentCache) for layer in self.layers):
             raise NotImplementedError("crop: a cache whose prompt is shared by beams "
                                       "(share_prefix) cannot be cropped")
@@ -164,19 +230,51 @@ class MTLACache(Cache):
             self.refeed = self.refeed[rows.to(self.refeed.device)]
 
     def reorder_cache(self, beam_idx: torch.LongTensor):
+        # (in static mode a reorder that keeps the batch size moves rows in place)
+        if len(beam_idx) != self.batch_size:
+            self.leave_graphs()
         if self.share_prefix and self.group_size > 1:  # (the first reorder: after the prefill)
+            if not all(isinstance(layer.latent, SharedPrefixLatentCache) for layer in self.layers):
+                self.leave_graphs()
             for layer in self.layers:
-                layer.share_prefix(self.group_size)
+                layer.share_prefix(self.group_size, self.max_tokens)
         super().reorder_cache(beam_idx)
         self._reorder_ids(beam_idx)
 
     def batch_select_indices(self, indices: torch.Tensor):
+        self.leave_graphs()
         super().batch_select_indices(indices)
         self._reorder_ids(indices)
 
     def batch_repeat_interleave(self, repeats: int):
+        self.leave_graphs()
         super().batch_repeat_interleave(repeats)
         if self.fed_ids is not None or self.refeed is not None:
             batch = (self.fed_ids if self.fed_ids is not None else self.refeed).shape[0]
             rows = torch.arange(batch).repeat_interleave(repeats)
             self._reorder_ids(rows)
+
+
+class LogitsStep:
+    """``decode_step(tokens, latents)``: one token per row through a LlamaMTLAForCausalLM's
+    layers on their latent caches, logits (B, V) out; the step that ``GraphedDecodeStep``
+    captures. Positions come from a buffer of its own (the graph's input), set before
+    each call from position_ids or, where none are given, each row's next position."""
+
+    def __init__(self, model):
+        self.model = model
+        self.positions = None  # (B, 1) long: one buffer per batch size (one graph each)
+
+    def set_positions(self, position_ids, latent):
+        """Fill the buffer (a new one at a new batch size, where the graph is recaptured)."""
+        source = latent.next_position[:, None] if position_ids is None else position_ids[:, -1:]
+        if self.positions is None or self.positions.shape != source.shape:
+            self.positions = torch.empty_like(source, dtype=torch.long)
+        self.positions.copy_(source)
+
+    def decode_step(self, tokens, latents):
+        body = self.model.model
+        hidden = body.embed_tokens(tokens[:, None])  # (B, 1, D)
+        for layer, latent in zip(body.layers, latents):
+            hidden = layer(hidden, self.positions, None, past_key_values=latent)
+        return self.model.lm_head(body.norm(hidden))[:, 0]  # (B, V)

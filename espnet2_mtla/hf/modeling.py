@@ -186,6 +186,8 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
                             f"cache), got {type(past_key_values).__name__}")
         if use_cache and past_key_values is None:
             past_key_values = MTLACache(self.config.num_hidden_layers)
+        if past_key_values is not None:  # an eager forward: the caches out of static mode
+            past_key_values.leave_graphs()
         refed = 0  # tokens of a chunk a crop cut, fed again first (their outputs dropped)
         if past_key_values is not None:
             refeed = past_key_values.take_refeed()
@@ -205,8 +207,9 @@ class LlamaMTLAModel(LlamaMTLAPreTrainedModel):
             cache = None
             if cache_layer is not None:
                 if cache_layer.latent is None:
-                    cache_layer.latent = layer.self_attn.make_cache(batch, hidden.device,
-                                                                    hidden.dtype)
+                    cache_layer.latent = layer.self_attn.make_cache(
+                        batch, hidden.device, hidden.dtype,
+                        capacity=past_key_values.max_tokens or 0)
                 cache = cache_layer.latent
             if output_hidden_states:
                 states.append(hidden)
@@ -304,6 +307,14 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
         past_key_values = cache_argument(past_key_values, kwargs)
         output_attentions, output_hidden_states, return_dict = output_options(
             self.config, output_attentions, output_hidden_states, return_dict)
+        plain_step = (labels is None and inputs_embeds is None and not output_attentions
+                      and not output_hidden_states and isinstance(logits_to_keep, int))
+        if plain_step and self._graphs_apply(past_key_values, input_ids, attention_mask,
+                                             use_cache):
+            logits = past_key_values.graphed_logits(self, input_ids, position_ids)
+            result = CausalLMOutputWithPast(logits=logits[:, None],  # (B, 1, V)
+                                            **{CACHE_FIELD: past_key_values})
+            return result if return_dict else result.to_tuple()
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              position_ids=position_ids, past_key_values=past_key_values,
                              inputs_embeds=inputs_embeds, use_cache=use_cache,
@@ -325,21 +336,41 @@ class LlamaMTLAForCausalLM(LlamaMTLAPreTrainedModel, GenerationMixin):
                                         **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)})
         return result if return_dict else result.to_tuple()
 
+    def _graphs_apply(self, cache, input_ids, attention_mask, use_cache) -> bool:
+        """Whether this forward is a decode step for the captured graph (MTLACache): one
+        real token per row, with the cache, no gradients (one device sync: the mask's
+        newest column, where a mask is given)."""
+        if not isinstance(cache, MTLACache) or input_ids is None:
+            return False
+        if use_cache is False or (use_cache is None and not self.config.use_cache):
+            return False
+        if self.training or torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return False
+        if not cache.graphs_apply(input_ids):
+            return False
+        return attention_mask is None or bool(attention_mask[:, -1].all())
+
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
         """generate() gets the compressed latent cache unless told not to cache; with
         num_beams > 1 its beams share each prompt's entries (``MTLACache(share_prefix)``;
-        pass an ``MTLACache(num_layers)`` to copy them into every beam instead)."""
+        pass an ``MTLACache(num_layers)`` to copy them into every beam instead). The
+        cache holds room for max_length steps, so that its decode steps can be replayed
+        from CUDA graphs (``MTLACache(..., cuda_graphs=False)`` passed in: never)."""
         if generation_config.cache_implementation not in (None, "dynamic"):
             raise ValueError(f"cache_implementation={generation_config.cache_implementation!r}"
                              " is not supported: MTLA models use their own MTLACache")
         given = model_kwargs.get(CACHE_FIELD)
         beams = generation_config.num_beams or 1
+        max_tokens = generation_config.max_length  # (prompt + new tokens: set by now)
         if given is None and generation_config.use_cache:
-            given = model_kwargs[CACHE_FIELD] = MTLACache(self.config.num_hidden_layers,
-                                                          share_prefix=beams > 1)
+            given = model_kwargs[CACHE_FIELD] = MTLACache(
+                self.config.num_hidden_layers, share_prefix=beams > 1, max_tokens=max_tokens)
             given.group_size = beams
             return
-        if isinstance(given, MTLACache) and given.share_prefix:
-            given.group_size = beams  # (beams share each prompt)
+        if isinstance(given, MTLACache):
+            if given.max_tokens is None or given.max_tokens < max_tokens:
+                given.max_tokens = max_tokens  # (room for this generation)
+            if given.share_prefix:
+                given.group_size = beams  # (beams share each prompt)
         return super()._prepare_cache_for_generation(generation_config, model_kwargs,
                                                      *args, **kwargs)

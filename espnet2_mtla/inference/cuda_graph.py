@@ -20,7 +20,7 @@ the paper-sized model on an H200.)
 """
 
 import time
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -45,16 +45,18 @@ def _device_of(cache) -> torch.device:
 
 
 class DecodeStep:
-    """``step(source, tokens)``: reorder the caches by ``source`` (beam back-pointers),
-    feed ``tokens`` (B,), return log-probs (B, V). Eager: every call runs the ops."""
+    """``step(source, tokens)``: reorder the caches by ``source`` (beam back-pointers;
+    None: no reorder, the caller reorders or never does), feed ``tokens`` (B,), return
+    ``model.decode_step``'s scores (B, V). Eager: every call runs the ops."""
 
     def __init__(self, model, caches: List):
         self.model = model
         self.caches = caches
 
-    def __call__(self, source: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        for cache in self.caches:
-            cache.reorder(source)
+    def __call__(self, source: Optional[torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+        if source is not None:
+            for cache in self.caches:
+                cache.reorder(source)
         return self.model.decode_step(tokens, self.caches)
 
 
@@ -73,6 +75,7 @@ class GraphedDecodeStep(DecodeStep):
         for cache in caches:
             cache.set_static(True, self.spares)
         self.graph = None  # the step at the current batch size
+        self.source = self.tokens = None  # the graph's inputs (source None: no reorder)
         self.log_probs = None  # (B, V): what the graph writes
         self.batch_size = caches[0].batch_size
         self.capturable = _device_of(caches[0]).type == "cuda"
@@ -80,18 +83,21 @@ class GraphedDecodeStep(DecodeStep):
         self.captures = 0  # graphs captured (one per batch size met)
         self.capture_seconds = 0.0  # host time spent capturing them
 
-    def __call__(self, source: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        if len(source) != self.batch_size:  # rows left: a new shape, a new graph
+    def __call__(self, source: Optional[torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+        # rows left (a new shape) or the reorder moved in or out of the step: a new graph
+        reorder_changed = self.graph is not None and (source is None) != (self.source is None)
+        if len(tokens) != self.batch_size or reorder_changed:
             self.graph = None
             self.spares.clear()
-            self.batch_size = len(source)
+            self.batch_size = len(tokens)
         if self.graph is None:
             log_probs = super().__call__(source, tokens)  # warm-up at these shapes
             # (no capture when the caches are full: no later step can come)
             if self.capturable and all(cache.has_room(1) for cache in self.caches):
-                self._capture(source, log_probs)
+                self._capture(source, tokens, log_probs)
             return log_probs
-        self.source.copy_(source)
+        if self.source is not None:
+            self.source.copy_(source)
         self.tokens.copy_(tokens)
         self.graph.replay()
         self.replays += 1
@@ -99,17 +105,18 @@ class GraphedDecodeStep(DecodeStep):
             cache.num_tokens += 1
         return self.log_probs
 
-    def _capture(self, source, warm_log_probs):
+    def _capture(self, source, tokens, warm_log_probs):
         """Capture the step at this batch size (``warm_log_probs``: the eager step's
         output, for the shape of the graph's output buffer)."""
         torch.cuda.synchronize()  # (the time of the capture alone)
         start = time.perf_counter()
-        self.source, self.tokens = source.clone(), torch.zeros_like(source)
+        self.source = None if source is None else source.clone()
+        self.tokens = torch.zeros_like(tokens)
         host_counts = [cache.num_tokens for cache in self.caches]
         self.graph = self.log_probs = None  # free the old graph's memory first
         self.log_probs = torch.empty_like(warm_log_probs)  # outside the graph's pool
-        for cache in self.caches:  # (none yet after a batch change: that reorder shrank)
-            for name in cache.large_buffers:
+        for cache in self.caches if source is not None else []:
+            for name in cache.large_buffers:  # (none yet after a batch change)
                 spare_of(cache, name)  # made outside the graph's pool
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # recorded, not run

@@ -37,8 +37,10 @@ def reorder_rows_in_place(buffer, spare, index, filled):
     """buffer[r, :filled[index[r]]] = buffer[index[r], :filled[index[r]]] for every row r.
 
     buffer, spare: (B, S, ...) contiguous, same shape and dtype (the spare's content is
-    scratch); index: (B,) long; filled: (B,) slots held per row, read before the move
-    (stride 0: the same count for every row)."""
+    scratch); index: (B,) integer, any strides (Transformers' beam search passes a
+    strided int32 column; the kernel reads it contiguous); filled: (B,) slots held per
+    row, read before the move (stride 0: the same count for every row)."""
+    index = index.contiguous()
     batch = buffer.shape[0]
     row_elements = buffer[0].numel()
     grid = (batch, triton.cdiv(row_elements, BLOCK))
