@@ -225,6 +225,30 @@ def test_generate_replays_its_decode_steps_from_cuda_graphs(down_rate, num_beams
         assert torch.equal(graphed.sequences, full)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("down_rate", [1, 2])
+def test_chunked_prefill_on_the_gpu_gives_the_tokens_of_one_prefill(down_rate):
+    """On CUDA a prompt fed in chunks continues the cache through the GPU's kernels (MLA
+    unpadded: the causal flash kernel aligned to the bottom right, no mask): fp32, the
+    sequences and scores of one prefill, with and without left padding."""
+    config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **{**LATENT, "qk_rope_head_dim": 16},
+                                down_rate=down_rate)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).cuda().eval()
+    ids = torch.randint(3, LLAMA.vocab_size, (3, 29), device="cuda",
+                        generator=torch.Generator("cuda").manual_seed(0))
+    common = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, eos_token_id=None,
+                  pad_token_id=0, return_dict_in_generate=True, output_scores=True)
+    for mask in (torch.ones_like(ids), (torch.arange(29, device="cuda") >= torch.tensor(
+            [[0], [5], [11]], device="cuda")).long()):
+        whole = model.generate(ids, attention_mask=mask, **common)
+        chunked = model.generate(ids, attention_mask=mask, prefill_chunk_size=7, **common)
+        assert torch.equal(chunked.sequences, whole.sequences)
+        for got, want in zip(chunked.scores, whole.scores):
+            assert torch.allclose(got, want, atol=1e-4)
+
+
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])
 def test_chunked_prefill_gives_the_tokens_of_one_prefill(down_rate):
     """Transformers' prefill_chunk_size feeds a long prompt in chunks (activations of one

@@ -52,6 +52,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.bias import causal_lower_right
 
 from espnet2_mtla.attention.base import (
     SelfAttention,
@@ -306,6 +307,12 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if use_flex:
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
                                         key_padding_mask, unmerged_tokens)
+        # MLA after a cache with every held entry valid, nothing padded: each query sees
+        # every held entry and the new columns up to its own, causal aligned to the
+        # bottom right (a flash kernel on CUDA, no mask; one host sync per layer)
+        if (self.down_rate == 1 and held_valid is not None and key_padding_mask is None
+                and attn_bias is None and not need_weights and bool(held_valid.all())):
+            return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, None, None)
         if chunked:
             return self._chunked_prefill(q_nope, q_pe, key_latent, key_rope, visible_rows)
         visible = None if causal else visible_rows(0, query_len)
@@ -355,12 +362,17 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                             need_weights=False):
         """Per-head attention over keys expanded from latents (prefill; training on CPU).
 
-        visible: (B, Tq, Tk) boolean, or None for plain causal attention (Tq == Tk).
+        visible: (B, Tq, Tk) boolean, or None for causal attention aligned to the bottom
+        right (query i sees keys up to Tk - Tq + i: plain causal when Tq == Tk, after
+        Tk - Tq cached keys otherwise).
         need_weights (visible given): the probabilities formed explicitly, returned too:
         (out, (B, H, Tq, Tk)).
         """
         q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
         mask = None if visible is None else visible[:, None]  # (B, 1, Tq, Tk)
+        after_cache = visible is None and k.shape[2] != q.shape[2]
+        if after_cache:  # (torch's bias object: flash and efficient kernels take it)
+            mask = causal_lower_right(q.shape[2], k.shape[2])
         if attn_bias is not None:
             mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
         if need_weights:
@@ -371,7 +383,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             out = torch.matmul(F.dropout(probs, self.dropout, self.training), v)
             return self.wo(out.transpose(1, 2).flatten(2)), probs
         value_width = v.shape[-1]
-        if mask is None and q.is_cuda and value_width < q.shape[-1]:
+        if (mask is None or after_cache) and q.is_cuda and value_width < q.shape[-1]:
             # the flash kernel wants one head width: values padded with zeros (the extra
             # output columns are zero and dropped); otherwise SDPA takes a slower kernel
             v = F.pad(v, (0, q.shape[-1] - value_width))
@@ -379,7 +391,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             q, k, v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=visible is None,
+            is_causal=visible is None and not after_cache,
             scale=self.softmax_scale,
         )[..., :value_width]  # (B, H, Tq, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
