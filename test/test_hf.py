@@ -184,6 +184,40 @@ def test_an_eager_forward_leaves_the_static_step_and_continues_exactly(down_rate
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
 
 
+def test_a_static_cache_continued_by_a_second_generate_gives_the_eager_tokens():
+    """A conversation's second turn: generate() again on the same cache (now longer than
+    the first turn's max_length): static mode left for the new prompt tokens, the room
+    grown, the steps static again; the tokens of an eager cache taken through both turns."""
+    model = tiny_model(3)
+    layers, field = model.config.num_hidden_layers, hf.modeling.CACHE_FIELD
+    first = torch.tensor([[5, 9, 11, 3, 17]])
+    common = dict(max_new_tokens=7, min_new_tokens=7, do_sample=False, eos_token_id=None,
+                  pad_token_id=0)
+    results = []
+    for graphs in (False, True):
+        cache = hf.MTLACache(layers, cuda_graphs=graphs)
+        turn = model.generate(first, **common, **{field: cache})
+        turn = torch.cat([turn, torch.tensor([[23, 8, 30, 4]])], dim=1)  # the user's reply
+        results.append(model.generate(turn, **common, **{field: cache}))
+        assert cache.max_tokens == turn.shape[1] + 7
+        assert (cache.graphed_step is not None) == graphs
+    assert torch.equal(results[0], results[1])
+    assert torch.equal(results[1], model.generate(results[1][:, :-7], **common, use_cache=False))
+
+
+def test_assisted_decoding_on_a_static_cache_crops_out_of_static_mode():
+    """The main model's cache in static mode: the first rejected draft leaves static mode
+    for good (a crop every round); the tokens of full recomputation."""
+    model = tiny_model(2)
+    ids = torch.tensor([[5, 9, 11, 5, 9, 11, 5, 9, 11, 7, 13, 5, 9]])
+    common = dict(max_new_tokens=20, do_sample=False, eos_token_id=None, pad_token_id=0)
+    cache = hf.MTLACache(model.config.num_hidden_layers, cuda_graphs=True)
+    drafted = model.generate(ids, **common, assistant_model=tiny_model(2, seed=1),
+                             **{hf.modeling.CACHE_FIELD: cache})
+    assert torch.equal(drafted, model.generate(ids, use_cache=False, **common))
+    assert cache.cuda_graphs is False and cache.graphed_step is None
+
+
 def test_a_cache_without_max_tokens_never_enters_static_mode():
     """No known room for the steps to come (a cache made by hand): eager steps, as before."""
     model = tiny_model(2)
