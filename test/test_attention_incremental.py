@@ -206,3 +206,137 @@ def test_prefill_in_query_chunks_equals_one_call(name, side, monkeypatch):
     for label, out in (("one call", chunked), ("continuing a cache", continued)):
         assert max_diff_on_real(out, whole, padding) < TOLERANCE, label
         assert max_diff_on_real(out, stepped, padding) < TOLERANCE, label
+
+
+def count_calls(monkeypatch, cls, name):
+    """Patch cls.name to count its calls (a list holding the count)."""
+    calls, method = [0], getattr(cls, name)
+
+    def counted(self, *args, **kwargs):
+        calls[0] += 1
+        return method(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["mtla_s2", "mtla_s3", "mtla_s4", "mtla_s3_qlora"])
+def test_strided_prefill_without_a_mask_equals_the_masked_path(name, monkeypatch):
+    """s > 1, nothing padded: blocks that start a chunk attend without a mask (the held
+    and new entries causally per chunk offset, each query's own column merged in by the
+    log-sum-exp; on CUDA only, forced here onto the CPU's explicit scores): the outputs
+    of the parallel forward. Blocks that start mid-chunk keep the masked path."""
+    import espnet2_mtla.attention.mtla as mtla
+
+    module = make_attention(name, seed=3)
+    s = module.down_rate
+    x, positions, _ = padded_batch([40, 40, 40], 40, "right", seed=3)
+    with torch.no_grad():
+        parallel = module(x, position=positions)
+    monkeypatch.setattr(mtla, "STRIDED_PREFILL_DEVICES", ("cuda", "cpu"))
+    calls = count_calls(monkeypatch, mtla.MultiheadTemporalLatentAttention, "_strided_prefill")
+    aligned = [s, 2, 3 * s, 40 - 4 * s - 2]  # with s > 2 the last two start mid-chunk
+    cases = {"aligned": (aligned, 4 if s == 2 else 2), "one call": ([40], 1),
+             "none aligned": ([1, 2 * s, 40 - 2 * s - 1], 0)}
+    for label, (blocks, strided_blocks) in cases.items():
+        calls[0] = 0
+        with torch.no_grad():
+            incremental = run_in_blocks(module, x, positions, None, blocks)
+        assert calls[0] == strided_blocks, label
+        assert max_diff_on_real(incremental, parallel, None) < TOLERANCE, label
+    calls[0] = 0
+    with torch.no_grad():  # without a cache: the new chunks' entries alone
+        uncached = module(x, position=positions)
+    assert calls[0] == 1
+    assert max_diff_on_real(uncached, parallel, None) < TOLERANCE
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("down_rate", [2, 3, 4])
+def test_strided_prefill_on_the_gpu_matches_the_masked_path(down_rate, dtype, monkeypatch):
+    """On CUDA the mask-free prefill of s > 1 (flash kernel in fp16 / bf16, the
+    memory-efficient one in fp32, both with their log-sum-exp) against the masked path
+    (GPU kernels off), blocks of a long prompt starting chunks: fp32 within 1e-4; in
+    half precision no further from the fp32 result than the masked path is, give or take
+    rounding."""
+    import espnet2_mtla.attention.mtla as mtla
+    from espnet2_mtla.attention.factory import build_attention
+    from espnet2_mtla.kernels import kernels_set
+
+    torch.manual_seed(0)
+    module = build_attention("mtla", 256, 4, kv_lora_rank=64, qk_nope_head_dim=32,
+                             qk_rope_head_dim=16, v_head_dim=32, down_rate=down_rate,
+                             bias=True).cuda().eval()
+    with torch.no_grad():
+        module.hypernet_down.fc_p.weight.normal_(0, 64 ** -0.5)
+    x = torch.randn(3, 600, 256, device="cuda")
+    blocks = [120 * down_rate, 24 * down_rate, 600 - 144 * down_rate]
+    positions = torch.arange(600, device="cuda").expand(3, -1)
+    with torch.no_grad(), kernels_set(False):  # the masked path, fp32
+        reference = run_in_blocks(module, x, positions, None, blocks).float()
+    with torch.no_grad():
+        low = module.to(dtype)
+        calls = count_calls(monkeypatch, mtla.MultiheadTemporalLatentAttention,
+                            "_strided_prefill")
+        strided = run_in_blocks(low, x.to(dtype), positions, None, blocks).float()
+        with kernels_set(False):
+            masked = run_in_blocks(low, x.to(dtype), positions, None, blocks).float()
+    assert calls[0] == len(blocks)
+    if dtype == torch.float32:
+        assert (strided - reference).abs().max().item() < 1e-4
+    else:
+        error, masked_error = ((y - reference).abs().max().item() for y in (strided, masked))
+        assert error <= 1.5 * masked_error + 1e-3, (error, masked_error)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("query_len,key_len", [(37, 37), (37, 100), (37, 36), (37, 5)])
+def test_causal_attention_with_lse_on_the_gpu_matches_the_math(query_len, key_len, dtype):
+    """The CUDA kernels' bottom-right causal attention and log-sum-exp (flash in half
+    precision, memory-efficient in fp32) against the explicit scores on the CPU, queries
+    strided as the strided prefill takes them, keys and values views of one buffer, and
+    more queries than keys (the first see none: output 0, log-sum-exp -inf)."""
+    from espnet2_mtla.attention.base import causal_attention_with_lse
+
+    generator = torch.Generator().manual_seed(key_len)
+    q = torch.randn(2, 3 * query_len, 4, 48, generator=generator)[:, 1::3].transpose(1, 2)
+    kv = torch.randn(2, key_len, 4, 96, generator=generator)
+    k, v = kv[..., :48].transpose(1, 2), kv[..., 48:].transpose(1, 2)
+    want_out, want_lse = causal_attention_with_lse(q, k, v, 0.3)
+    got_out, got_lse = causal_attention_with_lse(*(t.cuda().to(dtype) for t in (q, k, v)), 0.3)
+    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got_out.float().cpu(), want_out, atol=tolerance, rtol=0)
+    torch.testing.assert_close(got_lse.cpu(), want_lse, atol=tolerance, rtol=0)
+    assert bool(torch.isneginf(got_lse[:, :, : max(0, query_len - key_len)]).all())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_mla_prefill_on_the_gpu_from_one_key_buffer_matches_the_cpu(dtype, monkeypatch):
+    """MLA's inference prefill on CUDA (causal, bottom right after a cache) takes its
+    keys and zero-padded values from one buffer: the outputs of the CPU's path, fp32
+    within 1e-4, half precision within a few of its rounding steps."""
+    import espnet2_mtla.attention.mtla as mtla
+    from espnet2_mtla.attention.factory import build_attention
+
+    torch.manual_seed(0)
+    module = build_attention("mla", 256, 4, kv_lora_rank=64, qk_nope_head_dim=32,
+                             qk_rope_head_dim=16, v_head_dim=32, bias=True).eval()
+    x = torch.randn(3, 600, 256)
+    positions = torch.arange(600).expand(3, -1)
+    blocks = [250, 50, 300]
+    with torch.no_grad():
+        reference = run_in_blocks(module, x, positions, None, blocks)
+        calls = count_calls(monkeypatch, mtla.MultiheadTemporalLatentAttention,
+                            "_expand_keys_padded")
+        got = run_in_blocks(module.cuda().to(dtype), x.cuda().to(dtype), positions.cuda(),
+                            None, blocks).float().cpu()
+    assert calls[0] == len(blocks)
+    tolerance = 1e-4 if dtype == torch.float32 else (
+        4 * torch.finfo(dtype).eps * reference.abs().max().item() + 1e-3)
+    assert (got - reference).abs().max().item() < tolerance

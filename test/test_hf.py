@@ -261,10 +261,11 @@ def test_generate_replays_its_decode_steps_from_cuda_graphs(down_rate, num_beams
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("down_rate", [1, 2])
+@pytest.mark.parametrize("down_rate", [1, 2, 4])
 def test_chunked_prefill_on_the_gpu_gives_the_tokens_of_one_prefill(down_rate):
-    """On CUDA a prompt fed in chunks continues the cache through the GPU's kernels (MLA
-    unpadded: the causal flash kernel aligned to the bottom right, no mask): fp32, the
+    """On CUDA a prompt fed in chunks continues the cache through the GPU's kernels
+    (unpadded: for MLA the causal flash kernel aligned to the bottom right, for s > 1
+    the mask-free strided prefill where a chunk starts a merged chunk): fp32, the
     sequences and scores of one prefill, with and without left padding."""
     config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **{**LATENT, "qk_rope_head_dim": 16},
                                 down_rate=down_rate)
@@ -277,10 +278,12 @@ def test_chunked_prefill_on_the_gpu_gives_the_tokens_of_one_prefill(down_rate):
     for mask in (torch.ones_like(ids), (torch.arange(29, device="cuda") >= torch.tensor(
             [[0], [5], [11]], device="cuda")).long()):
         whole = model.generate(ids, attention_mask=mask, **common)
-        chunked = model.generate(ids, attention_mask=mask, prefill_chunk_size=7, **common)
-        assert torch.equal(chunked.sequences, whole.sequences)
-        for got, want in zip(chunked.scores, whole.scores):
-            assert torch.allclose(got, want, atol=1e-4)
+        for chunk in (7, 8):  # (8: every chunk starts a merged chunk)
+            chunked = model.generate(ids, attention_mask=mask, prefill_chunk_size=chunk,
+                                     **common)
+            assert torch.equal(chunked.sequences, whole.sequences)
+            for got, want in zip(chunked.scores, whole.scores):
+                assert torch.allclose(got, want, atol=1e-4)
 
 
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])

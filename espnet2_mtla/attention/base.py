@@ -38,6 +38,49 @@ def scaled_dot_product_attention(*args, **kwargs):
         return torch.nn.functional.scaled_dot_product_attention(*args, **kwargs)
 
 
+def causal_attention_with_lse(q, k, v, scale):
+    """Causal attention aligned to the bottom right (query i of Tq sees keys 0 .. Tk - Tq
+    + i) that also returns each query's log-sum-exp of its scaled scores, so that a
+    caller can merge it with attention over other keys.
+
+    q (B, H, Tq, d), k (B, H, Tk, d), v (B, H, Tk, d_v); only the last dimension need
+    be contiguous. Returns out (B, H, Tq, d_v) and lse (B, H, Tq) float32 (natural log);
+    a query that sees no key (i < Tq - Tk) gets out 0 and lse -inf.
+    On CUDA the aten ops that torch.nn.attention.bias.causal_lower_right dispatches to
+    (they return the log-sum-exp; SDPA's public call does not): the flash kernel for
+    fp16 / bf16 with d_v == d <= 256, the memory-efficient one otherwise. Elsewhere the
+    scores are formed explicitly (float32).
+    """
+    query_len, key_len, value_width = q.shape[2], k.shape[2], v.shape[-1]
+    blind = max(0, query_len - key_len)
+    if blind:  # the first queries see no key: the kernels run on the others only
+        out = q.new_zeros(*q.shape[:-1], value_width)
+        lse = torch.full(q.shape[:-1], float("-inf"), device=q.device)
+        if blind < query_len:
+            out[:, :, blind:], lse[:, :, blind:] = causal_attention_with_lse(
+                q[:, :, blind:], k, v, scale)
+        return out, lse
+    flash = (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+             and value_width == q.shape[-1] <= 256 and q.shape[-1] % 8 == 0)
+    if flash:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(
+            q, k, v, 0.0, is_causal=True, scale=scale)[:2]  # (its causal: bottom right)
+    elif q.is_cuda:
+        out, lse = torch.ops.aten._efficient_attention_forward(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), None, None, None,
+            None, None, 0.0, 2, True, scale=scale)[:2]  # mask type 2: causal, bottom right
+        out, lse = out.transpose(1, 2), lse[..., :query_len]  # (lse padded to 32 rows)
+    else:
+        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+        seen = (torch.arange(key_len, device=q.device)[None, :]
+                <= torch.arange(query_len, device=q.device)[:, None] + key_len - query_len)
+        scores = scores.masked_fill(~seen, float("-inf"))  # (B, H, Tq, Tk)
+        lse = torch.logsumexp(scores, dim=-1)
+        probs = torch.exp(scores - lse[..., None]).nan_to_num(0.0)
+        out = torch.matmul(probs, v.float()).to(v.dtype)
+    return out, lse.float()
+
+
 class SelfAttention(nn.Module):
     """Base class: validates a call and hands a normalised one to ``_attend``."""
 

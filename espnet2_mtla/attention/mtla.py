@@ -29,7 +29,11 @@ Training (parallel) and prefill
     of causal attention's work (``kernels/stride_aware_flex.py``). Elsewhere PyTorch's
     scaled_dot_product_attention takes the mask as a (B, 1, Tq, Tk) tensor; an inference
     prefill longer than PREFILL_CHUNK builds it for PREFILL_CHUNK queries at a time
-    (memory linear in the prompt, the same outputs).
+    (memory linear in the prompt, the same outputs). An inference prefill on CUDA with
+    nothing padded needs no mask: s = 1 is causal aligned to the bottom right; for s > 1,
+    new tokens starting a chunk, the queries at each offset of their chunk attend
+    causally over the cache entries and their own column is merged in by log-sum-exp
+    (``_strided_prefill``).
 
 Decoding (one step)
     Merge w_i c_i into the cache (a new entry when i starts a chunk, else added to the
@@ -57,6 +61,7 @@ from torch.nn.attention.bias import causal_lower_right
 from espnet2_mtla.attention.base import (
     SelfAttention,
     attention_mask_to_bias,
+    causal_attention_with_lse,
     scaled_dot_product_attention,
 )
 from espnet2_mtla.attention.cache import LatentCache, merge_chunks
@@ -83,6 +88,9 @@ FLEX_MIN_LENGTH = 3072
 # Inference prefills longer than this attend PREFILL_CHUNK queries at a time: the
 # stride-aware mask is built per chunk of queries (B, C, Tk), memory linear in the prompt
 PREFILL_CHUNK = 1024
+# Devices whose prefill for s > 1 takes _strided_prefill where it applies (no mask, the
+# flash kernel); elsewhere the masked path, which needs no log-sum-exp from a private op
+STRIDED_PREFILL_DEVICES = ("cuda",)
 
 
 def sinusoidal_embedding(index: torch.Tensor, dim: int) -> torch.Tensor:
@@ -289,6 +297,20 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         key_latent, key_rope = columns, k_pe
         key_positions = (positions if key_padding_mask is None
                          else positions.masked_fill(key_padding_mask, -1))  # (B, Tk)
+        # s > 1, inference on CUDA, nothing padded: the held entries and the new chunks'
+        # entries without a mask, each query's own column merged in (_strided_prefill)
+        strided = (self.down_rate > 1 and query.device.type in STRIDED_PREFILL_DEVICES
+                   and kernels_enabled()
+                   and query_len == key_len > 1 and key_padding_mask is None
+                   and attn_bias is None and not need_weights and unmerged_tokens == 0
+                   and not torch.is_grad_enabled() and not self.training)
+        num_held = self._strided_prefill_holds(positions, cache, continues) if strided else None
+        if num_held is not None:
+            entries = chunk_entries
+            if cache is not None:
+                cache.write(first_chunk, chunk_entries, chunk_valid, positions, None)
+                entries = cache.entries  # held, then the new ones just written
+            return self._strided_prefill(q_nope, q_pe, columns, k_pe, entries, num_held)
         if cache is not None and cache.max_entries > 0:
             entries, valid = cache.held()
             if continues is not None:
@@ -358,6 +380,32 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         q = torch.cat([q_nope, q_pe], dim=-1)  # (B, Tq, H, d_n + d_r)
         return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
+    def _expand_keys_padded(self, key_latent, key_rope):
+        """Per-head k (B, H, Tk, d_n + d_r) and v zero-padded to the same width (the flash
+        kernel's one head width), as views of one (B, Tk, H, 2 (d_n + d_r)) buffer that a
+        single matmul writes: no separate k_nope / v tensor, no concatenation, no pad."""
+        batch, num_keys, rank = key_latent.shape
+        heads, d_n, d_r, d_v = (self.num_heads, self.qk_nope_head_dim, self.qk_rope_head_dim,
+                                self.v_head_dim)
+        width = d_n + d_r
+        if d_v > width:
+            raise ValueError(f"v_head_dim {d_v} wider than the query-key head {width}")
+        # per head: [W_uk (d_n) | zeros for the rope key (d_r) | W_uv (d_v) | zeros]
+        weight = self.wkv_b.weight.view(heads, d_n + d_v, rank)
+        padded = weight.new_zeros(heads, 2 * width, rank)
+        padded[:, :d_n] = weight[:, :d_n]
+        padded[:, width : width + d_v] = weight[:, d_n:]
+        bias = None
+        if self.wkv_b.bias is not None:
+            bias = self.wkv_b.bias.new_zeros(heads, 2 * width)
+            bias[:, :d_n] = self.wkv_b.bias.view(heads, -1)[:, :d_n]
+            bias[:, width : width + d_v] = self.wkv_b.bias.view(heads, -1)[:, d_n:]
+            bias = bias.flatten()
+        kv = F.linear(key_latent, padded.flatten(0, 1), bias).view(batch, num_keys, heads,
+                                                                    2 * width)
+        kv[..., d_n:width] = key_rope[:, :, None, :]  # the rope key, shared by the heads
+        return kv[..., :width].transpose(1, 2), kv[..., width:].transpose(1, 2)
+
     def _expanded_attention(self, q_nope, q_pe, key_latent, key_rope, visible, attn_bias,
                             need_weights=False):
         """Per-head attention over keys expanded from latents (prefill; training on CPU).
@@ -368,7 +416,14 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         need_weights (visible given): the probabilities formed explicitly, returned too:
         (out, (B, H, Tq, Tk)).
         """
-        q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
+        value_width = self.v_head_dim
+        if (visible is None and attn_bias is None and q_nope.is_cuda
+                and not torch.is_grad_enabled() and value_width < self.qk_head_dim):
+            # inference through the flash kernel: keys and padded values from one buffer
+            q = torch.cat([q_nope, q_pe], dim=-1).transpose(1, 2)  # (B, H, Tq, d_qk)
+            k, v = self._expand_keys_padded(key_latent, key_rope)
+        else:
+            q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
         mask = None if visible is None else visible[:, None]  # (B, 1, Tq, Tk)
         after_cache = visible is None and k.shape[2] != q.shape[2]
         if after_cache:  # (torch's bias object: flash and efficient kernels take it)
@@ -382,8 +437,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             probs = scores.softmax(dim=-1).to(q.dtype)  # (B, H, Tq, Tk)
             out = torch.matmul(F.dropout(probs, self.dropout, self.training), v)
             return self.wo(out.transpose(1, 2).flatten(2)), probs
-        value_width = v.shape[-1]
-        if (mask is None or after_cache) and q.is_cuda and value_width < q.shape[-1]:
+        if (mask is None or after_cache) and q.is_cuda and v.shape[-1] < q.shape[-1]:
             # the flash kernel wants one head width: values padded with zeros (the extra
             # output columns are zero and dropped); otherwise SDPA takes a slower kernel
             v = F.pad(v, (0, q.shape[-1] - value_width))
@@ -407,6 +461,57 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                 attn_mask=visible_rows(start, min(start + PREFILL_CHUNK, q.shape[2]))[:, None])
             for start in range(0, q.shape[2], PREFILL_CHUNK)], dim=2)  # (B, H, Tq, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
+
+    def _strided_prefill(self, q_nope, q_pe, columns, k_pe, entries, num_held):
+        """The prefill's attention for s > 1 without a mask, when nothing is padded, the
+        new tokens start a chunk and every row holds ``num_held`` entries before them.
+
+        Query i = m s + o (offset o in its chunk m of the new tokens) sees the held
+        entries, the entries of new chunks 0 .. m - 1 and its own column (the partial
+        state of chunk m after it). Taken offset by offset, the M_o queries at offset o
+        see the first num_held + m of ``entries``: causal attention aligned to the bottom
+        right over num_held + M_o - 1 keys (the flash kernel on CUDA, no mask); the own
+        column is merged in by the log-sum-exp of the rest (as the training path's
+        FlexAttention does). Each key is expanded once: s times fewer than the columns.
+        q_nope (B, C, H, d_n), q_pe (B, C, H, d_r); columns (B, C, r), k_pe (B, C, d_r);
+        entries (B, >= num_held + ceil(C / s), r + d_r): held then new, all valid.
+        """
+        s, rank = self.down_rate, self.kv_lora_rank
+        batch, length, heads, _ = q_nope.shape
+        num_keys = num_held + (length + s - 1) // s - 1  # the most any offset reads
+        k, v = self._expand_keys_padded(entries[:, :num_keys, :rank],
+                                        entries[:, :num_keys, rank:])  # (B, H, N, d_qk)
+        out = q_nope.new_empty(batch, heads, length, self.v_head_dim)
+        for offset in range(min(s, length)):
+            query = torch.cat([q_nope[:, offset::s], q_pe[:, offset::s]], dim=-1
+                              ).transpose(1, 2)  # (B, H, M_o, d_n + d_r)
+            own_k, own_v = self._expand_keys_padded(columns[:, offset::s], k_pe[:, offset::s])
+            seen = num_held + query.shape[2] - 1
+            if seen == 0:  # one query, nothing before it: its own column alone
+                out[:, :, offset::s] = own_v[..., : self.v_head_dim]
+                continue
+            before, lse = causal_attention_with_lse(query, k[:, :, :seen], v[:, :, :seen],
+                                                    self.softmax_scale)
+            # (products in the input dtype, summed in float32: no float32 copies)
+            own_score = (query * own_k).sum(-1, dtype=torch.float32) * self.softmax_scale
+            own_weight = torch.sigmoid(own_score - lse)  # its share of the softmax
+            out[:, :, offset::s] = torch.lerp(before, own_v, own_weight.to(v.dtype)[..., None]
+                                              )[..., : self.v_head_dim]
+        return self.wo(out.transpose(1, 2).flatten(2))
+
+    def _strided_prefill_holds(self, positions, cache, continues):
+        """How many entries each row holds before the new tokens if ``_strided_prefill``
+        applies (the rows start a chunk, continue none and hold equally many), else
+        None; one host sync."""
+        applies = (positions[:, 0] % self.down_rate == 0).all()
+        held = positions.new_zeros(())
+        if continues is not None:
+            applies = applies & ~continues.any()
+        if cache is not None:
+            held = cache.num_entries[0]
+            applies = applies & (cache.num_entries == held).all()
+        applies, held = torch.stack([applies.long(), held]).tolist()
+        return held if applies else None
 
     def _flex_attention(self, q_nope, q_pe, key_latent, key_rope, positions, padding,
                         unmerged_tokens=0, compiled=True):
