@@ -55,15 +55,21 @@ def main():
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             _, stats = search.search(batch)
             torch.cuda.synchronize()
-    events = prof.key_averages()
-    gpu_us = sum(event.self_device_time_total for event in events)
+    gpu_seconds, table = gpu_kernels(prof, args.rows)
     print(f"{args.variant} beam {args.beam}: wall {wall:.3f} s (unprofiled), "
-          f"GPU kernels {gpu_us / 1e6:.3f} s, steps {stats.steps}, "
+          f"GPU kernels {gpu_seconds:.3f} s, steps {stats.steps}, "
           f"graph replays {stats.graph_replays}")
-    print(events.table(sort_by="self_device_time_total", row_limit=args.rows))
+    print(table)
     if args.memory:
         with torch.no_grad():
             print_live_at_peak(lambda: search.search(batch), args.rows)
+
+
+def gpu_kernels(prof, rows):
+    """(seconds of GPU kernels in all, the table of the ``rows`` longest) of a profile."""
+    events = prof.key_averages()
+    seconds = sum(event.self_device_time_total for event in events) / 1e6
+    return seconds, events.table(sort_by="self_device_time_total", row_limit=rows)
 
 
 def allocation_site(frames):

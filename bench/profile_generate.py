@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from espnet2_mtla.benchmark.generation import LATENT, LLAMA, SUBJECTS, build_subject
-from profile_beam import print_live_at_peak
+from profile_beam import gpu_kernels, print_live_at_peak
 
 
 def main():
@@ -48,10 +48,9 @@ def main():
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 model.generate(ids, **prefill)
                 torch.cuda.synchronize()
-            events = prof.key_averages()
-            total = sum(event.self_device_time_total for event in events)
-            print(f"prefill: GPU kernels {total / 1e6:.3f} s")
-            print(events.table(sort_by="self_device_time_total", row_limit=args.rows))
+            gpu_seconds, table = gpu_kernels(prof, args.rows)
+            print(f"prefill: GPU kernels {gpu_seconds:.3f} s")
+            print(table)
         print_live_at_peak(lambda: model.generate(ids, **settings), args.rows)
 
 

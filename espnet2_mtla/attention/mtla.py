@@ -495,8 +495,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             # (products in the input dtype, summed in float32: no float32 copies)
             own_score = (query * own_k).sum(-1, dtype=torch.float32) * self.softmax_scale
             own_weight = torch.sigmoid(own_score - lse)  # its share of the softmax
-            out[:, :, offset::s] = torch.lerp(before, own_v, own_weight.to(v.dtype)[..., None]
-                                              )[..., : self.v_head_dim]
+            width = self.v_head_dim  # (the padded value columns are zero: left out)
+            out[:, :, offset::s] = torch.lerp(before[..., :width], own_v[..., :width],
+                                              own_weight.to(v.dtype)[..., None])
         return self.wo(out.transpose(1, 2).flatten(2))
 
     def _strided_prefill_holds(self, positions, cache, continues):
