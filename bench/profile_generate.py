@@ -30,6 +30,9 @@ def main():
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--kernels", action="store_true",
                         help="also print the GPU kernels of the prefill alone")
+    parser.add_argument("--decode_kernels", action="store_true",
+                        help="also print the GPU kernels of a whole generate() (prefill "
+                        "and decode steps; the per-step figure divides by new_tokens - 1)")
     args = parser.parse_args()
     batch, prompt = (int(n) for n in args.shape.split("x"))
     model, options = build_subject(args.subject, LLAMA, LATENT, "cuda", torch.bfloat16)
@@ -37,8 +40,9 @@ def main():
                         generator=torch.Generator("cuda").manual_seed(0))
     settings = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                     do_sample=False, eos_token_id=None, pad_token_id=0,
-                    attention_mask=torch.ones_like(ids),
-                    prefill_chunk_size=args.prefill_chunk_size, **options)
+                    attention_mask=torch.ones_like(ids), **options)
+    if args.prefill_chunk_size:  # (0: the prompt at once)
+        settings["prefill_chunk_size"] = args.prefill_chunk_size
     print(f"{args.subject} {batch} x {prompt}, prefill chunk {args.prefill_chunk_size}, "
           f"{args.new_tokens} new tokens, {torch.cuda.get_device_name()}, bf16")
     with torch.no_grad():
@@ -50,6 +54,14 @@ def main():
                 torch.cuda.synchronize()
             gpu_seconds, table = gpu_kernels(prof, args.rows)
             print(f"prefill: GPU kernels {gpu_seconds:.3f} s")
+            print(table)
+        if args.decode_kernels:
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                model.generate(ids, **settings)
+                torch.cuda.synchronize()
+            gpu_seconds, table = gpu_kernels(prof, args.rows)
+            print(f"generate: GPU kernels {gpu_seconds:.3f} s, "
+                  f"{1e3 * gpu_seconds / max(1, args.new_tokens - 1):.3f} ms per new token")
             print(table)
         print_live_at_peak(lambda: model.generate(ids, **settings), args.rows)
 

@@ -104,6 +104,50 @@ def check_update(device, dtype, down_rate, seed=0):
         assert torch.equal(caches[0].entries[row, :held], caches[1].entries[row, :held]), row
 
 
+def check_merge_update(device, dtype, down_rate, rank=32, seed=0):
+    """The update with the merge weight computed in the kernel (MTLA's decoding step)
+    equals the PyTorch path (the hyper-network's weight, then the merge), at positions
+    near 0 and in the tens of thousands (large sinusoid angles)."""
+    from espnet2_mtla.attention.cache import LatentCache
+    from espnet2_mtla.attention.mtla import MergeHyperNetwork
+    from espnet2_mtla.kernels import kernels_set, latent_update_kernel
+    from espnet2_mtla.kernels.latent_update import latent_add_step
+
+    torch.manual_seed(seed)
+    merge = MergeHyperNetwork(rank, down_rate)
+    torch.nn.init.normal_(merge.fc_p.weight, std=0.3)  # (it starts at zero: w = 0.5)
+    torch.nn.init.normal_(merge.fc_p.bias, std=0.3)
+    merge = merge.to(device, dtype)
+    rope, batch = 16, 4
+    caches = [LatentCache(batch, rank, rope, down_rate, device=device, dtype=dtype,
+                          capacity=64) for _ in range(2)]
+    assert latent_update_kernel(caches[0].entries, rank, rope, merge) is not None or \
+        device == "cpu"
+    start = torch.tensor([0, 5, 20001, 47999])
+    weights = []
+    for step in range(2 * down_rate + 1):
+        positions = (start + step).to(device)
+        latent = torch.randn(batch, rank).to(device, dtype)
+        key = torch.randn(batch, rope).to(device, dtype)
+        latent_add_step(caches[0], latent, key, positions, merge)
+        caches[0].num_tokens += 1
+        with kernels_set(False), torch.no_grad():
+            caches[1].add_step(latent, key, positions, merge)  # the PyTorch path
+            weights.append(merge(latent[:, None], positions[:, None]).float())
+    spread = float(torch.cat(weights).std())
+    assert spread > 0.05, spread  # the weights differ by token: the check sees them
+    for name in ("num_entries", "first_chunk", "next_position"):
+        assert torch.equal(getattr(caches[0], name), getattr(caches[1], name)), name
+    # float32 alike to rounding; half precision within a few of its rounding steps (the
+    # kernel sums in float32 where PyTorch rounds each product)
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    for row in range(batch):
+        held = int(caches[0].num_entries[row])
+        fused, plain = caches[0].entries[row, :held].float(), caches[1].entries[row, :held].float()
+        error = float((fused - plain).abs().max() / plain.abs().max())
+        assert error < tolerance, (dtype, down_rate, row, error)
+
+
 def check_reorder(device, dtype, batch, slots, width, seed=0, one_count=False,
                   strided_index=False):
     """The in-place reorder of held slots: rows whose back-pointer is another row take
@@ -154,6 +198,10 @@ def main(device):
             check(device, dtype, 64, 8, 256, 32, [130] * 64, capacity=200)
         for down_rate in (1, 2, 3):
             check_update(device, dtype, down_rate)
+        for down_rate in (2, 4):
+            check_merge_update(device, dtype, down_rate)
+        if device == "cuda":
+            check_merge_update(device, dtype, 2, rank=512)  # the paper's latent
         check_reorder(device, dtype, 7, 5, 48)  # a row of 240 elements: one partial block
         check_reorder(device, dtype, 12, 101, 288, seed=1)  # the paper's latent entries
         check_reorder(device, dtype, 9, 40, 64, seed=2, one_count=True)  # KVCache keys

@@ -587,6 +587,25 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(plain, checkpointed)
 
 
+def test_the_inference_mlp_gives_llamas_numbers_with_and_without_gradients():
+    """LlamaMTLAMLP multiplies in place without gradients: the same numbers as Llama's
+    MLP (bitwise), and with gradients it is Llama's (the product must stay for backward)."""
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    config = hf.LlamaMTLAConfig(**LLAMA.to_dict(), **LATENT, down_rate=2)
+    torch.manual_seed(0)
+    ours = hf.modeling.LlamaMTLAMLP(config)
+    llama = LlamaMLP(config)
+    llama.load_state_dict(ours.state_dict())
+    assert sorted(ours.state_dict()) == sorted(llama.state_dict())
+    x = torch.randn(3, 5, config.hidden_size, requires_grad=True)
+    with torch.no_grad():
+        assert torch.equal(ours(x), llama(x))
+    out = ours(x)
+    out.sum().backward()
+    assert torch.equal(out, llama(x)) and x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_tensor_parallel_plan_names_only_modules_that_exist():
     model = tiny_model(2)
     names = {name for name, _ in model.model.named_modules()}

@@ -403,15 +403,19 @@ class LatentCache(DecodingCache):
         self.entries.scatter_(1, slot[..., None].expand(-1, -1, width), chunk_entries)
         _advance_positions(self, positions, padding)
 
-    def add_step(self, latent, rope, positions):
-        """Merge one token per row (no padding): latent w c (B, r), rope key (B, d_r),
+    def add_step(self, latent, rope, positions, merge=None):
+        """Merge one token per row (no padding): latent (B, r), rope key (B, d_r),
         positions (B,). A token that starts a chunk opens a new entry, any other is
-        added to its chunk's entry, whose rope key it overwrites."""
+        added to its chunk's entry, whose rope key it overwrites. merge: MTLA's merge
+        hyper-network (``MergeHyperNetwork``), whose weight w multiplies the latent c
+        first (in the kernel on CUDA); None: the latent is merged as given."""
         self._reserve(1)
-        kernel = latent_update_kernel(self.entries, self.kv_lora_rank, rope.shape[-1])
+        kernel = latent_update_kernel(self.entries, self.kv_lora_rank, rope.shape[-1], merge)
         if kernel is not None:
-            kernel(self, latent, rope, positions)
+            kernel(self, latent, rope, positions, merge)
             return
+        if merge is not None:
+            latent = latent * merge(latent[:, None], positions[:, None])[:, 0]  # w c
         # every update in place (static mode: a captured graph holds these tensors)
         chunk = torch.div(positions, self.down_rate, rounding_mode="floor")
         self.first_chunk.copy_(torch.where(self.first_chunk < 0, chunk, self.first_chunk))

@@ -93,12 +93,15 @@ PREFILL_CHUNK = 1024
 STRIDED_PREFILL_DEVICES = ("cuda",)
 
 
+def sinusoid_inverse_frequencies(dim: int, device=None) -> torch.Tensor:
+    """(dim / 2,) float32: 10000^(-2i / dim), the frequencies of sinusoidal_embedding."""
+    return torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32)
+                     * (-math.log(10000.0) / dim))
+
+
 def sinusoidal_embedding(index: torch.Tensor, dim: int) -> torch.Tensor:
     """PE (..., dim) of integer indices: sin on even, cos on odd features, base 10000."""
-    inv_freq = torch.exp(
-        torch.arange(0, dim, 2, device=index.device, dtype=torch.float32)
-        * (-math.log(10000.0) / dim)
-    )
+    inv_freq = sinusoid_inverse_frequencies(dim, index.device)
     angle = index.to(torch.float32).unsqueeze(-1) * inv_freq  # (..., dim/2)
     return torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(-2)
 
@@ -247,14 +250,15 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         latent, k_pe = self.wkv_a(key).split([self.kv_lora_rank, self.qk_rope_head_dim], -1)
         latent = self.kv_norm(latent)  # (B, Tk, r)
         k_pe = apply_rotary(k_pe, angles)  # (B, Tk, d_r)
-        if self.has_merge_weights:
-            latent = latent * self.hypernet_down(latent, positions)  # w_j c_j
+        merge = self.hypernet_down if self.has_merge_weights else None
+        if cache is not None and query_len == key_len == 1 and key_padding_mask is None:
+            # the decoding step: w_j c_j merged into the cache (by its kernels on CUDA)
+            cache.add_step(latent[:, 0], k_pe[:, 0], positions[:, 0], merge)
+            return self._decode_step(q_nope, q_pe, cache, need_weights)
+        if merge is not None:
+            latent = latent * merge(latent, positions)  # w_j c_j
         if key_padding_mask is not None:
             latent = latent.masked_fill(key_padding_mask[..., None], 0.0)
-
-        if cache is not None and query_len == key_len == 1 and key_padding_mask is None:
-            cache.add_step(latent[:, 0], k_pe[:, 0], positions[:, 0])  # the decoding step
-            return self._decode_step(q_nope, q_pe, cache, need_weights)
 
         if cache is None and self.down_rate == 1:
             # nothing to cache and every position a chunk of its own (MLA training): the
@@ -448,6 +452,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             is_causal=visible is None and not after_cache,
             scale=self.softmax_scale,
         )[..., :value_width]  # (B, H, Tq, d_v)
+        del q, k, v, mask  # (the expanded keys go before the output projection's buffers)
         return self.wo(out.transpose(1, 2).flatten(2))
 
     def _chunked_prefill(self, q_nope, q_pe, key_latent, key_rope, visible_rows):
@@ -481,24 +486,32 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         num_keys = num_held + (length + s - 1) // s - 1  # the most any offset reads
         k, v = self._expand_keys_padded(entries[:, :num_keys, :rank],
                                         entries[:, :num_keys, rank:])  # (B, H, N, d_qk)
-        out = q_nope.new_empty(batch, heads, length, self.v_head_dim)
+        out = q_nope.new_empty(batch, length, heads, self.v_head_dim)  # wo's layout
         for offset in range(min(s, length)):
-            query = torch.cat([q_nope[:, offset::s], q_pe[:, offset::s]], dim=-1
-                              ).transpose(1, 2)  # (B, H, M_o, d_n + d_r)
-            own_k, own_v = self._expand_keys_padded(columns[:, offset::s], k_pe[:, offset::s])
-            seen = num_held + query.shape[2] - 1
-            if seen == 0:  # one query, nothing before it: its own column alone
-                out[:, :, offset::s] = own_v[..., : self.v_head_dim]
-                continue
-            before, lse = causal_attention_with_lse(query, k[:, :, :seen], v[:, :, :seen],
-                                                    self.softmax_scale)
-            # (products in the input dtype, summed in float32: no float32 copies)
-            own_score = (query * own_k).sum(-1, dtype=torch.float32) * self.softmax_scale
-            own_weight = torch.sigmoid(own_score - lse)  # its share of the softmax
-            width = self.v_head_dim  # (the padded value columns are zero: left out)
-            out[:, :, offset::s] = torch.lerp(before[..., :width], own_v[..., :width],
-                                              own_weight.to(v.dtype)[..., None])
-        return self.wo(out.transpose(1, 2).flatten(2))
+            out[:, offset::s] = self._strided_offset(
+                q_nope[:, offset::s], q_pe[:, offset::s], columns[:, offset::s],
+                k_pe[:, offset::s], k, v, num_held).transpose(1, 2)
+        del k, v  # (the expanded keys go before the output projection's buffers come)
+        return self.wo(out.flatten(2))
+
+    def _strided_offset(self, q_nope, q_pe, columns, k_pe, k, v, num_held):
+        """(B, H, M, d_v): the M queries of one chunk offset (q_nope (B, M, H, d_n),
+        q_pe (B, M, H, d_r); their own columns (B, M, r) and rope keys (B, M, d_r)) over
+        the first num_held + m expanded keys k, v (B, H, N, d_qk) and their own column;
+        its temporaries are gone when it returns."""
+        width = self.v_head_dim  # (the padded value columns are zero: left out)
+        query = torch.cat([q_nope, q_pe], dim=-1).transpose(1, 2)  # (B, H, M, d_n + d_r)
+        own_k, own_v = self._expand_keys_padded(columns, k_pe)
+        seen = num_held + query.shape[2] - 1
+        if seen == 0:  # one query, nothing before it: its own column alone
+            return own_v[..., :width]
+        before, lse = causal_attention_with_lse(query, k[:, :, :seen], v[:, :, :seen],
+                                                self.softmax_scale)
+        # (products in the input dtype, summed in float32: no float32 copies)
+        own_score = (query * own_k).sum(-1, dtype=torch.float32) * self.softmax_scale
+        own_weight = torch.sigmoid(own_score - lse)  # its share of the softmax
+        return torch.lerp(before[..., :width], own_v[..., :width],
+                          own_weight.to(v.dtype)[..., None])
 
     def _strided_prefill_holds(self, positions, cache, continues):
         """How many entries each row holds before the new tokens if ``_strided_prefill``

@@ -10,14 +10,17 @@ compiles the forward for: the strong baseline), and ``mtla_s1`` / ``mtla_s2`` / 
 replayed from CUDA graphs on CUDA; ``mtla_s<s>_eager``: the same with every step eager,
 ``MTLACache(cuda_graphs=False)``). Greedy, exactly
 ``--new_tokens`` tokens (no EOS), a left-aligned batch of random prompts. Each subject
-runs twice; the second run is the measurement (the first pays compilation and warm-up);
-a third with one new token gives the prefill's time (``prefill_s``) and so the decode
-steps' (``decode_ms_per_step``).
+runs once to warm up (compilation, captures: ``first_s``), then ``--generate_repeats``
+times: ``seconds`` is their median (the host's share of a step, and so a run's time,
+moves by up to ~1 ms a step between runs of one process); as many runs with one new
+token give the prefill's median time (``prefill_s``) and so the decode steps'
+(``decode_ms_per_step``). The peak memory is the last full run's.
 ``--prefill_chunk_size`` feeds the prompt in chunks (Transformers' own option, the same
 for every subject): the prefill's activations are then one chunk's, not the prompt's.
 """
 
 import itertools
+import statistics
 import time
 
 import torch
@@ -114,15 +117,18 @@ def bench_generate(bench, options):
             settings = dict(max_new_tokens=options.new_tokens, min_new_tokens=options.new_tokens,
                             do_sample=False, eos_token_id=None, pad_token_id=0,
                             attention_mask=torch.ones_like(ids), **extra)
-            seconds = []
+            repeats = max(1, options.generate_repeats)
+            first_token = {**settings, "max_new_tokens": 1, "min_new_tokens": 1}
             try:
                 with torch.no_grad():
-                    for _ in range(2):  # the first pays compilation and warm-up
-                        seconds.append(timed_generate(model, ids, subject, settings, device))
+                    first = timed_generate(model, ids, subject, settings, device)  # warm-up
+                    runs = [timed_generate(model, ids, subject, settings, device)
+                            for _ in range(repeats)]
                     memory = peak_memory(device)
                     # the prefill and the first token alone: the rest is the decode steps
-                    prefill = timed_generate(model, ids, subject, {
-                        **settings, "max_new_tokens": 1, "min_new_tokens": 1}, device)
+                    prefills = [timed_generate(model, ids, subject, first_token, device)
+                                for _ in range(repeats)]
+                seconds, prefill = (first, statistics.median(runs)), statistics.median(prefills)
             except torch.OutOfMemoryError:
                 seconds, memory, prefill = [float("nan")] * 2, float("nan"), float("nan")
             per_token = cache_bytes_per_token(subject, llama, latent, dtype)
@@ -130,7 +136,7 @@ def bench_generate(bench, options):
                 base = (seconds[1], per_token)
             bench.report.row("generate", dict(
                 subject=subject, batch=batch, prompt=prompt, prefill_chunk=chunk,
-                new_tokens=options.new_tokens,
+                new_tokens=options.new_tokens, repeats=repeats,
                 first_s=seconds[0], seconds=seconds[1], prefill_s=prefill,
                 decode_ms_per_step=1e3 * (seconds[1] - prefill) / max(1, options.new_tokens - 1),
                 peak_memory_MB=memory / 1e6,

@@ -124,6 +124,8 @@ def get_parser():
     parser.add_argument("--generate_shapes", type=batch_by_tokens, nargs="+",
                         help="generate: B x prompt tokens, e.g. 16x8000")
     parser.add_argument("--new_tokens", type=int, help="generate: tokens generated per row")
+    parser.add_argument("--generate_repeats", type=int, default=3,
+                        help="generate: timed runs per subject after the warm-up (their median)")
     parser.add_argument("--prefill_chunk_size", type=int, nargs="+", default=[0],
                         help="generate: Transformers' prefill_chunk_size for every subject "
                         "(the prompt fed in chunks of this many tokens; 0: all at once); "

@@ -57,10 +57,13 @@ def latent_shared_decode_kernel(query, rank: int, group_size: int):
     return None
 
 
-def latent_update_kernel(entries, rank: int, rope_dim: int):
-    """The Triton single-step cache update if it applies, else None."""
+def latent_update_kernel(entries, rank: int, rope_dim: int, merge=None):
+    """The Triton single-step cache update if it applies (with ``merge``'s weights
+    computed in it, where given), else None."""
     module = _triton_module(entries, "latent_update")
-    return module.latent_add_step if module and module.supports(rank, rope_dim) else None
+    if module is None or not module.supports(rank, rope_dim):
+        return None
+    return module.latent_add_step if merge is None or module.supports_merge(merge) else None
 
 
 def row_reorder_kernel(buffer, spare):
