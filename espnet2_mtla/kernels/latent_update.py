@@ -27,10 +27,17 @@ import triton.language as tl
 
 
 @triton.jit
-def _merge_partial_score(latent, chunk, dims, block, LATENT, INV_FREQ, TWO_PI, WC, BC, WP, BP,
-                         RANK: tl.constexpr, BLOCK_LOW: tl.constexpr):
-    """(W_c PE(chunk) + b_c) . (W_p latent + b_p) over the hyper-network's rows
-    block * BLOCK_LOW .. + BLOCK_LOW; latent (RANK,) float32."""
+def _merge_scores(LATENT, POSITIONS, INV_FREQ, TWO_PI, WC, BC, WP, BP, SCORES,
+                  stride_lb, down_rate, RANK: tl.constexpr, BLOCK_LOW: tl.constexpr,
+                  NUM_BLOCKS: tl.constexpr):
+    """SCORES (B, NUM_BLOCKS): each program one row's partial score
+    (W_c PE(chunk) + b_c) . (W_p c + b_p) over the hyper-network's rows
+    block * BLOCK_LOW .. + BLOCK_LOW."""
+    row = tl.program_id(0)
+    block = tl.program_id(1)
+    chunk = tl.load(POSITIONS + row) // down_rate
+    dims = tl.arange(0, RANK)
+    latent = tl.load(LATENT + row * stride_lb + dims).to(tl.float32)
     angle = chunk.to(tl.float32) * tl.load(INV_FREQ + dims // 2)  # as the PyTorch path
     two_pi = tl.load(TWO_PI)  # (float64: a float literal would be float32)
     wide = angle.to(tl.float64)
@@ -43,28 +50,12 @@ def _merge_partial_score(latent, chunk, dims, block, LATENT, INV_FREQ, TWO_PI, W
     w_p = tl.load(WP + rows[:, None] * RANK + dims[None, :]).to(tl.float32)
     from_chunk = tl.sum(w_c * embedding[None, :], 1) + tl.load(BC + rows).to(tl.float32)
     from_latent = tl.sum(w_p * latent[None, :], 1) + tl.load(BP + rows).to(tl.float32)
-    return tl.sum(from_chunk * from_latent, 0)
-
-
-@triton.jit
-def _merge_scores(LATENT, POSITIONS, INV_FREQ, TWO_PI, WC, BC, WP, BP, SCORES,
-                  stride_lb, down_rate, RANK: tl.constexpr, BLOCK_LOW: tl.constexpr,
-                  NUM_BLOCKS: tl.constexpr):
-    """SCORES (B, NUM_BLOCKS): each program one row's partial score over one block."""
-    row = tl.program_id(0)
-    block = tl.program_id(1)
-    chunk = tl.load(POSITIONS + row) // down_rate
-    dims = tl.arange(0, RANK)
-    latent = tl.load(LATENT + row * stride_lb + dims).to(tl.float32)
-    score = _merge_partial_score(latent, chunk, dims, block, LATENT, INV_FREQ, TWO_PI,
-                                 WC, BC, WP, BP, RANK, BLOCK_LOW)
-    tl.store(SCORES + row * NUM_BLOCKS + block, score)
+    tl.store(SCORES + row * NUM_BLOCKS + block, tl.sum(from_chunk * from_latent, 0))
 
 
 @triton.jit
 def _add_step(
-    ENTRIES, LATENT, ROPE, POSITIONS, NUM_ENTRIES, FIRST_CHUNK, NEXT_POSITION,
-    INV_FREQ, TWO_PI, WC, BC, WP, BP, SCORES,
+    ENTRIES, LATENT, ROPE, POSITIONS, NUM_ENTRIES, FIRST_CHUNK, NEXT_POSITION, SCORES,
     stride_eb, stride_en, stride_lb, stride_rb, down_rate,
     RANK: tl.constexpr, ROPE_DIM: tl.constexpr, MERGE: tl.constexpr,
     NUM_BLOCKS: tl.constexpr,
@@ -79,7 +70,8 @@ def _add_step(
     slot = ENTRIES + row * stride_eb + entry * stride_en
     dims = tl.arange(0, RANK)
     latent = tl.load(LATENT + row * stride_lb + dims).to(tl.float32)
-    if MERGE:  # w c: the weight rounded to the latent's dtype, as the PyTorch path's
+    if MERGE:  # w c from _merge_scores' partial scores; the weight rounded to the
+        # latent's dtype, as the PyTorch path's
         score = tl.sum(tl.load(SCORES + row * NUM_BLOCKS + tl.arange(0, NUM_BLOCKS)), 0)
         weight = tl.sigmoid(score)
         latent = (latent * weight.to(LATENT.dtype.element_ty).to(tl.float32)
@@ -129,23 +121,21 @@ def latent_add_step(cache, latent, rope, positions, merge=None):
     positions = positions.contiguous()
     entries = cache.entries
     batch, rank = latent.shape
-    block_low = num_blocks = 1
-    if merge is None:
-        inv_freq = two_pi = w_c = b_c = w_p = b_p = scores = entries  # (unused pointers)
-    else:
+    scores, num_blocks = entries, 1  # (an unused pointer without merge)
+    if merge is not None:
         inv_freq, two_pi = _embedding_constants(rank, latent.device)
-        w_c, b_c = merge.fc_c.weight, merge.fc_c.bias
-        w_p, b_p = merge.fc_p.weight, merge.fc_p.bias
-        block_low = min(w_c.shape[0], 16)
-        num_blocks = w_c.shape[0] // block_low
+        low = merge.fc_c.out_features
+        block_low = min(low, 16)
+        num_blocks = low // block_low
         scores = torch.empty(batch, num_blocks, device=latent.device, dtype=torch.float32)
         _merge_scores[(batch, num_blocks)](
-            latent, positions, inv_freq, two_pi, w_c, b_c, w_p, b_p, scores,
+            latent, positions, inv_freq, two_pi, merge.fc_c.weight, merge.fc_c.bias,
+            merge.fc_p.weight, merge.fc_p.bias, scores,
             latent.stride(0), cache.down_rate, RANK=rank, BLOCK_LOW=block_low,
             NUM_BLOCKS=num_blocks, num_warps=4)
     _add_step[(batch,)](
         entries, latent, rope, positions, cache.num_entries, cache.first_chunk,
-        cache.next_position, inv_freq, two_pi, w_c, b_c, w_p, b_p, scores,
+        cache.next_position, scores,
         entries.stride(0), entries.stride(1), latent.stride(0), rope.stride(0),
         cache.down_rate,
         RANK=rank, ROPE_DIM=rope.shape[-1], MERGE=merge is not None,
