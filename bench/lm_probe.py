@@ -23,6 +23,9 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
     mtla_s2+merge=one     no hyper-network: w = 1 (plain sum of the chunk's latents)
     mtla_s2+merge=mean    learned weights, merged latent divided by the number of tokens
                           merged so far (a running weighted mean instead of a sum)
+    mtla_s2+offset        a learned gain per offset in the chunk on the normalised latent
+                          (attention_conf offset_gain: a merged chunk can keep its tokens
+                          in different channels)
     mtla_s2+ref           the reference ``mtla`` package's module in every layer, with
                           the same initial weights (needs ``pip install mtla``)
 
@@ -50,7 +53,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTIONS = ("mha", "mla", "mtla_s2", "mtla_s3", "mtla_s4", "mqa", "gqa2", "gqa4")
-ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref")
+ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset")
+FLAGS = ("ref", "offset")  # ablations without a value
 MERGES = ("learned", "random", "one", "mean")
 
 
@@ -66,11 +70,15 @@ def parse_variant(spec: str) -> dict:
             raise SystemExit(f"variant {spec!r}: unknown ablation {key!r}; known: {ABLATIONS}")
         if key == "merge" and value not in MERGES:
             raise SystemExit(f"variant {spec!r}: merge={value!r} is not one of {MERGES}")
-        if key != "ref" and not value:
+        if key in FLAGS and value:
+            raise SystemExit(f"variant {spec!r}: {key} takes no value")
+        if key not in FLAGS and not value:
             raise SystemExit(f"variant {spec!r}: {key} needs a value ({key}=...)")
-        out[key] = value if key != "ref" else True
-    if not name.startswith("mtla") and ({"merge", "ref"} & out.keys()):
-        raise SystemExit(f"variant {spec!r}: merge/ref apply to mtla_* only")
+        out[key] = value if key not in FLAGS else True
+    if not name.startswith("mtla") and ({"merge", "ref", "offset"} & out.keys()):
+        raise SystemExit(f"variant {spec!r}: merge/ref/offset apply to mtla_* only")
+    if {"ref", "offset"} <= out.keys():
+        raise SystemExit(f"variant {spec!r}: the reference module has no offset gain")
     return out
 
 
@@ -143,6 +151,8 @@ def attention_conf(variant: dict) -> tuple:
     if attn in ("mla", "mtla"):
         kwargs.update(kv_lora_rank=int(variant.get("rank", 128)), qk_nope_head_dim=64,
                       v_head_dim=64, qk_rope_head_dim=int(variant.get("rope", 32)))
+    if variant.get("offset"):
+        kwargs["offset_gain"] = True
     return attn, kwargs
 
 

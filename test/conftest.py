@@ -17,6 +17,7 @@ TYPE_CONFS = {
     "mla": ("mla", LATENT_CONF),
     **{f"mtla_s{s}": ("mtla", {**LATENT_CONF, "down_rate": s}) for s in range(1, 6)},
     "mtla_s3_qlora": ("mtla", {**LATENT_CONF, "down_rate": 3, "q_lora_rank": 12}),
+    "mtla_s3_offset": ("mtla", {**LATENT_CONF, "down_rate": 3, "offset_gain": True}),
 }
 
 
@@ -31,6 +32,8 @@ def make_attention(name: str, seed: int = 0, dtype=torch.float32):
         for param_name, param in module.named_parameters():
             if param_name.endswith("bias") or "norm" in param_name:
                 param.add_(0.1 * torch.randn_like(param))
+            elif param_name == "kv_offset_gain":  # a gain that differs per offset
+                param.add_(0.5 * torch.randn_like(param))
             elif param_name == "hypernet_down.fc_p.weight":
                 param.copy_(torch.randn_like(param) * param.shape[1] ** -0.5)
     return module.to(dtype)

@@ -96,3 +96,27 @@ def test_incremental_state_dict_matches_explicit_cache():
                 module.reorder_incremental_state(state, order)
                 cache.reorder(order)
                 x = x[order]
+
+
+def test_offset_gain_is_off_by_default_and_starts_as_the_module_without_it():
+    """offset_gain=False keeps the reference's parameter names; turned on, the gain
+    (s, r) starts at one (the same outputs) and a gain of one offset changes only the
+    positions that see a chunk holding that offset."""
+    from espnet2_mtla.attention import build_attention
+
+    torch.manual_seed(0)
+    plain = build_attention("mtla", EMBED_DIM, NUM_HEADS, **LATENT_CONF, down_rate=2).eval()
+    gained = build_attention("mtla", EMBED_DIM, NUM_HEADS, **LATENT_CONF, down_rate=2,
+                             offset_gain=True).eval()
+    assert "kv_offset_gain" not in plain.state_dict()
+    assert gained.kv_offset_gain.shape == (2, LATENT_CONF["kv_lora_rank"])
+    gained.load_state_dict({**plain.state_dict(), "kv_offset_gain": gained.kv_offset_gain})
+    x, positions, _ = padded_batch([6], 6, "right", seed=0)
+    with torch.no_grad():
+        before = plain(x, position=positions)
+        assert torch.allclose(gained(x, position=positions), before, atol=1e-6)
+        gained.kv_offset_gain[1].mul_(3.0)  # odd positions: the second of each chunk
+        after = gained(x, position=positions)
+    changed = (after - before).abs().amax(-1)[0] > 1e-5  # (T,)
+    # position 0 sees only itself (offset 0); every later one sees an odd position
+    assert changed.tolist() == [False, True, True, True, True, True]

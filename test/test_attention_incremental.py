@@ -148,7 +148,7 @@ def test_training_mode_gradients_match_between_paths():
     assert x.grad[padding].abs().max() == 0  # padding never influences real outputs
 
 
-@pytest.mark.parametrize("name", ["mla", "mtla_s2", "mtla_s3", "mtla_s3_qlora"])
+@pytest.mark.parametrize("name", ["mla", "mtla_s2", "mtla_s3", "mtla_s3_qlora", "mtla_s3_offset"])
 def test_probabilities_of_cached_steps_equal_the_parallel_forward(name):
     """need_weights: a prefill then steps through the cache give, placed at the key
     positions they return, the probabilities of one parallel forward; the outputs are
@@ -220,7 +220,8 @@ def count_calls(monkeypatch, cls, name):
     return calls
 
 
-@pytest.mark.parametrize("name", ["mtla_s2", "mtla_s3", "mtla_s4", "mtla_s3_qlora"])
+@pytest.mark.parametrize("name", ["mtla_s2", "mtla_s3", "mtla_s4", "mtla_s3_qlora",
+                                  "mtla_s3_offset"])
 def test_strided_prefill_without_a_mask_equals_the_masked_path(name, monkeypatch):
     """s > 1, nothing padded: blocks that start a chunk attend without a mask (the held
     and new entries causally per chunk offset, each query's own column merged in by the

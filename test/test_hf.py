@@ -33,6 +33,8 @@ def tiny_model(down_rate, seed=0, **extra):
         for name, param in model.named_parameters():
             if "norm" in name or name.endswith("bias"):
                 param.add_(0.1 * torch.randn_like(param))
+            elif name.endswith("kv_offset_gain"):  # a gain that differs per offset
+                param.add_(0.5 * torch.randn_like(param))
     return model
 
 
@@ -71,6 +73,23 @@ def test_generate_with_compressed_cache_equals_full_recomputation(down_rate, num
         real = ids[row][mask[row].bool()][None]
         alone = model.generate(real, **{**common, "attention_mask": torch.ones_like(real)})
         assert torch.equal(alone[0, real.shape[1]:], uncached[row, ids.shape[1]:])
+
+
+def test_offset_gain_generates_the_tokens_of_full_recomputation_and_round_trips(tmp_path):
+    model = tiny_model(3, offset_gain=True)
+    gains = [layer.self_attn.kv_offset_gain for layer in model.model.layers]
+    assert all(g.shape == (3, LATENT["kv_lora_rank"]) for g in gains)
+    ids, mask = left_padded_prompts()
+    common = dict(attention_mask=mask, max_new_tokens=9, do_sample=False, eos_token_id=None,
+                  pad_token_id=0)
+    cached = model.generate(ids, **common)
+    assert torch.equal(cached, model.generate(ids, **common, use_cache=False))
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.offset_gain is True
+    assert torch.equal(loaded.generate(ids, **common), cached)
+    with pytest.raises(ValueError, match="offset_gain"):
+        hf.LlamaMTLAConfig(**LLAMA.to_dict(), down_rate=1, offset_gain=True)
 
 
 @pytest.mark.parametrize("down_rate", [1, 2, 3, 4])

@@ -62,3 +62,12 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens):
         ids = torch.load(out / "bpe80.ids.pt")
         assert 0 <= int(ids["train"].min()) and int(ids["train"].max()) < 80
         assert len(ids["valid"]) > 0 and (out / "bpe80.model").exists()
+
+
+def test_offset_ablation_builds_the_gain_and_refuses_what_cannot_have_it():
+    lm_probe = probe()
+    assert lm_probe.attention_conf(lm_probe.parse_variant("mtla_s4+offset"))[1]["offset_gain"] is True
+    assert "offset_gain" not in lm_probe.attention_conf(lm_probe.parse_variant("mtla_s4"))[1]
+    for bad in ("mla+offset", "mtla_s2+offset=1", "mtla_s2+offset+ref"):
+        with pytest.raises(SystemExit, match="offset"):
+            lm_probe.parse_variant(bad)

@@ -164,10 +164,14 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         rope_base=10000.0,
         rope_frequencies=None,
         rope_scale=1.0,
+        offset_gain=False,
     ):
         """rope_base: RoPE's theta; rope_frequencies: the qk_rope_head_dim / 2 inverse
         frequencies instead of theta's (a rope scaling rule's); rope_scale: factor on the
-        rotated query and key parts (YaRN's attention factor)."""
+        rotated query and key parts (YaRN's attention factor); offset_gain: scale each
+        normalised latent by a learned gain of its offset in the chunk (``kv_offset_gain``,
+        (down_rate, r), starting at one, so the model starts as without it): a merged
+        chunk can then keep its tokens in different channels (not in the reference)."""
         super().__init__()
         for name, value in (
             ("embed_dim", embed_dim),
@@ -225,6 +229,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         self.wo = nn.Linear(num_heads * v_head_dim, embed_dim, bias=bias)
         if self.has_merge_weights:
             self.hypernet_down = MergeHyperNetwork(kv_lora_rank, down_rate)
+        if offset_gain:
+            self.kv_offset_gain = nn.Parameter(torch.ones(down_rate, kv_lora_rank))
+        self.offset_gain = bool(offset_gain)
 
     def make_cache(self, batch_size, device=None, dtype=None, capacity=0,
                    unmerged_tokens=0) -> LatentCache:
@@ -249,6 +256,11 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
         latent, k_pe = self.wkv_a(key).split([self.kv_lora_rank, self.qk_rope_head_dim], -1)
         latent = self.kv_norm(latent)  # (B, Tk, r)
+        if self.offset_gain:  # each token's gain by its offset in its chunk
+            # (one-hot product, not indexing: indexing's backward accumulates B x T rows
+            # into s rows with atomics, 3x slower steps in the LM probe on an H200)
+            offset = F.one_hot(positions % self.down_rate, self.down_rate)  # (B, Tk, s)
+            latent = latent * (offset.to(latent.dtype) @ self.kv_offset_gain.to(latent.dtype))
         k_pe = apply_rotary(k_pe, angles)  # (B, Tk, d_r)
         merge = self.hypernet_down if self.has_merge_weights else None
         if cache is not None and query_len == key_len == 1 and key_padding_mask is None:

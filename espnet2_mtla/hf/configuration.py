@@ -13,7 +13,9 @@ class LlamaMTLAConfig(LlamaConfig):
     """Llama with MTLA self-attention. Build one from a Llama config with
     ``LlamaMTLAConfig(**llama_config.to_dict(), down_rate=2)``. ``down_rate`` 1 is MLA.
     ``recompute_prompt_attn`` is kept for compatibility with the reference package's
-    configs; it does not change the outputs here."""
+    configs; it does not change the outputs here. ``offset_gain`` (down_rate > 1): a
+    learned gain per offset in the chunk on the normalised latent (the attention module's
+    option of that name)."""
 
     model_type = "llama-mtla"
     # no tensor-parallel plan: Llama's names q/k/v/o_proj that the latent attention does
@@ -22,7 +24,7 @@ class LlamaMTLAConfig(LlamaConfig):
 
     def __init__(self, kv_lora_rank=256, q_lora_rank=0, qk_nope_head_dim=64,
                  qk_rope_head_dim=32, v_head_dim=64, down_rate=2, recompute_prompt_attn=True,
-                 **kwargs):
+                 offset_gain=False, **kwargs):
         kwargs.pop("model_type", None)
         self.kv_lora_rank = kv_lora_rank
         self.q_lora_rank = q_lora_rank
@@ -31,9 +33,12 @@ class LlamaMTLAConfig(LlamaConfig):
         self.v_head_dim = v_head_dim
         self.down_rate = down_rate
         self.recompute_prompt_attn = recompute_prompt_attn
+        self.offset_gain = bool(offset_gain)
         super().__init__(**kwargs)
         if down_rate < 1:
             raise ValueError(f"down_rate must be >= 1, got {down_rate}")
+        if offset_gain and down_rate == 1:
+            raise ValueError("offset_gain needs down_rate > 1 (MLA merges nothing)")
         if kv_lora_rank % 4:
             raise ValueError(f"kv_lora_rank must be divisible by 4, got {kv_lora_rank}")
         rope_type = (self.rope_parameters or {}).get("rope_type", "default")

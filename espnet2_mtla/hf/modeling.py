@@ -82,7 +82,8 @@ def latent_attention(config: LlamaMTLAConfig, rope_rotation=(None, 1.0)) -> nn.M
     if config.down_rate == 1:
         return build_attention("mla", config.hidden_size, config.num_attention_heads, **sizes)
     return build_attention("mtla", config.hidden_size, config.num_attention_heads,
-                           down_rate=config.down_rate, **sizes)
+                           down_rate=config.down_rate,
+                           offset_gain=config.offset_gain, **sizes)
 
 
 class LlamaMTLAMLP(LlamaMLP):
