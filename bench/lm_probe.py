@@ -7,7 +7,12 @@ of Debian's ``Translation-en`` index (the text mini_en speaks), over bytes or, w
 part (the units the paper's tasks use: merging two neighbours in time then spans about
 two words' pieces, not two letters); packages whose name hashes to 0 mod 50 are held out
 for validation. Every variant sees the same batches in the same order (one seed) and is
-evaluated on the same validation windows.
+evaluated on the same validation windows. With several ``--seeds`` each variant trains
+once per seed (weights and batches both follow the seed) and the table gives each
+variant's ratio to the first variant of the same seed, averaged over the seeds, with
+half the range: the LM probe's gaps move by a few percent with the seed (MTLA s=2: 2.1
+and 4.5 % at seeds 1 and 2, bench/results/h200_2026-12-02_s24), more than one seed's
+repeats do.
 
 A variant is an attention name from ``conf/attention/`` (at the probe's sizes: r 128,
 rope 32, nope/value 64) with optional ablations joined by ``+``:
@@ -29,13 +34,13 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
     mtla_s2+ref           the reference ``mtla`` package's module in every layer, with
                           the same initial weights (needs ``pip install mtla``)
 
-Each variant runs in its own process (``--jobs`` at once on one GPU) and writes
-``<out>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes, so an
-interrupted run keeps its curves; the parent prints the validation-loss table with the
-ratio to the first variant and writes ``<out>/summary.csv``.
+Each variant and seed runs in its own process (``--jobs`` at once on one GPU) and writes
+``<out>/seed<k>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes,
+so an interrupted run keeps its curves; the parent prints the validation-loss table with
+the ratio to the first variant and writes ``<out>/summary.csv``.
 
     python bench/lm_probe.py --lists_dir .gpu --out exp/lm_probe \
-        --variants mha mla mtla_s2 mtla_s2+merge=half --steps 3000 --jobs 4
+        --variants mha mla mtla_s2 mtla_s2+merge=random --steps 3000 --jobs 6 --seeds 1 2
 """
 
 import argparse
@@ -156,11 +161,15 @@ def attention_conf(variant: dict) -> tuple:
     return attn, kwargs
 
 
-def build_model(variant: dict, args):
+def curve_path(out, spec: str, seed: int) -> Path:
+    return Path(out) / f"seed{seed}" / f"{spec}.csv"
+
+
+def build_model(variant: dict, args, seed: int):
     from espnet2_mtla.model.decoder import DecoderOnlyStack
 
     attn, kwargs = attention_conf(variant)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = DecoderOnlyStack(args.vocab if args.tokens == "bpe" else 256, d_model=args.d_model, num_heads=args.heads,
                              num_layers=args.layers, ffn_dim=4 * args.d_model, dropout=0.0,
                              attention=attn, attention_conf=kwargs)
@@ -183,8 +192,8 @@ def build_model(variant: dict, args):
 def running_mean(merge_chunks):
     """Wrap ``merge_chunks`` so each column is divided by the tokens merged into it
     (patched where mtla.py calls it: each variant trains in its own process)."""
-    def wrapped(latent, k_pe, positions, padding, carry, rate):
-        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate)
+    def wrapped(latent, k_pe, positions, padding, carry, rate, *more):
+        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate, *more)
         count = (positions % rate + 1).to(columns.dtype)  # (B, T)
         return (columns / count[..., None], *rest)
     return wrapped
@@ -248,7 +257,7 @@ def validate(model, windows, batch):
     return total / len(windows)
 
 
-def train_one(spec: str, args):
+def train_one(spec: str, seed: int, args):
     variant = parse_variant(spec)
     device = torch.device(args.device)
     train, valid, _ = load_tokens(args)
@@ -256,7 +265,7 @@ def train_one(spec: str, args):
     step = (len(valid) - 1) // n_valid
     windows = torch.stack([valid[i * step : i * step + args.length + 1] for i in range(n_valid)])
     windows = windows.to(device=device, dtype=torch.long)
-    model = build_model(variant, args).to(device)
+    model = build_model(variant, args, seed).to(device)
     lr, warmup = float(variant.get("lr", args.lr)), int(variant.get("warmup", args.warmup))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
 
@@ -266,8 +275,9 @@ def train_one(spec: str, args):
         return 0.1 + 0.45 * (1 + math.cos(math.pi * (i - warmup) / max(1, args.steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    out = Path(args.out) / f"{spec}.csv"
-    data = batches(train, args.batch, args.length, args.seed, device)
+    out = curve_path(args.out, spec, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = batches(train, args.batch, args.length, seed, device)
     started, running = time.time(), []
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
@@ -296,39 +306,69 @@ def device_words(device: str) -> str:
 
 
 def summarise(args):
-    curves = {}
+    """Print the table of validation losses and write <out>/summary.csv (one row per
+    variant, seed and evaluation, with the ratio to the first variant of that seed)."""
+    curves = {}  # (variant, seed) -> {step: csv row}
     for spec in args.variants:
-        path = Path(args.out) / f"{spec}.csv"
-        if path.exists():
-            with open(path) as f:
-                curves[spec] = {int(r["step"]): r for r in csv.DictReader(f)}
+        for seed in args.seeds:
+            path = curve_path(args.out, spec, seed)
+            if path.exists():
+                with open(path) as f:
+                    curves[spec, seed] = {int(r["step"]): r for r in csv.DictReader(f)}
     steps = sorted({s for c in curves.values() for s in c})
     base = args.variants[0]
-    rows = []
+
+    def ratio(spec, seed, step):
+        ref = curves.get((base, seed), {}).get(step)
+        if ref is None:
+            return None
+        return float(curves[spec, seed][step]["valid_loss"]) / float(ref["valid_loss"])
+
+    rows, partial = [], False
     unit = "byte" if args.tokens == "bytes" else f"BPE unit, {args.vocab} units"
-    print(f"\nvalidation loss (nats/{unit}); ratio to {base} in brackets; "
+    several = len(args.seeds) > 1
+    what = (f"ratio to {base} of the same seed, mean over seeds {args.seeds} +- half the range"
+            if several else f"ratio to {base} in brackets")
+    print(f"\nvalidation loss (nats/{unit}); {what}; "
           f"{args.layers} layers, d {args.d_model}, {args.batch} x {args.length} tokens, "
           f"{device_words(args.device)}")
     print(f"{'variant':28s}" + "".join(f"{s:>16d}" for s in steps) + f"{'s/step':>9s}")
-    for spec, curve in curves.items():
-        if not curve:
+    for spec in args.variants:
+        seeds = [seed for seed in args.seeds if curves.get((spec, seed))]
+        if not seeds:
             print(f"{spec:28s} (no evaluation written)")
             continue
         cells = []
-        for s in steps:
-            if s not in curve:
+        for step in steps:
+            have = [seed for seed in seeds if step in curves[spec, seed]]
+            ratios = [r for r in (ratio(spec, seed, step) for seed in have) if r is not None]
+            for seed in have:
+                row = curves[spec, seed][step]
+                r = ratio(spec, seed, step)
+                rows.append([spec, seed, step, row["train_loss"], row["valid_loss"],
+                             "" if r is None else f"{r:.4f}", row["seconds"]])
+            if not have:
                 cells.append(f"{'-':>16s}")
-                continue
-            v = float(curve[s]["valid_loss"])
-            ref = curves.get(base, {}).get(s)
-            ratio = f" ({v / float(ref['valid_loss']):.3f})" if ref else ""
-            cells.append(f"{v:>8.4f}{ratio:>8s}")
-            rows.append([spec, s, curve[s]["train_loss"], curve[s]["valid_loss"], curve[s]["seconds"]])
-        last = curve[max(curve)]
-        print(f"{spec:28s}" + "".join(cells) + f"{float(last['seconds']) / int(last['step']):>9.3f}")
+            elif several:
+                if not ratios:
+                    cells.append(f"{'(no ' + base + ')':>16s}")
+                else:
+                    half = (max(ratios) - min(ratios)) / 2
+                    partial |= len(ratios) < len(args.seeds)
+                    cells.append(f"{sum(ratios) / len(ratios):>8.3f} +-{half:.3f}"
+                                 + ("" if len(ratios) == len(args.seeds) else "*"))
+            else:
+                v = float(curves[spec, have[0]][step]["valid_loss"])
+                cells.append(f"{v:>8.4f}" + (f" ({ratios[0]:.3f})" if ratios else " " * 8))
+        last = [curves[spec, seed][max(curves[spec, seed])] for seed in seeds]
+        per_step = sum(float(r["seconds"]) / int(r["step"]) for r in last) / len(last)
+        print(f"{spec:28s}" + "".join(cells) + f"{per_step:>9.3f}")
+    if partial:
+        print("(* : not every seed reached that step)")
     with open(Path(args.out) / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["variant", "step", "train_loss", "valid_loss", "seconds"])
+        writer.writerow(["variant", "seed", "step", "train_loss", "valid_loss",
+                         f"ratio_to_{base}", "seconds"])
         writer.writerows(rows)
 
 
@@ -352,37 +392,46 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--valid_windows", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1],
+                        help="train each variant once per seed (weights and batches)")
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--summarise_only", action="store_true",
                         help="print the table of the curves already in --out")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker: train this variant
+    parser.add_argument("--one_seed", type=int, help=argparse.SUPPRESS)  # ... with this seed
     args = parser.parse_args(argv)
     for spec in args.variants:
         parse_variant(spec)
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds: each seed once, got {args.seeds}")
     if args.one:
-        return train_one(args.one, args)
+        return train_one(args.one, args.one_seed, args)
     if args.summarise_only:
         return summarise(args)
     if args.tokens == "bpe":
         prepare_bpe(args)  # once, before the workers read it
     worker = [sys.executable, __file__] + (argv if argv is not None else sys.argv[1:])
-    pending, running, failed = list(args.variants), [], []
+    pending = [(spec, seed) for seed in args.seeds for spec in args.variants]
+    running, failed = [], []
     while pending or running:
         while pending and len(running) < args.jobs:
-            spec = pending.pop(0)
-            log = open(Path(args.out) / f"{spec}.log", "w")
-            running.append((spec, subprocess.Popen(worker + ["--one", spec], stdout=log,
-                                                   stderr=subprocess.STDOUT, env=os.environ)))
+            spec, seed = pending.pop(0)
+            log_path = curve_path(args.out, spec, seed).with_suffix(".log")
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.Popen(worker + ["--one", spec, "--one_seed", str(seed)],
+                                    stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                                    env=os.environ)
+            running.append((spec, seed, log_path, proc))
         time.sleep(2)
-        for spec, proc in list(running):
+        for job in list(running):
+            spec, seed, log_path, proc = job
             if proc.poll() is not None:
-                running.remove((spec, proc))
+                running.remove(job)
                 if proc.returncode:
-                    failed.append(spec)
-                    print(f"{spec}: failed (exit {proc.returncode}), see {args.out}/{spec}.log")
+                    failed.append((spec, seed))
+                    print(f"{spec} (seed {seed}): failed (exit {proc.returncode}), see {log_path}")
     summarise(args)
     return 1 if failed else 0
 

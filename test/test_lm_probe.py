@@ -39,22 +39,30 @@ def translation_index(folder: Path, packages: int = 400):
 @pytest.mark.skipif(not os.path.exists(debian_text.APT_HELPER),
                     reason="apt-helper (Debian's apt) reads the index files")
 @pytest.mark.parametrize("tokens", ["bytes", "bpe"])
-def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens):
+def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
     translation_index(tmp_path / "lists")
     out = tmp_path / "out"
     lm_probe = probe()
+    variants = ("mha", "mtla_s2", "mtla_s2+rank=32", "mtla_s2+merge=mean")
     code = lm_probe.main(["--lists_dir", str(tmp_path / "lists"), "--out", str(out),
-                          "--tokens", tokens, "--vocab", "80", "--variants", "mha", "mtla_s2",
-                          "mtla_s2+rank=32",
+                          "--tokens", tokens, "--vocab", "80", "--variants", *variants,
                           "--steps", "4", "--eval_every", "2", "--batch", "2", "--length", "16",
-                          "--layers", "1", "--d_model", "32", "--heads", "2",
+                          "--layers", "1", "--d_model", "32", "--heads", "2", "--seeds", "1", "2",
                           "--valid_windows", "2", "--jobs", "2", "--device", "cpu"])
     assert code == 0
     rows = list(csv.DictReader(open(out / "summary.csv")))
-    assert {(row["variant"], row["step"]) for row in rows} == {
-        (variant, step) for variant in ("mha", "mtla_s2", "mtla_s2+rank=32")
+    assert {(row["variant"], row["seed"], row["step"]) for row in rows} == {
+        (variant, seed, step) for variant in variants for seed in ("1", "2")
         for step in ("2", "4")}
     assert all(0 < float(row["valid_loss"]) < 10 for row in rows)
+    loss = {(r["variant"], r["seed"], r["step"]): float(r["valid_loss"]) for r in rows}
+    for row in rows:  # each seed's ratio is to the first variant of that seed
+        reference = loss["mha", row["seed"], row["step"]]
+        assert float(row["ratio_to_mha"]) == pytest.approx(
+            float(row["valid_loss"]) / reference, abs=1e-4)
+    assert loss["mtla_s2", "1", "4"] != loss["mtla_s2", "2", "4"]  # the seed is used
+    table = capsys.readouterr().out
+    assert "mean over seeds [1, 2]" in table and "1.000 +-0.000" in table
     assert lm_probe.attention_conf(lm_probe.parse_variant("mtla_s2+rank=32"))[1]["kv_lora_rank"] == 32
     if tokens == "bpe":
         import torch
