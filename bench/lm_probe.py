@@ -174,6 +174,9 @@ def build_model(variant: dict, args, seed: int):
                              num_layers=args.layers, ffn_dim=4 * args.d_model, dropout=0.0,
                              attention=attn, attention_conf=kwargs)
     merge = variant.get("merge", "learned")
+    if merge == "mean":  # once for all layers (it patches the function mtla.py calls)
+        from espnet2_mtla.attention import mtla
+        mtla.merge_chunks = running_mean(mtla.merge_chunks)
     for layer in model.layers:
         module = layer.attn
         if merge == "random":
@@ -181,9 +184,6 @@ def build_model(variant: dict, args, seed: int):
         elif merge == "one":
             module.hypernet_down.forward = lambda latent, positions: latent.new_ones(
                 latent.shape[:-1] + (1,))
-        elif merge == "mean":
-            from espnet2_mtla.attention import mtla
-            mtla.merge_chunks = running_mean(mtla.merge_chunks)
         if variant.get("ref"):
             layer.attn = ReferenceModule(module)
     return model

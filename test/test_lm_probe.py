@@ -79,3 +79,26 @@ def test_offset_ablation_builds_the_gain_and_refuses_what_cannot_have_it():
     for bad in ("mla+offset", "mtla_s2+offset=1", "mtla_s2+offset+ref"):
         with pytest.raises(SystemExit, match="offset"):
             lm_probe.parse_variant(bad)
+
+
+def test_running_mean_divides_each_column_once_whatever_the_depth(monkeypatch):
+    """merge=mean patches the merge mtla.py calls: once, not once per layer (it was
+    wrapped per layer, dividing a column by its count to the power of the depth)."""
+    import argparse
+
+    import torch
+    from espnet2_mtla.attention import mtla
+
+    lm_probe = probe()
+    original = mtla.merge_chunks
+    monkeypatch.setattr(mtla, "merge_chunks", original)  # restored after the test
+    args = argparse.Namespace(
+        tokens="bytes", vocab=256, d_model=32, heads=2, layers=3)
+    lm_probe.build_model(lm_probe.parse_variant("mtla_s2+merge=mean"), args, seed=0)
+    latent = torch.randn(1, 6, 8)
+    k_pe = torch.randn(1, 6, 4)
+    positions = torch.arange(6)[None]
+    plain = original(latent, k_pe, positions, None, None, 2)[0]
+    mean = mtla.merge_chunks(latent, k_pe, positions, None, None, 2)[0]
+    count = torch.tensor([1.0, 2.0, 1.0, 2.0, 1.0, 2.0])[None, :, None]
+    assert torch.allclose(mean, plain / count)
