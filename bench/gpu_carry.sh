@@ -8,6 +8,7 @@
 # <dir>/wheels/        what the task's imports need beyond the GPU image (bench/offline_wheels.sh)
 # <dir>/*.deb          espeak-ng and the libraries the GPU image lacks (speech of mini_en/slu/en_de)
 # <dir>/*Translation-en*   Debian's English package descriptions (the text of the mini corpora)
+# <dir>/*Translation-de*   their German translations (mini_en_de --st_source synopses/both; 3.4 MB)
 # <dir>/mo_root/       the German gettext catalogs of mini_en_de (its larger GPU set), unpacked
 set -euo pipefail
 dir=${1:?usage: $0 <dir>}
@@ -20,6 +21,8 @@ dir=$(cd "${dir}" && pwd)
     libmpg123-0 libogg0 libopus0 libvorbis0a libvorbisenc2 libx11-xcb1)
 cp /var/lib/apt/lists/*_main_i18n_Translation-en* "${dir}/" \
     || { echo "$0: no Translation-en index under /var/lib/apt/lists (apt-get update first)" >&2; exit 1; }
+cp /var/lib/apt/lists/*_main_i18n_Translation-de* "${dir}/" \
+    || { echo "$0: no Translation-de index under /var/lib/apt/lists (tools/install_mini_sources.sh fetches it)" >&2; exit 1; }
 downloads=$(mktemp -d)
 "${root}/tools/venv/bin/python" -c "import sys; from pathlib import Path; \
 from espnet2_mtla.mini.gettext_pairs import fetch_catalogs, MORE_CATALOG_PACKAGES as more; \

@@ -1,8 +1,8 @@
 # Sourced by the bench/ scripts that run recipes on a lent GPU machine (no network, torch
 # installed, no espnet): `. bench/gpu_recipe_env.sh <carry dir>` builds the offline
 # environment from the carried wheels (once), unpacks espeak-ng from the carried .deb files
-# onto PATH (none carried: text-only recipes), puts the carried Debian Translation-en index
-# where apt keeps it (make_mini_corpus reads it there) and the carried German catalogs
+# onto PATH (none carried: text-only recipes), puts the carried Debian Translation-en (and
+# -de) indices where apt keeps them (make_mini_corpus reads it there) and the carried German catalogs
 # where mini_en_de's data preparation looks for them (bench/gpu_carry.sh assembles the carry dir). Sets
 # ${root} (this checkout) and ${carry}, and defines copy_epoch_lines and run_sh_option.
 carry=$(cd "${1:?usage: . bench/gpu_recipe_env.sh <carry dir>}" && pwd)
@@ -22,7 +22,8 @@ else  # (a carry for text-only recipes, e.g. mini_sum, can leave the speech synt
     echo "gpu_recipe_env.sh: no .deb files in ${carry}: no espeak-ng, text-only recipes only" >&2
 fi
 mkdir -p /var/lib/apt/lists
-cp -n "${carry}"/*_i18n_Translation-en* /var/lib/apt/lists/ 2>/dev/null || true
+cp -n "${carry}"/*_i18n_Translation-en* "${carry}"/*_i18n_Translation-de* /var/lib/apt/lists/ \
+    2>/dev/null || true
 if [ -d "${carry}/mo_root" ]; then
     # (a root of an older layout has no .unpacked list: stage 1 would try to download)
     [ -f "${carry}/mo_root/.unpacked" ] || { echo "gpu_recipe_env.sh: ${carry}/mo_root has no" \

@@ -55,6 +55,7 @@ def test_waits_for_the_lock_then_installs(tmp_path):
     assert "apt-get update failed" not in done.stderr
     # update refused twice, then run; then the install of what is missing
     assert [call.split()[0] for call in calls] == ["update", "update", "update", "install"]
+    assert "Acquire::Languages=en,de" in calls[2]  # the English and German descriptions
     assert "espeak-ng" in calls[-1] and "gettext" in calls[-1]
 
 

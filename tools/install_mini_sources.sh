@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the offline mini recipes (egs2/mini_*) read, from Debian's package registry:
 # the espeak-ng synthesiser, gettext's tools, and the English package descriptions
-# (Translation-en) under /var/lib/apt/lists. Needs root (or sudo) for apt-get; does
+# (Translation-en; and the German ones, Translation-de, which mini_en_de's
+# --st_source synopses pairs with them) under /var/lib/apt/lists. Needs root (or sudo) for apt-get; does
 # nothing that is there already.
 # --optional: when something cannot be installed, say so and exit 0 (the tests that
 # need it skip, saying why) instead of failing.
@@ -16,8 +17,8 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 need=()
 command -v espeak-ng > /dev/null || need+=(espeak-ng)
 command -v msgunfmt > /dev/null || need+=(gettext)
-have_translations() {
-    compgen -G "/var/lib/apt/lists/*_main_i18n_Translation-en*" > /dev/null
+have_translations() {  # have_translations [language]
+    compgen -G "/var/lib/apt/lists/*_main_i18n_Translation-${1:-en}*" > /dev/null
 }
 give_up() {
     echo "install_mini_sources.sh: $*" >&2
@@ -44,13 +45,15 @@ apt_get() {
         return "${status}"
     done
 }
-if [ ${#need[@]} -gt 0 ] || ! have_translations; then
-    echo "install_mini_sources.sh: apt-get update (with English descriptions)" >&2
-    apt_get update -qq -o Acquire::Languages=en || give_up "apt-get update failed"
+if [ ${#need[@]} -gt 0 ] || ! have_translations en || ! have_translations de; then
+    echo "install_mini_sources.sh: apt-get update (with English and German descriptions)" >&2
+    apt_get update -qq -o Acquire::Languages=en,de || give_up "apt-get update failed"
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "install_mini_sources.sh: apt-get install ${need[*]}" >&2
     DEBIAN_FRONTEND=noninteractive apt_get install -y -qq "${need[@]}" > /dev/null \
         || give_up "apt-get install ${need[*]} failed"
 fi
-have_translations || give_up "no Translation-en index after apt-get update"
+have_translations en || give_up "no Translation-en index after apt-get update"
+have_translations de || echo "install_mini_sources.sh: no Translation-de index after" \
+    "apt-get update: mini_en_de's --st_source synopses/both cannot run" >&2

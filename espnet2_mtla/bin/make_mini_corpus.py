@@ -5,7 +5,8 @@
 
 Corpora (see each egs2/mini_*/*/local/README.md):
 - asr:  sentences of Debian package descriptions, spoken by espeak-ng;
-- st:   English -> German messages of gettext catalogs, the English spoken;
+- st:   English -> German messages of gettext catalogs (and/or package synopses with
+        their German translations), the English spoken;
 - slu:  spoken commands with SLURP-style scenario_action intents;
 - summ: package long description -> synopsis (text only).
 Dev and test sentences never occur in training; dev/test voices use espeak-ng variants
@@ -19,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from espnet2_mtla.mini import commands, corpus, debian_text, gettext_pairs
+from espnet2_mtla.mini import commands, corpus, debian_text, gettext_pairs, synopsis_pairs
 
 
 def build_asr(args):
@@ -38,11 +39,20 @@ def build_asr(args):
 
 
 def build_st(args):
-    mo_files = gettext_pairs.fetch_catalogs(Path(args.download_dir),
-                                            gettext_pairs.CATALOG_SETS[args.catalogs])
-    pairs = gettext_pairs.sentence_pairs(mo_files, args.min_words, args.max_words)
-    logging.info("%d English -> German sentence pairs from %d German catalogs",
-                 len(pairs), len(mo_files))
+    pairs = {}
+    if args.st_source in ("catalogs", "both"):
+        mo_files = gettext_pairs.fetch_catalogs(Path(args.download_dir),
+                                                gettext_pairs.CATALOG_SETS[args.catalogs])
+        pairs = gettext_pairs.sentence_pairs(mo_files, args.min_words, args.max_words)
+        logging.info("%d English -> German sentence pairs from %d German catalogs",
+                     len(pairs), len(mo_files))
+    if args.st_source in ("synopses", "both"):
+        synopses = synopsis_pairs.synopsis_pairs(Path(args.apt_lists), args.min_words,
+                                                 args.max_words)
+        new = {e: g for e, g in synopses.items() if e not in pairs}  # a catalog's pair wins
+        logging.info("%d English -> German package synopses (Translation-de), %d not "
+                     "already a catalog pair", len(synopses), len(new))
+        pairs.update(new)
     splits = corpus.split_items(sorted(pairs.items()), sizes(args), args.seed)
     corpus.spoken_splits(Path(args.out), splits, text_of=lambda pair: pair[0],
                          extras=lambda pair: {"text": pair[1], "text.en": pair[0]},
@@ -123,6 +133,10 @@ def get_parser():
     parser.add_argument("--catalogs", choices=sorted(gettext_pairs.CATALOG_SETS),
                         default="base", help="st: base (20 packages, 2,345 pairs in bookworm) "
                         "or more (45 packages, desktop applications too: ~8,000 pairs)")
+    parser.add_argument("--st_source", choices=["catalogs", "synopses", "both"],
+                        default="catalogs", help="st: pairs from the gettext catalogs, from "
+                        "Debian's German package synopses matched to the English ones "
+                        "(Translation-de; 6,831 plain pairs of 4-12 words in bookworm), or both")
     parser.add_argument("--apt_lists", default=str(debian_text.APT_LISTS))
     parser.add_argument("--jobs", type=int, default=2, help="parallel espeak-ng processes")
     return parser

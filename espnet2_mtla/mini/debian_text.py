@@ -10,12 +10,13 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 APT_LISTS = Path("/var/lib/apt/lists")
 APT_HELPER = "/usr/lib/apt/apt-helper"
 FETCH_HINT = ("run 'apt-get update -o Acquire::Languages=en' (as root) to fetch Debian's "
               "Translation-en indices into /var/lib/apt/lists")
+# (tools/install_mini_sources.sh fetches the English and the German ones)
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,18 @@ class Description:
     paragraphs: tuple  # the long description, one string per paragraph
 
 
-def translation_files(lists_dir: Path = APT_LISTS) -> List[Path]:
-    """The main archive's Translation-en indices, sorted (security/updates excluded, so
-    the text depends only on the release)."""
-    files = sorted(p for p in Path(lists_dir).glob("*_i18n_Translation-en*")
+def translation_files(lists_dir: Path = APT_LISTS, language: str = "en") -> List[Path]:
+    """The main archive's Translation-<language> indices, sorted (security/updates
+    excluded, so the text depends only on the release)."""
+    files = sorted(p for p in Path(lists_dir).glob(f"*_i18n_Translation-{language}*")
                    if "-security_" not in p.name and "-updates_" not in p.name
                    and "-backports_" not in p.name)
     if not files:
-        raise FileNotFoundError(f"no Translation-en index under {lists_dir}: {FETCH_HINT}")
+        hint = FETCH_HINT if language == "en" else (
+            f"run 'apt-get update -o Acquire::Languages=en,{language}' (as root; "
+            "tools/install_mini_sources.sh does it) to fetch Debian's "
+            f"Translation-{language} indices into /var/lib/apt/lists")
+        raise FileNotFoundError(f"no Translation-{language} index under {lists_dir}: {hint}")
     return files
 
 
@@ -76,6 +81,25 @@ def load_descriptions(lists_dir: Path = APT_LISTS) -> List[Description]:
             if description.package not in seen:
                 seen.add(description.package)
                 out.append(description)
+    return out
+
+
+def synopses_by_md5(lists_dir: Path = APT_LISTS, language: str = "en") -> Dict[str, str]:
+    """{Description-md5: synopsis} of the Translation-<language> indices. Every index
+    names a description by the md5 of its English text, so the same key finds a
+    package's English synopsis and its translations; the first of each key is kept."""
+    field = f"Description-{language}: "
+    out = {}
+    for path in translation_files(lists_dir, language):
+        for record in read_index(path).split("\n\n"):
+            md5 = synopsis = None
+            for line in record.split("\n"):
+                if line.startswith("Description-md5: "):
+                    md5 = line[len("Description-md5: "):].strip()
+                elif line.startswith(field):
+                    synopsis = line[len(field):].strip()
+            if md5 and synopsis:
+                out.setdefault(md5, synopsis)
     return out
 
 
