@@ -47,8 +47,10 @@ load both ways. Differences from it: chunks follow the given positions rather th
 the time index (so left-padded batches work and padding never enters a chunk),
 down_rate 1 decodes correctly, a query shorter than the key is always masked
 stride-aware, with bias=True the value bias of wkv_b is applied (the reference
-drops it; the key bias cancels in the softmax either way), and the merge hyper-network's
-fc_p starts at zero (see MergeHyperNetwork).
+drops it; the key bias cancels in the softmax either way), the merge hyper-network's
+fc_p starts at zero (see MergeHyperNetwork), and ``offset_gain=True`` (off by default)
+scales each normalised latent by a learned gain of its offset in the chunk
+(``kv_offset_gain``, (s, r)): c_j <- g_{p_j mod s} * LN(c_j), before the merge.
 """
 
 import math
