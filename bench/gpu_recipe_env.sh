@@ -2,7 +2,7 @@
 # installed, no espnet): `. bench/gpu_recipe_env.sh <carry dir>` builds the offline
 # environment from the carried wheels (once), unpacks espeak-ng from the carried .deb files
 # onto PATH (none carried: text-only recipes), puts the carried Debian Translation-en (and
-# -de) indices where apt keeps them (make_mini_corpus reads it there) and the carried German catalogs
+# -de) indices where apt keeps them (make_mini_corpus reads them there) and the carried German catalogs
 # where mini_en_de's data preparation looks for them (bench/gpu_carry.sh assembles the carry dir). Sets
 # ${root} (this checkout) and ${carry}, and defines copy_epoch_lines and run_sh_option.
 carry=$(cd "${1:?usage: . bench/gpu_recipe_env.sh <carry dir>}" && pwd)

@@ -341,10 +341,12 @@ def summarise(args):
         cells = []
         for step in steps:
             have = [seed for seed in seeds if step in curves[spec, seed]]
-            ratios = [r for r in (ratio(spec, seed, step) for seed in have) if r is not None]
+            ratios = []  # of the seeds whose first variant reached this step too
             for seed in have:
                 row = curves[spec, seed][step]
                 r = ratio(spec, seed, step)
+                if r is not None:
+                    ratios.append(r)
                 rows.append([spec, seed, step, row["train_loss"], row["valid_loss"],
                              "" if r is None else f"{r:.4f}", row["seconds"]])
             if not have:

@@ -24,6 +24,7 @@ class Description:
     package: str
     synopsis: str
     paragraphs: tuple  # the long description, one string per paragraph
+    md5: str = ""  # Description-md5: the md5 of the English description, in every language
 
 
 def translation_files(lists_dir: Path = APT_LISTS, language: str = "en") -> List[Path]:
@@ -49,17 +50,21 @@ def read_index(path: Path) -> str:
     return done.stdout.decode("utf-8", errors="replace")
 
 
-def parse_descriptions(text: str) -> List[Description]:
-    """Records of a Translation-en index: ``Package:``, ``Description-en: synopsis`` and
-    the indented long description whose paragraphs are separated by `` .`` lines."""
+def parse_descriptions(text: str, language: str = "en") -> List[Description]:
+    """Records of a Translation-<language> index: ``Package:``, ``Description-md5:``,
+    ``Description-<language>: synopsis`` and the indented long description whose
+    paragraphs are separated by `` .`` lines."""
+    field = f"Description-{language}: "
     out = []
     for record in text.split("\n\n"):
-        package, synopsis, paragraphs, current = None, None, [], []
+        package, synopsis, md5, paragraphs, current = None, None, "", [], []
         for line in record.split("\n"):
             if line.startswith("Package: "):
                 package = line[len("Package: "):].strip()
-            elif line.startswith("Description-en: "):
-                synopsis = line[len("Description-en: "):].strip()
+            elif line.startswith("Description-md5: "):
+                md5 = line[len("Description-md5: "):].strip()
+            elif line.startswith(field):
+                synopsis = line[len(field):].strip()
             elif line.startswith(" ") and synopsis is not None:
                 if line.strip() == ".":
                     paragraphs.append(" ".join(current))
@@ -69,7 +74,7 @@ def parse_descriptions(text: str) -> List[Description]:
         if current:
             paragraphs.append(" ".join(current))
         if package and synopsis:
-            out.append(Description(package, synopsis, tuple(p for p in paragraphs if p)))
+            out.append(Description(package, synopsis, tuple(p for p in paragraphs if p), md5))
     return out
 
 
@@ -88,18 +93,11 @@ def synopses_by_md5(lists_dir: Path = APT_LISTS, language: str = "en") -> Dict[s
     """{Description-md5: synopsis} of the Translation-<language> indices. Every index
     names a description by the md5 of its English text, so the same key finds a
     package's English synopsis and its translations; the first of each key is kept."""
-    field = f"Description-{language}: "
     out = {}
     for path in translation_files(lists_dir, language):
-        for record in read_index(path).split("\n\n"):
-            md5 = synopsis = None
-            for line in record.split("\n"):
-                if line.startswith("Description-md5: "):
-                    md5 = line[len("Description-md5: "):].strip()
-                elif line.startswith(field):
-                    synopsis = line[len(field):].strip()
-            if md5 and synopsis:
-                out.setdefault(md5, synopsis)
+        for description in parse_descriptions(read_index(path), language):
+            if description.md5:
+                out.setdefault(description.md5, description.synopsis)
     return out
 
 
