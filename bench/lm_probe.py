@@ -305,6 +305,13 @@ def device_words(device: str) -> str:
     return f"{device}, fp32"
 
 
+def recorded_device(out: str) -> str:
+    """Where the curves in <out> were trained: <out>/device.txt, which a run writes (a
+    --summarise_only elsewhere must not name its own machine)."""
+    path = Path(out) / "device.txt"
+    return path.read_text().strip() if path.exists() else "device not recorded"
+
+
 def summarise(args):
     """Print the table of validation losses and write <out>/summary.csv (one row per
     variant, seed and evaluation, with the ratio to the first variant of that seed)."""
@@ -331,7 +338,7 @@ def summarise(args):
             if several else f"ratio to {base} in brackets")
     print(f"\nvalidation loss (nats/{unit}); {what}; "
           f"{args.layers} layers, d {args.d_model}, {args.batch} x {args.length} tokens, "
-          f"{device_words(args.device)}")
+          f"{recorded_device(args.out)}")
     print(f"{'variant':28s}" + "".join(f"{s:>16d}" for s in steps) + f"{'s/step':>9s}")
     for spec in args.variants:
         seeds = [seed for seed in args.seeds if curves.get((spec, seed))]
@@ -414,6 +421,7 @@ def main(argv=None):
         return summarise(args)
     if args.tokens == "bpe":
         prepare_bpe(args)  # once, before the workers read it
+    (Path(args.out) / "device.txt").write_text(device_words(args.device) + "\n")
     worker = [sys.executable, __file__] + (argv if argv is not None else sys.argv[1:])
     pending = [(spec, seed) for seed in args.seeds for spec in args.variants]
     running, failed = [], []

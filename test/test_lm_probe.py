@@ -63,6 +63,13 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
     assert loss["mtla_s2", "1", "4"] != loss["mtla_s2", "2", "4"]  # the seed is used
     table = capsys.readouterr().out
     assert "mean over seeds [1, 2]" in table and "1.000 +-0.000" in table
+    assert "cpu, fp32" in table and (out / "device.txt").read_text() == "cpu, fp32\n"
+    # a summary made elsewhere names where the curves were trained, not its own machine
+    (out / "device.txt").write_text("NVIDIA H200, bf16 autocast\n")
+    assert lm_probe.main(["--out", str(out), "--variants", *variants, "--seeds", "1", "2",
+                          "--summarise_only", "--device", "cpu"]) is None
+    again = capsys.readouterr().out
+    assert "NVIDIA H200, bf16 autocast" in again and "cpu, fp32" not in again
     assert lm_probe.attention_conf(lm_probe.parse_variant("mtla_s2+rank=32"))[1]["kv_lora_rank"] == 32
     if tokens == "bpe":
         import torch
