@@ -24,13 +24,16 @@ fi
 mkdir -p /var/lib/apt/lists
 cp -n "${carry}"/*_i18n_Translation-en* "${carry}"/*_i18n_Translation-de* /var/lib/apt/lists/ \
     2>/dev/null || true
-if [ -d "${carry}/mo_root" ]; then
-    # (a root of an older layout has no .unpacked list: stage 1 would try to download)
-    [ -f "${carry}/mo_root/.unpacked" ] || { echo "gpu_recipe_env.sh: ${carry}/mo_root has no" \
-        ".unpacked list (an older layout): rebuild the carry with bench/gpu_carry.sh" >&2; return 1; }
-    mkdir -p "${root}/egs2/mini_en_de/st1/downloads"
-    rm -rf "${root}/egs2/mini_en_de/st1/downloads/root"
-    cp -a "${carry}/mo_root" "${root}/egs2/mini_en_de/st1/downloads/root"
+if [ -d "${carry}/mo_root" ]; then  # (unpacked, it put the carry over 64 MiB)
+    echo "gpu_recipe_env.sh: ${carry}/mo_root is an older layout (the catalogs now travel as" \
+        "mo_root.tar.xz): rebuild the carry with bench/gpu_carry.sh" >&2; return 1
+elif [ -f "${carry}/mo_root.tar.xz" ]; then
+    catalogs=${root}/egs2/mini_en_de/st1/downloads/root
+    rm -rf "${catalogs}"; mkdir -p "${catalogs}"
+    tar -C "${catalogs}" -xJf "${carry}/mo_root.tar.xz"
+    # (without its .unpacked list, stage 1 would try to download the packages again)
+    [ -f "${catalogs}/.unpacked" ] || { echo "gpu_recipe_env.sh: ${carry}/mo_root.tar.xz has no" \
+        ".unpacked list: rebuild the carry with bench/gpu_carry.sh" >&2; return 1; }
 fi
 
 copy_epoch_lines() {  # copy_epoch_lines <exp dir> <out dir>: espnet's per-epoch summary

@@ -53,6 +53,27 @@ def test_pairs_match_by_md5_and_keep_plain_words_of_the_length(tmp_path):
     assert "Real-time strategy game of ancient warfare" not in synopsis_pairs(tmp_path, 3, 5)
 
 
+def test_an_index_in_two_compressions_is_read_once(tmp_path):
+    """apt's index beside a carried .xz of it (bench/gpu_carry.sh recompresses them):
+    the text counts once; another archive's index still counts, security's does not."""
+    import lzma
+
+    write_index(tmp_path, "en", ENGLISH)
+    plain = tmp_path / f"{PREFIX}en"
+    (tmp_path / f"{PREFIX}en.xz").write_bytes(lzma.compress(plain.read_bytes()))
+    other = tmp_path / "ftp.example.org_debian_dists_bookworm_main_i18n_Translation-en"
+    other.write_text("Package: extra\nDescription-md5: b1\nDescription-en: Extra synopsis\n")
+    security = tmp_path / ("deb.debian.org_debian-security_dists_bookworm-security_main_"
+                           "i18n_Translation-en")
+    security.write_text(plain.read_text())
+    assert debian_text.translation_files(tmp_path) == [plain, other]
+    synopses = [d.synopsis for d in debian_text.load_descriptions(tmp_path)]
+    assert sorted(synopses) == sorted([e for _, e in ENGLISH] + ["Extra synopsis"])
+    plain.unlink()  # the .xz alone is read through apt-helper as the plain file was
+    assert debian_text.translation_files(tmp_path)[0].name.endswith(".xz")
+    assert len(debian_text.load_descriptions(tmp_path)) == len(ENGLISH) + 1
+
+
 def test_a_missing_german_index_names_it_and_how_to_fetch_it(tmp_path):
     write_index(tmp_path, "en", ENGLISH)
     with pytest.raises(FileNotFoundError, match="Translation-de.*Languages=en,de"):

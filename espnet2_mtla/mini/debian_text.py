@@ -29,10 +29,15 @@ class Description:
 
 def translation_files(lists_dir: Path = APT_LISTS, language: str = "en") -> List[Path]:
     """The main archive's Translation-<language> indices, sorted (security/updates
-    excluded, so the text depends only on the release)."""
-    files = sorted(p for p in Path(lists_dir).glob(f"*_i18n_Translation-{language}*")
-                   if "-security_" not in p.name and "-updates_" not in p.name
-                   and "-backports_" not in p.name)
+    excluded, so the text depends only on the release), each index once where it lies
+    in two compressions (apt's .lz4 beside a carried .xz: its text would count twice)."""
+    by_index = {}  # the index's name without its compression suffix -> its first file
+    for p in sorted(Path(lists_dir).glob(f"*_i18n_Translation-{language}*")):
+        if "-security_" in p.name or "-updates_" in p.name or "-backports_" in p.name:
+            continue
+        stem = p.name.split(f"_i18n_Translation-{language}", 1)[0]
+        by_index.setdefault(stem, p)
+    files = sorted(by_index.values())
     if not files:
         hint = FETCH_HINT if language == "en" else (
             f"run 'apt-get update -o Acquire::Languages=en,{language}' (as root; "
