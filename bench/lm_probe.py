@@ -192,8 +192,9 @@ def build_model(variant: dict, args, seed: int):
 def running_mean(merge_chunks):
     """Wrap ``merge_chunks`` so each column is divided by the tokens merged into it
     (patched where mtla.py calls it: each variant trains in its own process)."""
-    def wrapped(latent, k_pe, positions, padding, carry, rate, *more):
-        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate, *more)
+    def wrapped(latent, k_pe, positions, padding, carry, rate, *more, **options):
+        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate, *more,
+                                      **options)
         count = (positions % rate + 1).to(columns.dtype)  # (B, T)
         return (columns / count[..., None], *rest)
     return wrapped

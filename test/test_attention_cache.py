@@ -120,3 +120,25 @@ def test_offset_gain_is_off_by_default_and_starts_as_the_module_without_it():
     changed = (after - before).abs().amax(-1)[0] > 1e-5  # (T,)
     # position 0 sees only itself (offset 0); every later one sees an odd position
     assert changed.tolist() == [False, True, True, True, True, True]
+
+
+def test_merge_without_entries_gives_the_same_columns_and_no_entries():
+    """A training step writes no cache: merge_chunks(with_entries=False) skips the
+    chunks' entries, and the columns every query attends stay those of the full merge
+    (padding, a carried chunk and an unmerged prefix included)."""
+    from espnet2_mtla.attention.cache import merge_chunks
+
+    torch.manual_seed(0)
+    latent, k_pe = torch.randn(2, 7, 8), torch.randn(2, 7, 4)
+    positions = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 3, 4, 5, 6, 7, 8]])
+    padding = torch.tensor([[False] * 7, [True, False, False, False, False, False, False]])
+    carry = (torch.randn(2, 8), torch.tensor([0, 1]))
+    for args in ((positions, None, None, 3, 0), (positions, padding, carry, 2, 0),
+                 (positions + 1, padding, carry, 2, 2)):
+        full = merge_chunks(latent, k_pe, *args)
+        short = merge_chunks(latent, k_pe, *args, with_entries=False)
+        assert torch.equal(short[0], full[0]) and torch.equal(short[1], full[1])
+        assert short[2] is None and short[3] is None and full[2] is not None
+        assert (short[4] is None) == (full[4] is None)
+        if full[4] is not None:
+            assert torch.equal(short[4], full[4])

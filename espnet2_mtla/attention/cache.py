@@ -216,7 +216,8 @@ def chunks_spanned(length: int, down_rate: int, unmerged_tokens: int = 0) -> int
     return single + (length - single + 2 * down_rate - 2) // down_rate
 
 
-def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_tokens=0):
+def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_tokens=0,
+                 *, with_entries=True):
     """MTLA's chunk rule over several tokens (a prefill, a training row): the partial
     chunk state after every token, and the cache entry of every chunk (its latents' sum,
     the rope key of its newest token). ``LatentCache.add_step`` applies the same rule to
@@ -226,6 +227,8 @@ def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_to
     carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
     added to the chunk it continues.
     unmerged_tokens: how many leading columns may each be a chunk of their own.
+    with_entries: False where no cache is written and no strided prefill reads them (a
+    training step): entries and validity are None, ~10 operations fewer per layer.
     Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
     and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
     rows continue their cached chunk (B,) (None without carry).
@@ -263,6 +266,8 @@ def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_to
         states[:, 0] += carried[:, None, :]
     flat_states = torch.cat([states.flatten(1, 2), states.new_zeros(batch, 1, rank)], 1)
     columns = flat_states.gather(1, slot[..., None].expand(-1, -1, rank))  # (B, T, r)
+    if not with_entries:
+        return columns, first_chunk, None, None, continues
 
     # each chunk's entry: its full state and the rope key of its newest token
     newest = torch.full((batch, num_chunks + 1), -1, device=positions.device)

@@ -274,14 +274,23 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         if key_padding_mask is not None:
             latent = latent.masked_fill(key_padding_mask[..., None], 0.0)
 
+        # s > 1, inference on CUDA, nothing padded: the held entries and the new chunks'
+        # entries without a mask, each query's own column merged in (_strided_prefill)
+        strided = (self.down_rate > 1 and query.device.type in STRIDED_PREFILL_DEVICES
+                   and kernels_enabled()
+                   and query_len == key_len > 1 and key_padding_mask is None
+                   and attn_bias is None and not need_weights and unmerged_tokens == 0
+                   and not torch.is_grad_enabled() and not self.training)
         if cache is None and self.down_rate == 1:
             # nothing to cache and every position a chunk of its own (MLA training): the
             # columns are the latents themselves (zero at padding), no merge to run
             columns, continues = latent, None
         else:
             carry = None if cache is None else cache.tail()  # it may be continued here
+            # (the chunks' entries: for the cache and the strided prefill; not in training)
             merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry,
-                                  self.down_rate, unmerged_tokens)
+                                  self.down_rate, unmerged_tokens,
+                                  with_entries=cache is not None or strided)
             columns, first_chunk, chunk_entries, chunk_valid, continues = merged
 
         if cache is not None and query_len == key_len == 1:  # a step with padding
@@ -315,13 +324,6 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         key_latent, key_rope = columns, k_pe
         key_positions = (positions if key_padding_mask is None
                          else positions.masked_fill(key_padding_mask, -1))  # (B, Tk)
-        # s > 1, inference on CUDA, nothing padded: the held entries and the new chunks'
-        # entries without a mask, each query's own column merged in (_strided_prefill)
-        strided = (self.down_rate > 1 and query.device.type in STRIDED_PREFILL_DEVICES
-                   and kernels_enabled()
-                   and query_len == key_len > 1 and key_padding_mask is None
-                   and attn_bias is None and not need_weights and unmerged_tokens == 0
-                   and not torch.is_grad_enabled() and not self.training)
         num_held = self._strided_prefill_holds(positions, cache, continues) if strided else None
         if num_held is not None:
             entries = chunk_entries
