@@ -182,8 +182,8 @@ def build_model(variant: dict, args, seed: int):
         if merge == "random":
             module.hypernet_down.fc_p.reset_parameters()
         elif merge == "one":
-            module.hypernet_down.forward = lambda latent, positions: latent.new_ones(
-                latent.shape[:-1] + (1,))
+            module.hypernet_down.forward = lambda latent, positions, layouts=None: (
+                latent.new_ones(latent.shape[:-1] + (1,)))
         if variant.get("ref"):
             layer.attn = ReferenceModule(module)
     return model
@@ -218,8 +218,9 @@ class ReferenceModule(torch.nn.Module):
         rotary_table = self.inner._compute_freqs_cis_batch
         self.inner._compute_freqs_cis_batch = lambda *a: _without_autocast(rotary_table, *a)
 
-    def forward(self, query, key, position=None, key_padding_mask=None, cache=None):
-        if key_padding_mask is not None or cache is not None:
+    def forward(self, query, key, position=None, key_padding_mask=None, cache=None,
+                unmerged_tokens=0, layouts=None):  # (nothing unmerged, nothing shared)
+        if key_padding_mask is not None or cache is not None or unmerged_tokens:
             raise ValueError("the reference probe runs unpadded training batches only")
         return self.inner(query, key, key, position=position.float())
 

@@ -16,6 +16,7 @@ from espnet2_mtla.attention.base import scaled_dot_product_attention
 from espnet2_mtla.kernels.stride_aware_flex import (
     FLEX_BLOCK,
     chunk_end_keys,
+    chunk_end_layout_and_mask,
     stride_aware_flex_attention,
 )
 from espnet2_mtla.kernels import kernels_set
@@ -117,7 +118,8 @@ def test_block_mask_lists_every_visible_tile_and_whole_tiles_as_full(case):
     positions, padding, down_rate, unmerged = list(layouts())[case]
     batch, length = positions.shape
     k = torch.zeros(batch, 1, length, 8)
-    keys, _, block_mask = chunk_end_keys(k, k, positions, padding, down_rate, unmerged)
+    columns, block_mask = chunk_end_layout_and_mask(positions, padding, down_rate, unmerged)
+    keys, _ = chunk_end_keys(k, k, columns)
     key_len = keys.shape[2]
     assert key_len % FLEX_BLOCK == 0
     visible = create_mask(block_mask.mask_mod, batch, 1, length, key_len, device="cpu")[:, 0]

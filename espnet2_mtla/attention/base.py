@@ -101,7 +101,7 @@ class SelfAttention(nn.Module):
         raise NotImplementedError
 
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
-                unmerged_tokens=0):
+                unmerged_tokens=0, layouts=None):
         raise NotImplementedError
 
     # --- shared entry point ------------------------------------------------------------
@@ -119,6 +119,7 @@ class SelfAttention(nn.Module):
         *,
         cache=None,
         unmerged_tokens: int = 0,
+        layouts: Optional[dict] = None,
     ) -> torch.Tensor:
         """Attend; returns (B, Tq, D).
 
@@ -134,7 +135,10 @@ class SelfAttention(nn.Module):
         picked automatically). ``unmerged_tokens``: how many leading key columns the
         caller placed each in a chunk of its own (positions that end a chunk: an unmerged
         prefix, see ``model.decoder.unmerged_prefix_positions``); a bound for the types that
-        merge (MTLA), ignored by the others.
+        merge (MTLA), ignored by the others. ``layouts``: a dict that the layers of one
+        stack call share (same positions, padding and lengths in every layer): what
+        depends on those alone (rotary angles, the stride-aware mask, FlexAttention's
+        block mask) is built by the first layer and reused by the others (``shared``).
         """
         if need_weights and not self.supports_weights:
             raise NotImplementedError(f"{type(self).__name__} does not return attention "
@@ -172,9 +176,10 @@ class SelfAttention(nn.Module):
                 raise ValueError("self_attn_mask cannot be used once the cache holds tokens")
         if need_weights:
             return self._attend(query, key, positions, key_padding_mask, self_attn_mask,
-                                cache, need_weights=True, unmerged_tokens=unmerged_tokens)
+                                cache, need_weights=True, unmerged_tokens=unmerged_tokens,
+                                layouts=layouts)
         return self._attend(query, key, positions, key_padding_mask, self_attn_mask, cache,
-                            unmerged_tokens=unmerged_tokens)
+                            unmerged_tokens=unmerged_tokens, layouts=layouts)
 
     def _cache_placement(self, device, dtype):
         """(device, dtype) of a new cache: the given ones, else the module's."""
@@ -245,6 +250,17 @@ class SelfAttention(nn.Module):
                 raise ValueError("position must hold integer values")
             position = rounded
         return position.to(device=device, dtype=torch.long).expand(batch, key_len)
+
+
+def shared(layouts: Optional[dict], key: tuple, build):
+    """``build()``, or what an earlier layer of the same stack call built under ``key``
+    (``layouts`` None: built every call). The key names everything besides the call's
+    positions, padding and lengths that the result depends on."""
+    if layouts is None:
+        return build()
+    if key not in layouts:
+        layouts[key] = build()
+    return layouts[key]
 
 
 def attention_mask_to_bias(visible: torch.Tensor, dtype, attn_bias=None) -> torch.Tensor:

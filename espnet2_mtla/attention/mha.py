@@ -12,6 +12,7 @@ from espnet2_mtla.attention.base import (
     SelfAttention,
     attention_mask_to_bias,
     scaled_dot_product_attention,
+    shared,
 )
 from espnet2_mtla.attention.cache import KVCache
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
@@ -66,10 +67,12 @@ class MultiHeadAttention(SelfAttention):
         return KVCache(batch_size, self.num_kv_heads, self.head_dim, device, dtype, capacity)
 
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
-                unmerged_tokens=0):  # (every token has its own key: nothing merges)
+                unmerged_tokens=0, layouts=None):  # (every token has its own key: nothing merges)
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
-        angles = rotary_angles(positions, self.head_dim, self.rope_base)  # (B, Tk, d_h/2, 2)
+        angles = shared(layouts, ("rotary", self.head_dim, self.rope_base),
+                        lambda: rotary_angles(positions, self.head_dim, self.rope_base))
+        # (B, Tk, d_h/2, 2)
 
         q = self.q_proj(query).view(batch, query_len, self.num_heads, self.head_dim)
         k = self.k_proj(key).view(batch, key_len, self.num_kv_heads, self.head_dim)

@@ -54,6 +54,7 @@ scales each normalised latent by a learned gain of its offset in the chunk
 """
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -65,12 +66,16 @@ from espnet2_mtla.attention.base import (
     attention_mask_to_bias,
     causal_attention_with_lse,
     scaled_dot_product_attention,
+    shared,
 )
 from espnet2_mtla.attention.cache import LatentCache, merge_chunks
 from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache, shared_prefix_attention
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
-from espnet2_mtla.kernels.stride_aware_flex import stride_aware_flex_attention
+from espnet2_mtla.kernels.stride_aware_flex import (
+    chunk_end_layout_and_mask,
+    stride_aware_flex_attention,
+)
 
 # Training rows shorter than this take the dense stride-aware mask (SDPA, O(T^2) memory,
 # small at these lengths) instead of FlexAttention (O(T)). Measured on an H200
@@ -130,11 +135,17 @@ class MergeHyperNetwork(nn.Module):
         nn.init.zeros_(self.fc_p.weight)
         nn.init.zeros_(self.fc_p.bias)
 
-    def forward(self, latent: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """latent (B, T, r), positions (B, T) -> weights (B, T, 1)."""
-        chunk = torch.div(positions, self.down_rate, rounding_mode="floor")
-        chunk_embedding = sinusoidal_embedding(chunk, self.kv_lora_rank).to(latent.dtype)
-        score = (self.fc_c(chunk_embedding) * self.fc_p(latent)).sum(-1, keepdim=True)
+    def forward(self, latent: torch.Tensor, positions: torch.Tensor,
+                layouts: Optional[dict] = None) -> torch.Tensor:
+        """latent (B, T, r), positions (B, T) -> weights (B, T, 1); ``layouts``: the
+        chunks' embedding shared by the layers of one stack call (``base.shared``)."""
+        def chunk_embedding():  # (B, T, r)
+            chunk = torch.div(positions, self.down_rate, rounding_mode="floor")
+            return sinusoidal_embedding(chunk, self.kv_lora_rank).to(latent.dtype)
+
+        embedding = shared(layouts, ("chunk_embedding", self.down_rate, self.kv_lora_rank,
+                                     latent.dtype), chunk_embedding)
+        score = (self.fc_c(embedding) * self.fc_p(latent)).sum(-1, keepdim=True)
         return torch.sigmoid(score)
 
 
@@ -243,13 +254,16 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
     # --- the attention --------------------------------------------------------------
     def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
-                need_weights=False, unmerged_tokens=0):
+                need_weights=False, unmerged_tokens=0, layouts=None):
         """need_weights: also return (probabilities (B, H, Tq, K), key positions (B, K)):
         each key is a chunk state, placed at the newest position it sums up to."""
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
-        angles = rotary_angles(positions, self.qk_rope_head_dim, self.rope_base,
-                               self.rope_frequencies, self.rope_scale)  # (B, Tk, d_r/2, 2)
+        angles = shared(  # (B, Tk, d_r/2, 2)
+            layouts, ("rotary", self.qk_rope_head_dim, self.rope_base, self.rope_frequencies,
+                      self.rope_scale),
+            lambda: rotary_angles(positions, self.qk_rope_head_dim, self.rope_base,
+                                  self.rope_frequencies, self.rope_scale))
 
         q = self.wq(query) if self.q_lora_rank == 0 else self.wq_b(self.q_norm(self.wq_a(query)))
         q = q.view(batch, query_len, self.num_heads, self.qk_head_dim)
@@ -270,7 +284,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             cache.add_step(latent[:, 0], k_pe[:, 0], positions[:, 0], merge)
             return self._decode_step(q_nope, q_pe, cache, need_weights)
         if merge is not None:
-            latent = latent * merge(latent, positions)  # w_j c_j
+            latent = latent * merge(latent, positions, layouts)  # w_j c_j
         if key_padding_mask is not None:
             latent = latent.masked_fill(key_padding_mask[..., None], 0.0)
 
@@ -348,7 +362,7 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
         if use_flex:
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
-                                        key_padding_mask, unmerged_tokens)
+                                        key_padding_mask, unmerged_tokens, layouts=layouts)
         # MLA after a cache with every held entry valid, nothing padded: each query sees
         # every held entry and the new columns up to its own, causal aligned to the
         # bottom right (a flash kernel on CUDA, no mask; one host sync per layer)
@@ -357,7 +371,11 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, None, None)
         if chunked:
             return self._chunked_prefill(q_nope, q_pe, key_latent, key_rope, visible_rows)
-        visible = None if causal else visible_rows(0, query_len)
+        visible = None
+        if not causal:  # (the same in every layer of a stack call while nothing is held)
+            visible = (visible_rows(0, query_len) if held_valid is not None else shared(
+                layouts, ("stride_mask", self.down_rate, query_len),
+                lambda: visible_rows(0, query_len)))
         if need_weights:
             out, weights = self._expanded_attention(q_nope, q_pe, key_latent, key_rope,
                                                     visible, attn_bias, need_weights=True)
@@ -544,12 +562,16 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         return held if applies else None
 
     def _flex_attention(self, q_nope, q_pe, key_latent, key_rope, positions, padding,
-                        unmerged_tokens=0, compiled=True):
-        """Attention over expanded keys under the stride-aware mask, O(T) memory."""
+                        unmerged_tokens=0, compiled=True, layouts=None):
+        """Attention over expanded keys under the stride-aware mask, O(T) memory; the
+        chunk ends' layout and block mask shared by the layers of a stack call."""
         q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
+        layout = shared(layouts, ("chunk_ends", self.down_rate, unmerged_tokens),
+                        lambda: chunk_end_layout_and_mask(positions, padding, self.down_rate,
+                                                          unmerged_tokens))
         out = stride_aware_flex_attention(
             q, k, v, positions, padding, self.down_rate, self.softmax_scale, compiled,
-            unmerged_tokens,
+            unmerged_tokens, layout=layout,
         )  # (B, H, T, d_v)
         return self.wo(out.transpose(1, 2).flatten(2))
 

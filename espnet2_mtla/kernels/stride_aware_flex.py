@@ -81,23 +81,29 @@ def chunk_end_block_mask(columns, visible_before, length, mask_mod):
     )
 
 
-def chunk_end_keys(k, v, positions, padding, down_rate, unmerged_tokens=0):
-    """The chunk-end keys and values (B, H, Nk, d), gathered from the per-column k, v, and
-    the BlockMask of the queries over them (module docstring)."""
+def chunk_end_layout_and_mask(positions, padding, down_rate, unmerged_tokens=0):
+    """(columns (B, Nk) of the chunk ends, the BlockMask of the queries over them): what
+    depends on positions and padding alone (the layers of a stack call share it)."""
     length = positions.shape[1]
     columns, visible_before = chunk_end_layout(positions, padding, down_rate, unmerged_tokens)
-    index = columns.clamp(max=length - 1)[:, None, :, None]  # (B, 1, Nk, 1)
-    keys = k.gather(2, index.expand(-1, k.shape[1], -1, k.shape[3]))
-    values = v.gather(2, index.expand(-1, v.shape[1], -1, v.shape[3]))
 
     def mask_mod(b, h, q_idx, kv_idx):  # an empty slot holds column T: never before a query
         return columns[b, kv_idx] < q_idx
 
-    return keys, values, chunk_end_block_mask(columns, visible_before, length, mask_mod)
+    return columns, chunk_end_block_mask(columns, visible_before, length, mask_mod)
+
+
+def chunk_end_keys(k, v, columns):
+    """The chunk-end keys and values (B, H, Nk, d), gathered from the per-column k, v
+    (B, H, T, d) at ``columns`` (B, Nk) (module docstring)."""
+    index = columns.clamp(max=k.shape[2] - 1)[:, None, :, None]  # (B, 1, Nk, 1)
+    keys = k.gather(2, index.expand(-1, k.shape[1], -1, k.shape[3]))
+    values = v.gather(2, index.expand(-1, v.shape[1], -1, v.shape[3]))
+    return keys, values
 
 
 def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, compiled=True,
-                                unmerged_tokens=0):
+                                unmerged_tokens=0, layout=None):
     """Attention under the stride-aware causal mask: FlexAttention over the chunk ends,
     merged with each query's own column (module docstring).
 
@@ -106,13 +112,16 @@ def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, c
     that they span at most ``cache.chunks_spanned`` chunks), so among real columns p_j < p_i
     iff j < i. ``compiled``: fused Triton kernels (memory linear in T); False runs
     FlexAttention's eager reference (it materialises the scores: for tests on the CPU).
-    Returns (B, H, T, d_v).
+    ``layout``: ``chunk_end_layout_and_mask`` of these positions and padding, where the
+    caller has it already (built here otherwise). Returns (B, H, T, d_v).
     """
     global _compiled_flex
     from torch.nn.attention.flex_attention import flex_attention
 
-    keys, values, block_mask = chunk_end_keys(k, v, positions, padding, down_rate,
-                                              unmerged_tokens)
+    if layout is None:
+        layout = chunk_end_layout_and_mask(positions, padding, down_rate, unmerged_tokens)
+    columns, block_mask = layout
+    keys, values = chunk_end_keys(k, v, columns)
     attend = flex_attention
     if compiled:
         if _compiled_flex is None:

@@ -61,15 +61,17 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(d_model, ffn_dim, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, positions, padding, memory=None, cache=None, unmerged_tokens=0):
+    def forward(self, x, positions, padding, memory=None, cache=None, unmerged_tokens=0,
+                layouts=None):
         """x (B, T, D) queried; memory (B, P, D) attended only (its positions and padding
         come first in ``positions``/``padding``, (B, P + T)); unmerged_tokens: leading
-        columns in chunks of their own (see ``unmerged_prefix_positions``)."""
+        columns in chunks of their own (see ``unmerged_prefix_positions``); layouts: what
+        the layers of one stack call share (the attention's ``layouts``)."""
         h = self.attn_norm(x)
         key = h if memory is None else torch.cat([self.attn_norm(memory), h], dim=1)
         x = x + self.dropout(
             self.attn(h, key, position=positions, key_padding_mask=padding, cache=cache,
-                      unmerged_tokens=unmerged_tokens)
+                      unmerged_tokens=unmerged_tokens, layouts=layouts)
         )
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
@@ -161,18 +163,22 @@ class DecoderOnlyStack(nn.Module):
             memory = None
         else:
             x, memory = text_embed, prefix
-        if caches is None:
-            run = self._compiled_layers() if self.compile_mode else self._run_layers
-            x = run(x, positions, padding, memory, unmerged)
+        if caches is None and self.compile_mode:
+            x = self._compiled_layers()(x, positions, padding, memory, unmerged)
+        elif caches is None:
+            # (training, scoring: the position-only tensors built once for all layers)
+            x = self._run_layers(x, positions, padding, memory, unmerged, layouts={})
         else:
             x = self._run_layers(x, positions, padding, memory, unmerged, caches)
         x = self.final_norm(x)
         return x[:, x.shape[1] - text_embed.shape[1] :]
 
-    def _run_layers(self, x, positions, padding, memory, unmerged, caches=None):
+    def _run_layers(self, x, positions, padding, memory, unmerged, caches=None,
+                    layouts=None):
         for index, layer in enumerate(self.layers):
             cache = None if caches is None else caches[index]
-            x = layer(x, positions, padding, memory=memory, cache=cache, unmerged_tokens=unmerged)
+            x = layer(x, positions, padding, memory=memory, cache=cache,
+                      unmerged_tokens=unmerged, layouts=layouts)
         return x
 
     def _compiled_layers(self):
