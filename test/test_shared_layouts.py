@@ -60,7 +60,7 @@ def test_shared_layouts_change_nothing_and_are_shared(name, padded):
     assert all(torch.equal(a, b) for a, b in zip(shared[2], alone[2]))
     assert any(key[0] == "rotary" for key in layouts)  # built once, by the first layer
     if name.startswith("mtla_s"):
-        assert {key[0] for key in layouts} >= {"chunk_embedding", "stride_mask"}
+        assert {key[0] for key in layouts} >= {"chunk_embedding", "chunk_slots", "stride_mask"}
 
 
 def test_an_unmerged_prefix_shares_its_layout_too():

@@ -216,30 +216,18 @@ def chunks_spanned(length: int, down_rate: int, unmerged_tokens: int = 0) -> int
     return single + (length - single + 2 * down_rate - 2) // down_rate
 
 
-def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_tokens=0,
-                 *, with_entries=True):
-    """MTLA's chunk rule over several tokens (a prefill, a training row): the partial
-    chunk state after every token, and the cache entry of every chunk (its latents' sum,
-    the rope key of its newest token). ``LatentCache.add_step`` applies the same rule to
-    one token per row.
-
-    latent: (B, T, r) already weighted (w_j c_j) and zero at padding; k_pe (B, T, d_r).
-    carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
-    added to the chunk it continues.
-    unmerged_tokens: how many leading columns may each be a chunk of their own.
-    with_entries: False where no cache is written and no strided prefill reads them (a
-    training step): entries and validity are None, ~10 operations fewer per layer.
-    Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
-    and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
-    rows continue their cached chunk (B,) (None without carry).
-    """
-    batch, length, rank = latent.shape
+def chunk_slots(positions, padding, down_rate, unmerged_tokens=0):
+    """Where ``merge_chunks`` puts each token, from positions and padding alone (the
+    layers of a stack call share it): (real (B, T), first chunk of each row (B,), slot of
+    each token (B, T) in a table of num_chunks x s slots from the row's first chunk
+    start on (num_slots for padding), the row-local slot (B, T) before that, num_chunks).
+    Refuses real tokens whose positions leave the table (not consecutive)."""
+    length = positions.shape[1]
     s = down_rate
     real = torch.ones_like(positions, dtype=torch.bool) if padding is None else ~padding
     chunk = torch.div(positions, s, rounding_mode="floor")
     first_chunk = chunk.masked_fill(~real, torch.iinfo(torch.long).max).amin(dim=1)
     first_chunk = torch.where(real.any(dim=1), first_chunk, 0)  # (B,)
-    # a table of slots, one per position from the row's first chunk start on
     num_chunks = chunks_spanned(length, s, unmerged_tokens)
     num_slots = num_chunks * s
     local = positions - first_chunk[:, None] * s  # (B, T) slot of each token
@@ -254,6 +242,33 @@ def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_to
         elif bool(out_of_chunks.any()):
             raise ValueError(message)
     slot = torch.where(real, local, num_slots)  # padding -> a dummy slot
+    return real, first_chunk, slot, local, num_chunks
+
+
+def merge_chunks(latent, k_pe, positions, padding, carry, down_rate, unmerged_tokens=0,
+                 *, with_entries=True, slots=None):
+    """MTLA's chunk rule over several tokens (a prefill, a training row): the partial
+    chunk state after every token, and the cache entry of every chunk (its latents' sum,
+    the rope key of its newest token). ``LatentCache.add_step`` applies the same rule to
+    one token per row.
+
+    latent: (B, T, r) already weighted (w_j c_j) and zero at padding; k_pe (B, T, d_r).
+    carry: None, or (latent (B, r), chunk (B,)) of each row's newest cached entry,
+    added to the chunk it continues.
+    unmerged_tokens: how many leading columns may each be a chunk of their own.
+    with_entries: False where no cache is written and no strided prefill reads them (a
+    training step): entries and validity are None, ~10 operations fewer per layer.
+    slots: ``chunk_slots`` of these positions and padding, where the caller has it.
+    Returns columns (B, T, r); first chunk of each row (B,); entries (B, nC, r + d_r)
+    and validity (B, nC) of chunks first_chunk .. first_chunk + nC - 1; and which
+    rows continue their cached chunk (B,) (None without carry).
+    """
+    batch, length, rank = latent.shape
+    s = down_rate
+    if slots is None:
+        slots = chunk_slots(positions, padding, down_rate, unmerged_tokens)
+    real, first_chunk, slot, local, num_chunks = slots
+    num_slots = num_chunks * s
     table = latent.new_zeros(batch, num_slots + 1, rank)
     table.scatter_add_(1, slot[..., None].expand(-1, -1, rank), latent)
     # (B, nC, s, r): running sum inside each chunk = its state after each offset

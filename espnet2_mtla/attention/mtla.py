@@ -68,7 +68,7 @@ from espnet2_mtla.attention.base import (
     scaled_dot_product_attention,
     shared,
 )
-from espnet2_mtla.attention.cache import LatentCache, merge_chunks
+from espnet2_mtla.attention.cache import LatentCache, chunk_slots, merge_chunks
 from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache, shared_prefix_attention
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
@@ -302,9 +302,13 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         else:
             carry = None if cache is None else cache.tail()  # it may be continued here
             # (the chunks' entries: for the cache and the strided prefill; not in training)
+            slots = None if cache is not None else shared(
+                layouts, ("chunk_slots", self.down_rate, unmerged_tokens),
+                lambda: chunk_slots(positions, key_padding_mask, self.down_rate,
+                                    unmerged_tokens))
             merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry,
                                   self.down_rate, unmerged_tokens,
-                                  with_entries=cache is not None or strided)
+                                  with_entries=cache is not None or strided, slots=slots)
             columns, first_chunk, chunk_entries, chunk_valid, continues = merged
 
         if cache is not None and query_len == key_len == 1:  # a step with padding
