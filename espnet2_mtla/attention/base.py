@@ -137,8 +137,9 @@ class SelfAttention(nn.Module):
         prefix, see ``model.decoder.unmerged_prefix_positions``); a bound for the types that
         merge (MTLA), ignored by the others. ``layouts``: a dict that the layers of one
         stack call share (same positions, padding and lengths in every layer): what
-        depends on those alone (rotary angles, the stride-aware mask, FlexAttention's
-        block mask) is built by the first layer and reused by the others (``shared``).
+        depends on those alone (rotary angles, MTLA's chunk embedding, slot table and
+        stride-aware mask, FlexAttention's block mask) is built by the first layer and
+        reused by the others (``shared``).
         """
         if need_weights and not self.supports_weights:
             raise NotImplementedError(f"{type(self).__name__} does not return attention "
