@@ -59,6 +59,8 @@ def test_shared_layouts_change_nothing_and_are_shared(name, padded):
     assert torch.equal(shared[0], alone[0]) and torch.equal(shared[1], alone[1])
     assert all(torch.equal(a, b) for a, b in zip(shared[2], alone[2]))
     assert any(key[0] == "rotary" for key in layouts)  # built once, by the first layer
+    if padded and name in ("mha", "gqa"):
+        assert any(key[0] == "padded_causal_mask" for key in layouts)
     if name.startswith("mtla_s"):
         assert {key[0] for key in layouts} >= {"chunk_embedding", "chunk_slots", "stride_mask"}
 

@@ -97,15 +97,19 @@ class MultiHeadAttention(SelfAttention):
         elif padding is None and attn_bias is None and num_cached == 0 and query_len == key_len:
             is_causal = True
         else:
-            # query i is key index total_len - query_len + i; it sees every non-padded
-            # key up to itself, and always itself (so no row is empty)
-            query_index = torch.arange(total_len - query_len, total_len, device=q.device)
-            key_index = torch.arange(total_len, device=q.device)
-            visible = (key_index[None, :] <= query_index[:, None]).expand(batch, -1, -1)
-            if padding is not None:
-                visible = visible & ~padding[:, None, :]
-            visible = visible | (key_index[None, :] == query_index[:, None])
-            mask = visible[:, None]  # (B, 1, Tq, T)
+            def visible():  # (B, 1, Tq, T)
+                # query i is key index total_len - query_len + i; it sees every non-padded
+                # key up to itself, and always itself (so no row is empty)
+                query_index = torch.arange(total_len - query_len, total_len, device=q.device)
+                key_index = torch.arange(total_len, device=q.device)
+                seen = (key_index[None, :] <= query_index[:, None]).expand(batch, -1, -1)
+                if padding is not None:
+                    seen = seen & ~padding[:, None, :]
+                return (seen | (key_index[None, :] == query_index[:, None]))[:, None]
+
+            # (without a cache the same in every layer of a stack call)
+            mask = visible() if cache is not None else shared(
+                layouts, ("padded_causal_mask", query_len), visible)
             if attn_bias is not None:
                 mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
 
