@@ -21,7 +21,7 @@ class PaperStyleMHA(nn.Module):
         return PaperStyleCache(batch_size, device)
 
     def forward(self, query, key=None, position=None, key_padding_mask=None, cache=None,
-                unmerged_tokens=0):  # (the benchmark merges no prefix: ignored)
+                unmerged_tokens=0, layouts=None):  # (no prefix merged, nothing shared: ignored)
         from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 
         ours = self.ours
@@ -86,7 +86,7 @@ class ReferenceMTLA(nn.Module):
         return ReferenceCache(self.reference, batch_size, device)
 
     def forward(self, query, key=None, position=None, key_padding_mask=None, cache=None,
-                unmerged_tokens=0):  # (the benchmark merges no prefix: ignored)
+                unmerged_tokens=0, layouts=None):  # (no prefix merged, nothing shared: ignored)
         key = query if key is None else key
         if position is None:
             position = cache.next_position[:, None] + torch.arange(key.shape[1], device=key.device)
