@@ -19,22 +19,20 @@ dir=$(cd "${dir}" && pwd)
 (cd "${dir}" && apt-get download espeak-ng espeak-ng-data libespeak-ng1 libpcaudio0 libsonic0 \
     libasound2 libpulse0 libasyncns0 libdbus-1-3 libsndfile1 libflac12 libmp3lame0 \
     libmpg123-0 libogg0 libopus0 libvorbis0a libvorbisenc2 libx11-xcb1)
-# The main archive's indices (the text reads no other: debian_text.translation_files),
-# recompressed with xz, which apt-helper reads as it reads lz4: 13 + 3.3 MB of lz4 are
-# 5.6 + 1.3 MB of xz, and with them the carry stays under the device tool's 64 MiB.
-carry_index() {  # carry_index <language> <hint>
-    local index found=false
-    for index in /var/lib/apt/lists/*_dists_*_main_i18n_Translation-"$1"*; do
-        case "${index}" in *-security_*|*-updates_*|*-backports_*) continue ;; esac
-        [ -e "${index}" ] || continue
-        /usr/lib/apt/apt-helper cat-file "${index}" | xz -9 -T0 > "${dir}/$(basename "${index%.*}").xz"
-        found=true
-    done
-    ${found} || { echo "$0: no Translation-$1 index under /var/lib/apt/lists ($2)" >&2; exit 1; }
-}
+# The indices the text is read from (debian_text.translation_files: the main archive's,
+# each once), recompressed with xz, which apt-helper reads as it reads lz4: 13 + 3.3 MB
+# of lz4 are 5.7 + 1.5 MB of xz, and with them the carry stays under the device tool's 64 MiB.
 rm -f "${dir}"/*_i18n_Translation-*
-carry_index en "apt-get update first"
-carry_index de "tools/install_mini_sources.sh fetches it"
+for language in en de; do
+    indices=$("${root}/tools/venv/bin/python" -c "import sys; \
+from espnet2_mtla.mini.debian_text import translation_files as files; \
+print('\n'.join(map(str, files(language=sys.argv[1]))))" "${language}") || exit 1
+    for index in ${indices}; do
+        name=$(basename "${index}")  # (compressed or not: the name up to the language, .xz)
+        /usr/lib/apt/apt-helper cat-file "${index}" | xz -9 -T0 \
+            > "${dir}/${name%%_i18n_Translation-*}_i18n_Translation-${language}.xz"
+    done
+done
 downloads=$(mktemp -d)
 "${root}/tools/venv/bin/python" -c "import sys; from pathlib import Path; \
 from espnet2_mtla.mini.gettext_pairs import fetch_catalogs, MORE_CATALOG_PACKAGES as more; \

@@ -89,3 +89,18 @@ def test_flex_path_shares_its_block_mask_and_changes_nothing(name):
     assert any(key[0] == "chunk_ends" for key in layouts)
     torch.testing.assert_close(shared[0], alone[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(shared[1], alone[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_cached_call_builds_its_own():
+    """What a call with a cache builds depends on that cache: layouts are left alone."""
+    from conftest import make_attention
+
+    for name in ("mha", "mtla_s2"):
+        module = make_attention(name)
+        cache = module.make_cache(2)
+        layouts = {}
+        x = torch.randn(2, 5, 32)
+        with torch.no_grad():
+            module(x, x, cache=cache, layouts=layouts)
+            module(x[:, :1], x[:, :1], cache=cache, layouts=layouts)
+        assert layouts == {}

@@ -139,7 +139,7 @@ class SelfAttention(nn.Module):
         stack call share (same positions, padding and lengths in every layer): what
         depends on those alone (rotary angles, MTLA's chunk embedding, slot table and
         stride-aware mask, FlexAttention's block mask) is built by the first layer and
-        reused by the others (``shared``).
+        reused by the others (``shared``); ignored in a call with a cache.
         """
         if need_weights and not self.supports_weights:
             raise NotImplementedError(f"{type(self).__name__} does not return attention "
@@ -155,6 +155,8 @@ class SelfAttention(nn.Module):
             if cache is None:
                 cache = self.make_cache(batch, device=key.device, dtype=key.dtype)
                 incremental_state[self._state_key] = cache
+        if cache is not None:  # (what a cached call builds depends on its cache: per call)
+            layouts = None
         if cache is not None and cache.batch_size != batch:
             raise ValueError(
                 f"cache holds batch {cache.batch_size} but the input has batch {batch}"

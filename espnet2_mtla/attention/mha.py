@@ -107,9 +107,7 @@ class MultiHeadAttention(SelfAttention):
                     seen = seen & ~padding[:, None, :]
                 return (seen | (key_index[None, :] == query_index[:, None]))[:, None]
 
-            # (without a cache the same in every layer of a stack call)
-            mask = visible() if cache is not None else shared(
-                layouts, ("padded_causal_mask", query_len), visible)
+            mask = shared(layouts, ("padded_causal_mask", query_len), visible)
             if attn_bias is not None:
                 mask = attention_mask_to_bias(mask, q.dtype, attn_bias)
 

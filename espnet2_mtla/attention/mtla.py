@@ -302,10 +302,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         else:
             carry = None if cache is None else cache.tail()  # it may be continued here
             # (the chunks' entries: for the cache and the strided prefill; not in training)
-            slots = None if cache is not None else shared(
-                layouts, ("chunk_slots", self.down_rate, unmerged_tokens),
-                lambda: chunk_slots(positions, key_padding_mask, self.down_rate,
-                                    unmerged_tokens))
+            slots = shared(layouts, ("chunk_slots", self.down_rate, unmerged_tokens),
+                           lambda: chunk_slots(positions, key_padding_mask, self.down_rate,
+                                               unmerged_tokens))
             merged = merge_chunks(latent, k_pe, positions, key_padding_mask, carry,
                                   self.down_rate, unmerged_tokens,
                                   with_entries=cache is not None or strided, slots=slots)
@@ -375,11 +374,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             return self._expanded_attention(q_nope, q_pe, key_latent, key_rope, None, None)
         if chunked:
             return self._chunked_prefill(q_nope, q_pe, key_latent, key_rope, visible_rows)
-        visible = None
-        if not causal:  # (the same in every layer of a stack call while nothing is held)
-            visible = (visible_rows(0, query_len) if held_valid is not None else shared(
-                layouts, ("stride_mask", self.down_rate, query_len),
-                lambda: visible_rows(0, query_len)))
+        visible = None if causal else shared(
+            layouts, ("stride_mask", self.down_rate, query_len),
+            lambda: visible_rows(0, query_len))
         if need_weights:
             out, weights = self._expanded_attention(q_nope, q_pe, key_latent, key_rope,
                                                     visible, attn_bias, need_weights=True)

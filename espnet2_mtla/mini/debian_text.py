@@ -31,7 +31,7 @@ def translation_files(lists_dir: Path = APT_LISTS, language: str = "en") -> List
     """The main archive's Translation-<language> indices, sorted (security/updates
     excluded, so the text depends only on the release), each index once where it lies
     in two compressions (apt's .lz4 beside a carried .xz: its text would count twice)."""
-    by_index = {}  # the index's name without its compression suffix -> its first file
+    by_index = {}  # the archive (the name before _i18n_) -> its first file of the index
     for p in sorted(Path(lists_dir).glob(f"*_i18n_Translation-{language}*")):
         if "-security_" in p.name or "-updates_" in p.name or "-backports_" in p.name:
             continue
