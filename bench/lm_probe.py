@@ -33,6 +33,11 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
                           in different channels)
     mtla_s2+ref           the reference ``mtla`` package's module in every layer, with
                           the same initial weights (needs ``pip install mtla``)
+    mtla_s2+prev=1        each query also sees the latents of the N tokens before it
+                          unmerged (normalised, no merge weight, their own rope keys),
+                          beside the merged chunks: is the gap that the token before a
+                          query is never seen on its own? (training path only: a
+                          decoding cache would hold N extra entries per row)
 
 Each variant and seed runs in its own process (``--jobs`` at once on one GPU) and writes
 ``<out>/seed<k>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes,
@@ -58,7 +63,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTIONS = ("mha", "mla", "mtla_s2", "mtla_s3", "mtla_s4", "mqa", "gqa2", "gqa4")
-ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset")
+ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset", "prev")
 FLAGS = ("ref", "offset")  # ablations without a value
 MERGES = ("learned", "random", "one", "mean")
 
@@ -80,10 +85,14 @@ def parse_variant(spec: str) -> dict:
         if key not in FLAGS and not value:
             raise SystemExit(f"variant {spec!r}: {key} needs a value ({key}=...)")
         out[key] = value if key not in FLAGS else True
-    if not name.startswith("mtla") and ({"merge", "ref", "offset"} & out.keys()):
-        raise SystemExit(f"variant {spec!r}: merge/ref/offset apply to mtla_* only")
+    if not name.startswith("mtla") and ({"merge", "ref", "offset", "prev"} & out.keys()):
+        raise SystemExit(f"variant {spec!r}: merge/ref/offset/prev apply to mtla_* only")
     if {"ref", "offset"} <= out.keys():
         raise SystemExit(f"variant {spec!r}: the reference module has no offset gain")
+    if {"ref", "prev"} <= out.keys() or {"offset", "prev"} <= out.keys():
+        raise SystemExit(f"variant {spec!r}: prev replaces the module (no ref, no offset gain)")
+    if "prev" in out and not (out["prev"].isdigit() and int(out["prev"]) >= 1):
+        raise SystemExit(f"variant {spec!r}: prev=N needs a whole number N >= 1")
     return out
 
 
@@ -186,6 +195,8 @@ def build_model(variant: dict, args, seed: int):
                 latent.new_ones(latent.shape[:-1] + (1,)))
         if variant.get("ref"):
             layer.attn = ReferenceModule(module)
+        elif variant.get("prev"):
+            layer.attn = PreviousTokensModule(module, int(variant["prev"]))
     return model
 
 
@@ -223,6 +234,45 @@ class ReferenceModule(torch.nn.Module):
         if key_padding_mask is not None or cache is not None or unmerged_tokens:
             raise ValueError("the reference probe runs unpadded training batches only")
         return self.inner(query, key, key, position=position.float())
+
+
+class PreviousTokensModule(torch.nn.Module):
+    """Ours (``ours``, its weights), with each query also seeing the N tokens before it
+    unmerged: keys = the stride-aware chunk columns (as ours) + every token's normalised
+    latent and rope key, of which query i sees tokens i - N .. i - 1 (an ablation of what
+    merging hides from a query; unpadded training and validation batches only)."""
+
+    def __init__(self, ours, previous: int):
+        super().__init__()
+        self.inner, self.previous = ours, previous
+
+    def forward(self, query, key, position=None, key_padding_mask=None, cache=None,
+                unmerged_tokens=0, layouts=None):
+        from espnet2_mtla.attention import mtla  # (its merge_chunks: merge=mean patches it)
+        from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
+
+        if key_padding_mask is not None or cache is not None or unmerged_tokens:
+            raise ValueError("the previous-tokens probe runs unpadded training batches only")
+        m = self.inner
+        batch, length, _ = query.shape
+        angles = rotary_angles(position, m.qk_rope_head_dim, m.rope_base, m.rope_frequencies,
+                               m.rope_scale)  # (B, T, d_r / 2, 2)
+        q = m.wq(query) if m.q_lora_rank == 0 else m.wq_b(m.q_norm(m.wq_a(query)))
+        q_nope, q_pe = q.view(batch, length, m.num_heads, m.qk_head_dim).split(
+            [m.qk_nope_head_dim, m.qk_rope_head_dim], dim=-1)
+        q_pe = apply_rotary(q_pe, angles)  # (B, T, H, d_r)
+        latent, k_pe = m.wkv_a(key).split([m.kv_lora_rank, m.qk_rope_head_dim], -1)
+        latent = m.kv_norm(latent)  # (B, T, r)
+        k_pe = apply_rotary(k_pe, angles)  # (B, T, d_r)
+        weighted = latent * m.hypernet_down(latent, position)  # w_j c_j
+        columns = mtla.merge_chunks(weighted, k_pe, position, None, None, m.down_rate,
+                                    with_entries=False)[0]  # (B, T, r)
+        merged_visible = m._stride_aware_mask(position, length, None)  # (B, T, T)
+        back = position[:, :, None] - position[:, None, :]  # (B, T, T): p_i - p_j
+        previous_visible = (back >= 1) & (back <= self.previous)
+        visible = torch.cat([merged_visible, previous_visible], dim=2)  # (B, T, 2T)
+        return m._expanded_attention(q_nope, q_pe, torch.cat([columns, latent], 1),
+                                     torch.cat([k_pe, k_pe], 1), visible, None)
 
 
 def _without_autocast(function, *args):

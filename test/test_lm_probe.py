@@ -43,7 +43,7 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
     translation_index(tmp_path / "lists")
     out = tmp_path / "out"
     lm_probe = probe()
-    variants = ("mha", "mtla_s2", "mtla_s2+rank=32", "mtla_s2+merge=mean")
+    variants = ("mha", "mtla_s2", "mtla_s2+rank=32", "mtla_s2+merge=mean", "mtla_s2+prev=1")
     code = lm_probe.main(["--lists_dir", str(tmp_path / "lists"), "--out", str(out),
                           "--tokens", tokens, "--vocab", "80", "--variants", *variants,
                           "--steps", "4", "--eval_every", "2", "--batch", "2", "--length", "16",
@@ -109,3 +109,36 @@ def test_running_mean_divides_each_column_once_whatever_the_depth(monkeypatch):
     mean = mtla.merge_chunks(latent, k_pe, positions, None, None, 2)[0]
     count = torch.tensor([1.0, 2.0, 1.0, 2.0, 1.0, 2.0])[None, :, None]
     assert torch.allclose(mean, plain / count)
+
+
+def test_previous_tokens_ablation_adds_the_tokens_before_each_query():
+    """mtla_s2+prev=N: ours, with the N latents before each query as extra keys; query 0
+    has none (ours' output), a query whose previous token is visible unmerged differs."""
+    import torch
+
+    from espnet2_mtla.attention.mtla import MultiheadTemporalLatentAttention
+
+    lm_probe = probe()
+    torch.manual_seed(0)
+    ours = MultiheadTemporalLatentAttention(32, 2, kv_lora_rank=16, qk_nope_head_dim=8,
+                                            qk_rope_head_dim=8, v_head_dim=8, down_rate=2)
+    torch.nn.init.normal_(ours.hypernet_down.fc_p.weight)  # (merge weights away from 0.5)
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    positions = torch.arange(9).expand(2, 9)
+    plain = ours(x, x, position=positions)
+    for previous in (1, 3):
+        probe_module = lm_probe.PreviousTokensModule(ours, previous)
+        out = probe_module(x, x, position=positions)
+        torch.testing.assert_close(out[:, 0], plain[:, 0])
+        assert (out[:, 1:] - plain[:, 1:]).abs().amax(-1).min() > 1e-4
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all() and ours.wkv_a.weight.grad.abs().sum() > 0
+        x.grad = None
+    assert lm_probe.parse_variant("mtla_s2+prev=2")["prev"] == "2"
+    for bad in ("mha+prev=1", "mtla_s2+prev=0", "mtla_s2+prev=x", "mtla_s2+prev=1+ref",
+                "mtla_s2+prev=1+offset"):
+        with pytest.raises(SystemExit):
+            lm_probe.parse_variant(bad)
+    with pytest.raises(ValueError, match="unpadded"):
+        lm_probe.PreviousTokensModule(ours, 1)(x, x, position=positions,
+                                               key_padding_mask=torch.zeros(2, 9, dtype=bool))
