@@ -37,7 +37,8 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
                           unmerged (normalised, no merge weight, their own rope keys),
                           beside the merged chunks: is the gap that the token before a
                           query is never seen on its own? (training path only: a
-                          decoding cache would hold N extra entries per row)
+                          decoding cache would hold N extra entries per row; mla+prev=N
+                          is the control: the same recent keys twice, nothing merged)
 
 Each variant and seed runs in its own process (``--jobs`` at once on one GPU) and writes
 ``<out>/seed<k>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes,
@@ -85,8 +86,10 @@ def parse_variant(spec: str) -> dict:
         if key not in FLAGS and not value:
             raise SystemExit(f"variant {spec!r}: {key} needs a value ({key}=...)")
         out[key] = value if key not in FLAGS else True
-    if not name.startswith("mtla") and ({"merge", "ref", "offset", "prev"} & out.keys()):
-        raise SystemExit(f"variant {spec!r}: merge/ref/offset/prev apply to mtla_* only")
+    if not name.startswith("mtla") and ({"merge", "ref", "offset"} & out.keys()):
+        raise SystemExit(f"variant {spec!r}: merge/ref/offset apply to mtla_* only")
+    if not name.startswith(("mtla", "mla")) and "prev" in out:
+        raise SystemExit(f"variant {spec!r}: prev applies to mla and mtla_* only")
     if {"ref", "offset"} <= out.keys():
         raise SystemExit(f"variant {spec!r}: the reference module has no offset gain")
     if {"ref", "prev"} <= out.keys() or {"offset", "prev"} <= out.keys():
@@ -264,7 +267,7 @@ class PreviousTokensModule(torch.nn.Module):
         latent, k_pe = m.wkv_a(key).split([m.kv_lora_rank, m.qk_rope_head_dim], -1)
         latent = m.kv_norm(latent)  # (B, T, r)
         k_pe = apply_rotary(k_pe, angles)  # (B, T, d_r)
-        weighted = latent * m.hypernet_down(latent, position)  # w_j c_j
+        weighted = latent * m.hypernet_down(latent, position) if m.has_merge_weights else latent
         columns = mtla.merge_chunks(weighted, k_pe, position, None, None, m.down_rate,
                                     with_entries=False)[0]  # (B, T, r)
         merged_visible = m._stride_aware_mask(position, length, None)  # (B, T, T)

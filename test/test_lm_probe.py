@@ -43,7 +43,8 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
     translation_index(tmp_path / "lists")
     out = tmp_path / "out"
     lm_probe = probe()
-    variants = ("mha", "mtla_s2", "mtla_s2+rank=32", "mtla_s2+merge=mean", "mtla_s2+prev=1")
+    variants = ("mha", "mtla_s2", "mtla_s2+rank=32", "mtla_s2+merge=mean", "mtla_s2+prev=1",
+                "mla+prev=2")
     code = lm_probe.main(["--lists_dir", str(tmp_path / "lists"), "--out", str(out),
                           "--tokens", tokens, "--vocab", "80", "--variants", *variants,
                           "--steps", "4", "--eval_every", "2", "--batch", "2", "--length", "16",
@@ -135,6 +136,7 @@ def test_previous_tokens_ablation_adds_the_tokens_before_each_query():
         assert torch.isfinite(x.grad).all() and ours.wkv_a.weight.grad.abs().sum() > 0
         x.grad = None
     assert lm_probe.parse_variant("mtla_s2+prev=2")["prev"] == "2"
+    assert lm_probe.parse_variant("mla+prev=4")["prev"] == "4"  # (the control)
     for bad in ("mha+prev=1", "mtla_s2+prev=0", "mtla_s2+prev=x", "mtla_s2+prev=1+ref",
                 "mtla_s2+prev=1+offset"):
         with pytest.raises(SystemExit):
