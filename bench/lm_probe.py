@@ -252,21 +252,13 @@ class PreviousTokensModule(torch.nn.Module):
     def forward(self, query, key, position=None, key_padding_mask=None, cache=None,
                 unmerged_tokens=0, layouts=None):
         from espnet2_mtla.attention import mtla  # (its merge_chunks: merge=mean patches it)
-        from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 
         if key_padding_mask is not None or cache is not None or unmerged_tokens:
             raise ValueError("the previous-tokens probe runs unpadded training batches only")
         m = self.inner
-        batch, length, _ = query.shape
-        angles = rotary_angles(position, m.qk_rope_head_dim, m.rope_base, m.rope_frequencies,
-                               m.rope_scale)  # (B, T, d_r / 2, 2)
-        q = m.wq(query) if m.q_lora_rank == 0 else m.wq_b(m.q_norm(m.wq_a(query)))
-        q_nope, q_pe = q.view(batch, length, m.num_heads, m.qk_head_dim).split(
-            [m.qk_nope_head_dim, m.qk_rope_head_dim], dim=-1)
-        q_pe = apply_rotary(q_pe, angles)  # (B, T, H, d_r)
-        latent, k_pe = m.wkv_a(key).split([m.kv_lora_rank, m.qk_rope_head_dim], -1)
-        latent = m.kv_norm(latent)  # (B, T, r)
-        k_pe = apply_rotary(k_pe, angles)  # (B, T, d_r)
+        length = query.shape[1]
+        # q_nope, q_pe (B, T, H, d); latent (B, T, r), k_pe (B, T, d_r): as ours projects
+        q_nope, q_pe, latent, k_pe = m._project(query, key, position)
         weighted = latent * m.hypernet_down(latent, position) if m.has_merge_weights else latent
         columns = mtla.merge_chunks(weighted, k_pe, position, None, None, m.down_rate,
                                     with_entries=False)[0]  # (B, T, r)

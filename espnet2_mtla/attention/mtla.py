@@ -253,10 +253,10 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                            self.down_rate, device, dtype, capacity, unmerged_tokens)
 
     # --- the attention --------------------------------------------------------------
-    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
-                need_weights=False, unmerged_tokens=0, layouts=None):
-        """need_weights: also return (probabilities (B, H, Tq, K), key positions (B, K)):
-        each key is a chunk state, placed at the newest position it sums up to."""
+    def _project(self, query, key, positions, layouts=None):
+        """The projections before any merge: q_nope (B, Tq, H, d_n) and rotated q_pe
+        (B, Tq, H, d_r) of the query (the last Tq positions), the normalised latent
+        (B, Tk, r; times its offset gain where on) and rotated rope key (B, Tk, d_r)."""
         batch, query_len, _ = query.shape
         key_len = key.shape[1]
         angles = shared(  # (B, Tk, d_r/2, 2)
@@ -278,6 +278,14 @@ class MultiheadTemporalLatentAttention(SelfAttention):
             offset = F.one_hot(positions % self.down_rate, self.down_rate)  # (B, Tk, s)
             latent = latent * (offset.to(latent.dtype) @ self.kv_offset_gain.to(latent.dtype))
         k_pe = apply_rotary(k_pe, angles)  # (B, Tk, d_r)
+        return q_nope, q_pe, latent, k_pe
+
+    def _attend(self, query, key, positions, key_padding_mask, attn_bias, cache,
+                need_weights=False, unmerged_tokens=0, layouts=None):
+        """need_weights: also return (probabilities (B, H, Tq, K), key positions (B, K)):
+        each key is a chunk state, placed at the newest position it sums up to."""
+        query_len, key_len = query.shape[1], key.shape[1]
+        q_nope, q_pe, latent, k_pe = self._project(query, key, positions, layouts)
         merge = self.hypernet_down if self.has_merge_weights else None
         if cache is not None and query_len == key_len == 1 and key_padding_mask is None:
             # the decoding step: w_j c_j merged into the cache (by its kernels on CUDA)
