@@ -38,7 +38,9 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
                           beside the merged chunks: is the gap that the token before a
                           query is never seen on its own? (training path only: a
                           decoding cache would hold N extra entries per row; mla+prev=N
-                          is the control: the same recent keys twice, nothing merged)
+                          is the control: the same recent keys twice, nothing merged).
+                          At full size it helps for ~500 steps, then stalls well above
+                          plain MTLA (bench/results/h200_2026-12-02_s27)
 
 Each variant and seed runs in its own process (``--jobs`` at once on one GPU) and writes
 ``<out>/seed<k>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes,

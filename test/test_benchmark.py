@@ -2,6 +2,8 @@
 
 import csv
 
+import torch
+
 from espnet2_mtla.benchmark.variants import VARIANTS
 from espnet2_mtla.bin.benchmark import main
 
@@ -125,6 +127,25 @@ def test_generate_section_compares_llama_and_llama_mtla(tmp_path):
     bound = {name: float(row["bytes_bound_vs_llama"]) for name, row in rows.items()}
     assert bound["llama"] == 1.0 < bound["mtla_s1"] and bound["mtla_s2"] == 2 * bound["mtla_s1"]
     assert all(float(row["seconds"]) > 0 for row in rows.values())
+    # each decode step clocked by itself: positive, the 90th percentile not below the median
+    assert all(0 < float(row["step_ms_median"]) <= float(row["step_ms_p90"])
+               for row in rows.values())
+
+
+def test_step_clock_brackets_each_decode_step():
+    """The clock notes a time per new token, so n tokens give n - 1 decode steps."""
+    from transformers import LlamaConfig, LlamaForCausalLM, StoppingCriteriaList
+
+    from espnet2_mtla.benchmark.generation import TINY_LLAMA, StepClock
+
+    model = LlamaForCausalLM(LlamaConfig(**TINY_LLAMA, pad_token_id=0)).eval()
+    clock = StepClock(torch.device("cpu"))
+    out = model.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=5, min_new_tokens=5,
+                         do_sample=False, eos_token_id=None, pad_token_id=0,
+                         stopping_criteria=StoppingCriteriaList([clock]))
+    assert out.shape[1] == 3 + 5
+    steps = clock.step_ms()
+    assert len(steps) == 4 and all(ms > 0 for ms in steps)
 
 
 def test_generate_section_feeds_the_prompt_in_chunks(tmp_path):

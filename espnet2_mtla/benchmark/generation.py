@@ -14,7 +14,11 @@ runs once to warm up (compilation, captures: ``first_s``), then ``--generate_rep
 times: ``seconds`` is their median (the host's share of a step, and so a run's time,
 moves by up to ~1 ms a step between runs of one process); as many runs with one new
 token give the prefill's median time (``prefill_s``) and so the decode steps'
-(``decode_ms_per_step``). The peak memory is the last full run's.
+(``decode_ms_per_step``). Since that difference of two medians carries both runs' spread,
+one more full run clocks every step itself (``step_ms_median``, ``step_ms_p90``): a
+stopping criterion waits for the GPU and reads the clock after each token, so an interval
+is one whole decode step, host and GPU, with the sync it adds. The peak memory is the
+last untimed-steps run's.
 ``--prefill_chunk_size`` feeds the prompt in chunks (Transformers' own option, the same
 for every subject): the prefill's activations are then one chunk's, not the prompt's.
 """
@@ -61,6 +65,25 @@ def cache_bytes_per_token(subject, llama, latent, dtype) -> float:
     return (latent["kv_lora_rank"] + latent["qk_rope_head_dim"]) * size / down_rate_of(subject)
 
 
+class StepClock:
+    """A ``generate()`` stopping criterion that stops nothing: it waits for the device and
+    notes the time after each new token, so consecutive notes bracket one decode step."""
+
+    def __init__(self, device):
+        self.device, self.times = device, []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        from espnet2_mtla.benchmark.timing import synchronize
+
+        synchronize(self.device)
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def step_ms(self) -> list:
+        """Milliseconds of each decode step after the first new token."""
+        return [1e3 * (b - a) for a, b in zip(self.times, self.times[1:])]
+
+
 def build_subject(subject, llama, latent, device, dtype):
     """(model, extra generate() options) of a subject, random weights (seed 0)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -98,6 +121,8 @@ def timed_generate(model, ids, subject, settings, device) -> float:
 def bench_generate(bench, options):
     """generate() per subject and B x prompt shape (``--generate_shapes``), with the
     ratios to Llama's default cache beside the cache-bytes bound."""
+    from transformers import StoppingCriteriaList
+
     from espnet2_mtla.benchmark.timing import peak_memory
 
     device, dtype = bench.device, bench.dtype
@@ -128,9 +153,14 @@ def bench_generate(bench, options):
                     # the prefill and the first token alone: the rest is the decode steps
                     prefills = [timed_generate(model, ids, subject, first_token, device)
                                 for _ in range(repeats)]
+                    clock = StepClock(device)
+                    timed_generate(model, ids, subject, {**settings, "stopping_criteria":
+                                                         StoppingCriteriaList([clock])}, device)
+                    steps = sorted(clock.step_ms()) or [float("nan")]
                 seconds, prefill = (first, statistics.median(runs)), statistics.median(prefills)
             except torch.OutOfMemoryError:
                 seconds, memory, prefill = [float("nan")] * 2, float("nan"), float("nan")
+                steps = [float("nan")]
             per_token = cache_bytes_per_token(subject, llama, latent, dtype)
             if subject == "llama":
                 base = (seconds[1], per_token)
@@ -139,6 +169,8 @@ def bench_generate(bench, options):
                 new_tokens=options.new_tokens, repeats=repeats,
                 first_s=seconds[0], seconds=seconds[1], prefill_s=prefill,
                 decode_ms_per_step=1e3 * (seconds[1] - prefill) / max(1, options.new_tokens - 1),
+                step_ms_median=statistics.median(steps),
+                step_ms_p90=steps[min(len(steps) - 1, int(0.9 * len(steps)))],
                 peak_memory_MB=memory / 1e6,
                 cache_bytes_per_token=per_token,
                 speedup_vs_llama=base[0] / seconds[1] if base else float("nan"),
