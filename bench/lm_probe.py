@@ -45,7 +45,12 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
 Each variant and seed runs in its own process (``--jobs`` at once on one GPU) and writes
 ``<out>/seed<k>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes,
 so an interrupted run keeps its curves; the parent prints the validation-loss table with
-the ratio to the first variant and writes ``<out>/summary.csv``.
+the ratio to the first variant and writes ``<out>/summary.csv``. ``--breakdown`` splits
+each run's final validation loss by kind of token (``<out>/seed<k>/<variant>.breakdown.csv``,
+``<out>/breakdown_summary.csv``): copyable (the token and the 4 before it occurred
+earlier in the window, what attention can copy) or not, and the query's offset in a chunk
+of two (at offset 1 MTLA s=2 has merged the query's own token with the one before it):
+where in the text a variant's gap lies.
 
     python bench/lm_probe.py --lists_dir .gpu --out exp/lm_probe \
         --variants mha mla mtla_s2 mtla_s2+merge=random --steps 3000 --jobs 6 --seeds 1 2
@@ -286,12 +291,23 @@ def batches(data: torch.Tensor, batch: int, length: int, seed: int, device):
         yield rows.to(device=device, dtype=torch.long, non_blocking=True)
 
 
-def lm_loss(model, rows):
+def next_token_logits(model, rows):
+    """Logits (B * L, V), float, and targets (B * L,) of windows rows (B, L + 1)."""
     tokens, targets = rows[:, :-1], rows[:, 1:]
     batch, length = tokens.shape
     positions = torch.arange(length, device=rows.device).expand(batch, length)
     hidden = model(model.embed(tokens), positions, None)
-    return F.cross_entropy(model.logits(hidden).float().flatten(0, 1), targets.flatten())
+    return model.logits(hidden).float().flatten(0, 1), targets.flatten()
+
+
+def lm_loss(model, rows):
+    return F.cross_entropy(*next_token_logits(model, rows))
+
+
+def token_losses(model, rows):
+    """Next-token losses (B, L) of windows rows (B, L + 1)."""
+    return F.cross_entropy(*next_token_logits(model, rows), reduction="none").view(
+        rows.shape[0], rows.shape[1] - 1)
 
 
 @torch.no_grad()
@@ -304,6 +320,51 @@ def validate(model, windows, batch):
             total += lm_loss(model, windows[i : i + batch]).item() * len(windows[i : i + batch])
     model.train()
     return total / len(windows)
+
+
+COPY_CONTEXT = 4  # tokens of context an earlier occurrence must share to count as a copy
+
+
+def copyable_targets(windows: torch.Tensor, context: int = COPY_CONTEXT) -> torch.Tensor:
+    """(N, L) bool of windows (N, L + 1): whether target t (windows[:, t + 1]) with the
+    ``context`` tokens before it occurred earlier in the same window, so that attending
+    to the token after that earlier occurrence would predict it (what an induction head
+    copies)."""
+    rows = windows.tolist()
+    found = torch.zeros(windows.shape[0], windows.shape[1] - 1, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        seen = set()
+        for t in range(context, len(row)):
+            gram = tuple(row[t - context : t + 1])  # the context and the target at t
+            found[i, t - 1] = gram in seen
+            seen.add(gram)
+    return found
+
+
+@torch.no_grad()
+def loss_by_kind(model, windows, batch) -> dict:
+    """Validation loss split by what predicting the token needs: copyable (an earlier
+    occurrence of the token and its context in the window) or not, and by the query's
+    offset in a chunk of two (1: MTLA s=2 has merged the query with the token before
+    it). {split: (tokens, mean loss)}."""
+    model.eval()
+    losses = []  # (B, L) per batch
+    for i in range(0, len(windows), batch):
+        with torch.autocast(windows.device.type, dtype=torch.bfloat16,
+                            enabled=windows.device.type == "cuda"):
+            losses.append(token_losses(model, windows[i : i + batch]).cpu())
+    model.train()
+    loss = torch.cat(losses)  # (N, L)
+    copyable = copyable_targets(windows.cpu())
+    odd = (torch.arange(loss.shape[1]) % 2 == 1).expand_as(loss)
+    splits = {"all": torch.ones_like(copyable), "copyable": copyable, "not_copyable": ~copyable,
+              "query_offset_0": ~odd, "query_offset_1": odd}
+    return {name: (int(m.sum()), loss[m].mean().item() if m.any() else float("nan"))
+            for name, m in splits.items()}
+
+
+def breakdown_path(out, spec: str, seed: int) -> Path:
+    return Path(out) / f"seed{seed}" / f"{spec}.breakdown.csv"
 
 
 def train_one(spec: str, seed: int, args):
@@ -346,6 +407,12 @@ def train_one(spec: str, seed: int, args):
                 writer.writerow([i, f"{train_loss:.4f}", f"{validate(model, windows, args.batch):.4f}",
                                  f"{time.time() - started:.1f}"])
                 f.flush()
+    if args.breakdown:
+        with open(breakdown_path(args.out, spec, seed), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["split", "tokens", "valid_loss"])
+            for name, (count, value) in loss_by_kind(model, windows, args.batch).items():
+                writer.writerow([name, count, f"{value:.4f}"])
 
 
 def device_words(device: str) -> str:
@@ -428,6 +495,51 @@ def summarise(args):
         writer.writerow(["variant", "seed", "step", "train_loss", "valid_loss",
                          f"ratio_to_{base}", "seconds"])
         writer.writerows(rows)
+    summarise_breakdowns(args)
+
+
+def summarise_breakdowns(args):
+    """Print the final validation loss by kind of token (``--breakdown`` runs), each
+    variant's mean over seeds and its ratio to the first variant's, and write
+    <out>/breakdown_summary.csv."""
+    found = {}  # (variant, seed) -> {split: (tokens, loss)}
+    for spec in args.variants:
+        for seed in args.seeds:
+            path = breakdown_path(args.out, spec, seed)
+            if path.exists():
+                with open(path) as f:
+                    found[spec, seed] = {r["split"]: (int(r["tokens"]), float(r["valid_loss"]))
+                                         for r in csv.DictReader(f)}
+    if not found:
+        return
+    base = args.variants[0]
+    splits = list(next(iter(found.values())))
+    shares = next(iter(found.values()))
+    total = shares["all"][0]
+    print(f"\nfinal validation loss by kind of token; (ratio to {base} of the same seed, "
+          "mean over the seeds both have)")
+    print(f"{'variant':28s}" + "".join(f"{name:>22s}" for name in splits))
+    print(f"{'(share of tokens)':28s}" + "".join(f"{shares[n][0] / total:>22.3f}" for n in splits))
+    rows = []
+    for spec in args.variants:
+        seeds = [seed for seed in args.seeds if (spec, seed) in found]
+        if not seeds:
+            continue
+        cells = []
+        for name in splits:
+            values = [found[spec, seed][name][1] for seed in seeds]
+            ratios = [found[spec, seed][name][1] / found[base, seed][name][1]
+                      for seed in seeds if (base, seed) in found]
+            mean = sum(values) / len(values)
+            ratio = f"({sum(ratios) / len(ratios):.3f})" if ratios else ""
+            cells.append(f"{mean:>13.4f} {ratio:>8s}")
+            rows += [[spec, seed, name, found[spec, seed][name][0], found[spec, seed][name][1]]
+                     for seed in seeds]
+        print(f"{spec:28s}" + "".join(cells))
+    with open(Path(args.out) / "breakdown_summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", "seed", "split", "tokens", "valid_loss"])
+        writer.writerows(rows)
 
 
 def main(argv=None):
@@ -454,6 +566,10 @@ def main(argv=None):
                         help="train each variant once per seed (weights and batches)")
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at once")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="after training, split the validation loss by copyable tokens "
+                             "(their 4-token context and they occurred earlier in the "
+                             "window) and by the query's offset in a chunk of two")
     parser.add_argument("--summarise_only", action="store_true",
                         help="print the table of the curves already in --out")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker: train this variant

@@ -49,7 +49,7 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
                           "--tokens", tokens, "--vocab", "80", "--variants", *variants,
                           "--steps", "4", "--eval_every", "2", "--batch", "2", "--length", "16",
                           "--layers", "1", "--d_model", "32", "--heads", "2", "--seeds", "1", "2",
-                          "--valid_windows", "2", "--jobs", "2", "--device", "cpu"])
+                          "--valid_windows", "2", "--jobs", "2", "--device", "cpu", "--breakdown"])
     assert code == 0
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert {(row["variant"], row["seed"], row["step"]) for row in rows} == {
@@ -62,6 +62,18 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
         assert float(row["ratio_to_mha"]) == pytest.approx(
             float(row["valid_loss"]) / reference, abs=1e-4)
     assert loss["mtla_s2", "1", "4"] != loss["mtla_s2", "2", "4"]  # the seed is used
+    # --breakdown: the final loss split two ways, each split covering every token once
+    parts = {(r["variant"], r["seed"], r["split"]): r
+             for r in csv.DictReader(open(out / "breakdown_summary.csv"))}
+    for variant in variants:
+        for seed in ("1", "2"):
+            count = {name: int(parts[variant, seed, name]["tokens"]) for name in (
+                "all", "copyable", "not_copyable", "query_offset_0", "query_offset_1")}
+            assert count["all"] == 2 * 16
+            assert count["copyable"] + count["not_copyable"] == count["all"]
+            assert count["query_offset_0"] == count["query_offset_1"] == count["all"] // 2
+            assert float(parts[variant, seed, "all"]["valid_loss"]) == pytest.approx(
+                loss[variant, seed, "4"], abs=2e-4)  # the last evaluation's loss
     table = capsys.readouterr().out
     assert "mean over seeds [1, 2]" in table and "1.000 +-0.000" in table
     assert "cpu, fp32" in table and (out / "device.txt").read_text() == "cpu, fp32\n"
@@ -78,6 +90,20 @@ def test_probe_trains_every_variant_on_the_same_units(tmp_path, tokens, capsys):
         ids = torch.load(out / "bpe80.ids.pt")
         assert 0 <= int(ids["train"].min()) and int(ids["train"].max()) < 80
         assert len(ids["valid"]) > 0 and (out / "bpe80.model").exists()
+
+
+def test_copyable_targets_need_the_context_and_the_target_seen_before():
+    """A target counts as copyable when it and the 4 tokens before it occurred earlier in
+    the window: the second 'abcde.abcd' does from its fifth token on, the 'X' after it
+    (never seen after 'abcd') does not."""
+    import torch
+
+    text = "abcde.abcde.abcdX"
+    window = torch.tensor([[ord(c) for c in text]])  # targets are text[1:]
+    found = probe().copyable_targets(window)[0]
+    copied = {i + 1 for i in range(len(found)) if found[i]}  # positions in text
+    assert copied == set(range(10, 16))  # text[10:16] == "e.abcd"; text[16] == "X"
+    assert probe().copyable_targets(window, context=16).sum() == 0
 
 
 def test_offset_ablation_builds_the_gain_and_refuses_what_cannot_have_it():
