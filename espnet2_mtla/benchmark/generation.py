@@ -17,8 +17,8 @@ token give the prefill's median time (``prefill_s``) and so the decode steps'
 (``decode_ms_per_step``). Since that difference of two medians carries both runs' spread,
 one more full run clocks every step itself (``step_ms_median``, ``step_ms_p90``): a
 stopping criterion waits for the GPU and reads the clock after each token, so an interval
-is one whole decode step, host and GPU, with the sync it adds. The peak memory is the
-last untimed-steps run's.
+is one whole decode step, host and GPU, with the sync it adds. The peak memory is that
+of the last of the timed full runs.
 ``--prefill_chunk_size`` feeds the prompt in chunks (Transformers' own option, the same
 for every subject): the prefill's activations are then one chunk's, not the prompt's.
 """
