@@ -513,9 +513,8 @@ def summarise_breakdowns(args):
     if not found:
         return
     base = args.variants[0]
-    splits = list(next(iter(found.values())))
-    shares = next(iter(found.values()))
-    total = shares["all"][0]
+    shares = next(iter(found.values()))  # {split: (tokens, loss)}: the same tokens in every run
+    splits, total = list(shares), shares["all"][0]
     print(f"\nfinal validation loss by kind of token; (ratio to {base} of the same seed, "
           "mean over the seeds both have)")
     print(f"{'variant':28s}" + "".join(f"{name:>22s}" for name in splits))
