@@ -12,7 +12,11 @@ GPU time of one profiled step split into kinds of kernels (attention, GEMM, elem
 (the kernels switch off), ":flex" the FlexAttention one at every length (the default
 takes Flex from mtla.FLEX_MIN_LENGTH tokens on); ":compile" runs the stack through
 torch.compile (the first step, not measured, compiles it), ":graphs" the same in
-torch.compile's "reduce-overhead" mode (the compiled step replayed from CUDA graphs).
+torch.compile's "reduce-overhead" mode (the compiled step replayed from CUDA graphs),
+MTLA through Flex at every length as DecoderOnlyStack's graph modes take it.
+``--host_top N`` also profiles one step's host side (its host time, aten calls, kernel
+launches, allocations from the device, host syncs and the N costliest ops):
+<out>/host_<variant>_<B>x<T>.txt.
 
     python bench/profile_train.py --shapes 32x512 16x1024 8x2048 4x4096 \
         --variants mha mla mtla_s2 mtla_s2:dense mtla_s4 --out $OUT/profile
@@ -24,6 +28,8 @@ import argparse
 import contextlib
 import csv
 import re
+import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -86,6 +92,32 @@ def profile_step(step):
     return kinds, sorted(by_kernel.items(), key=lambda item: -item[1])
 
 
+def profile_host(step):
+    """Where the host's time goes in one step: (host ms of the step, [(op or CUDA runtime
+    call, self host ms, calls)] longest first, allocations from the device (cudaMalloc
+    by the caching allocator), host syncs (where they happen: the warnings of torch's
+    sync debug mode)). Profiled, so slower than unprofiled: for comparing variants."""
+    torch.cuda.synchronize()
+    allocations = torch.cuda.memory_stats().get("num_device_alloc", 0)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as syncs:
+            warnings.simplefilter("always")
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                begin = time.perf_counter()
+                step()
+                host_ms = (time.perf_counter() - begin) * 1e3
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+    allocations = torch.cuda.memory_stats().get("num_device_alloc", 0) - allocations
+    ops = [(event.key, event.self_cpu_time_total / 1e3, event.count)
+           for event in prof.key_averages()]
+    sync_sites = [f"{w.filename}:{w.lineno}" for w in syncs
+                  if "synchroniz" in str(w.message).lower()]
+    return host_ms, sorted(ops, key=lambda op: -op[1]), allocations, sync_sites
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,6 +128,10 @@ def main(argv=None):
     parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--top", type=int, default=12, help="kernels listed per profile")
+    parser.add_argument("--host_top", type=int, default=0,
+                        help="also profile one step's host side: its host time and the "
+                        "ops / CUDA runtime calls with the most self host time, this many, "
+                        "into <out>/host_<variant>_<B>x<T>.txt")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--keep_compiled", action="store_true",
                         help="do not reset torch.compile's caches between compiled runs (as "
@@ -130,6 +166,7 @@ def main(argv=None):
                     seconds = median_time(step, device, repeats=args.repeats, warmup=2)
                     memory = peak_memory(device) / 1e6
                     kinds, top = profile_step(step)
+                    host = profile_host(step) if args.host_top else None
             except torch.OutOfMemoryError:
                 print(f"{variant} {shape}: out of memory", flush=True)
                 model = step = None
@@ -155,6 +192,21 @@ def main(argv=None):
             with open(args.out / f"top_{variant.replace(':', '_')}_{shape}.txt", "w") as stream:
                 for name, kernel_ms in top[:args.top]:
                     stream.write(f"{kernel_ms:9.2f} ms  {kind_of(name):12s} {name[:160]}\n")
+            if host is not None:
+                host_ms, ops, allocations, sync_sites = host
+                calls = {name: count for name, _, count in ops}
+                print(f"[host] {variant} {shape}: {host_ms:.1f} ms on the host (profiled), "
+                      f"{sum(n for name, n in calls.items() if name.startswith('aten::'))} "
+                      f"aten calls, {calls.get('cudaLaunchKernel', 0)} cudaLaunchKernel, "
+                      f"{allocations} cudaMalloc, {len(sync_sites)} host syncs", flush=True)
+                with open(args.out / f"host_{variant.replace(':', '_')}_{shape}.txt",
+                          "w") as stream:
+                    stream.write(f"host {host_ms:.2f} ms (profiled step), {allocations} "
+                                 f"allocations from the device, {len(sync_sites)} syncs\n")
+                    for site in dict.fromkeys(sync_sites):
+                        stream.write(f"sync at {site} ({sync_sites.count(site)}x)\n")
+                    for name, self_ms, count in ops[:args.host_top]:
+                        stream.write(f"{self_ms:9.2f} ms {count:7d}x  {name[:120]}\n")
             del model, step
             torch.cuda.empty_cache()
     for name, rows in (("steps", steps), ("kinds", kinds_rows)):

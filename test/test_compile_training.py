@@ -95,6 +95,42 @@ def test_reduce_overhead_replays_the_eager_outputs_and_gradients_on_cuda(attenti
     assert "_compiled_run_layers" in graphed.__dict__
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_graphed_mtla_layers_take_flex_at_every_length_on_cuda(monkeypatch):
+    """Replayed from CUDA graphs, MTLA's training attention is FlexAttention even for
+    rows shorter than FLEX_MIN_LENGTH (eager rows that short take the dense mask): outputs
+    and gradients of the eager (dense) stack, fp32, at two lengths."""
+    from espnet2_mtla.kernels import stride_aware_flex
+
+    monkeypatch.setattr(stride_aware_flex, "_compiled_flex", None)  # set where Flex runs
+    conf = {**LATENT, "v_head_dim": 16, "down_rate": 2}  # (Flex's narrowest heads: 16)
+    eager = stack("mtla", conf, False).cuda()
+    graphed = stack("mtla", conf, "reduce-overhead").cuda()
+    for length in (9, 14):
+        inputs = [tensor.cuda() for tensor in batch(length)]
+        for _ in range(3):  # warm-up, recording, replay
+            want_out, want_grads = loss_and_gradients(eager, *inputs)
+            if length == 9:
+                assert stride_aware_flex._compiled_flex is None  # eager short rows: dense
+            got_out, got_grads = loss_and_gradients(graphed, *inputs)
+            torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
+            assert set(got_grads) == set(want_grads)
+            for name, grad in want_grads.items():
+                torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
+                                           msg=lambda m: f"{name}: {m}")
+    assert stride_aware_flex._compiled_flex is not None  # the graphed layers took Flex
+
+
+def test_graph_modes_take_flex_at_every_length_and_other_modes_by_length():
+    for mode, want in (("reduce-overhead", 0), ("max-autotune", 0), (True, None),
+                       ("max-autotune-no-cudagraphs", None), (False, None)):
+        model = stack("mtla", {**LATENT, "down_rate": 2}, mode)
+        assert [layer.attn.flex_min_length for layer in model.layers] == [want, want], mode
+    assert stack("mha", {}, "reduce-overhead").layers[0].attn.__dict__.get(
+        "flex_min_length") is None  # (no such choice in MHA)
+
+
 def test_decoding_with_caches_stays_eager():
     model = stack("mtla", {**LATENT, "down_rate": 2}, True).eval()
     text, prefix, positions, padding = batch(6)

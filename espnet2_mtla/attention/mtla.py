@@ -88,10 +88,16 @@ from espnet2_mtla.kernels.stride_aware_flex import (
 # With Flex over compacted chunk ends (bench/results/h200_2026-12-01_s18, eager steps):
 # dense 0.60-0.78x Flex's at 32x512 to 8x2048, 1.05x at 4x4096, 3.0x at 1x16384.
 # Compiled (torch.compile reduce-overhead, bench/results/h200_2026-12-01_s19) the order is
-# reversed: dense 23.1 / 30.9 ms against Flex's 17.2 / 17.7 at 32x512 / 16x1024. The
-# threshold still applies there: Flex through the trainer's varying (dynamic) shapes is
-# not yet tested.
+# reversed: dense 23.1 / 30.9 ms against Flex's 17.2 / 17.7 at 32x512 / 16x1024; again in
+# session 28 (bench/results/h200_2026-12-02_s28): Flex 1.29x / 1.21x MHA's step, dense
+# (s19) 1.69x / 2.14x. Compiled without graphs the host decides again: Flex 1.96x, dense
+# 1.52x at 32x512 (s28). So layers replayed from CUDA graphs take Flex at every length
+# (``flex_min_length`` 0, set by DecoderOnlyStack for its graph modes), others by length.
 FLEX_MIN_LENGTH = 3072
+# FlexAttention's compiled kernels need head widths of at least this (torch 2.11: "NYI:
+# embedding dimension of the query, key, and value must be at least 16"); narrower heads
+# (tiny test models) take the dense mask
+FLEX_MIN_HEAD_DIM = 16
 # Inference prefills longer than this attend PREFILL_CHUNK queries at a time: the
 # stride-aware mask is built per chunk of queries (B, C, Tk), memory linear in the prompt
 PREFILL_CHUNK = 1024
@@ -159,6 +165,9 @@ class MultiheadTemporalLatentAttention(SelfAttention):
 
     has_merge_weights = True  # MLA sets False: w_j = 1
     supports_weights = True
+    # training rows from this length on take FlexAttention (on CUDA); None: FLEX_MIN_LENGTH
+    # (0 where the layers replay from CUDA graphs: ``decoder.flex_at_every_length``)
+    flex_min_length: Optional[int] = None
 
     def __init__(
         self,
@@ -328,10 +337,12 @@ class MultiheadTemporalLatentAttention(SelfAttention):
         # (FlexAttention has no attention dropout; inference keeps SDPA, which needs no
         # compilation per new shape)
         # (MLA without padding is plain causal: SDPA's flash kernel, not FlexAttention;
-        # rows shorter than FLEX_MIN_LENGTH: the dense mask, faster there)
+        # rows shorter than flex_min_length: the dense mask, faster there unless graphed)
+        min_length = FLEX_MIN_LENGTH if self.flex_min_length is None else self.flex_min_length
         use_flex = (no_cache_read and attn_bias is None and query.is_cuda and not need_weights
                     and kernels_enabled() and torch.is_grad_enabled()
-                    and key_len >= FLEX_MIN_LENGTH
+                    and key_len >= min_length
+                    and min(self.qk_head_dim, self.v_head_dim) >= FLEX_MIN_HEAD_DIM
                     and not (self.training and self.dropout > 0)
                     and (self.down_rate > 1 or key_padding_mask is not None))
         causal = (self.down_rate == 1 and key_padding_mask is None and not need_weights

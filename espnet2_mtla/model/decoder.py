@@ -27,6 +27,8 @@ steps from CUDA graphs, which removes the launches of the latent layers' extra k
 (measured on the stack alone, bench/results/h200_2026-12-01_s19: MLA and MTLA s=2 over
 FlexAttention at 1.18-1.25x MHA's step, 1.4-1.7x compiled without graphs); a graph is
 recorded per batch shape, so it suits fixed shapes (packed language-model batches).
+Replayed from graphs, MTLA's training attention is FlexAttention at every row length
+(``flex_at_every_length``); eager and compiled without graphs, from 3,072 tokens on.
 """
 
 from typing import List, Optional, Union
@@ -37,6 +39,18 @@ from torch import nn
 from espnet2_mtla.attention import build_attention
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPH_MODES = ("reduce-overhead", "max-autotune")  # the modes that replay CUDA graphs
+
+
+def flex_at_every_length(module: nn.Module) -> None:
+    """MTLA's training attention in ``module`` through FlexAttention at every row length
+    (on CUDA), not only from ``mtla.FLEX_MIN_LENGTH`` on: the faster choice where the
+    layers replay from CUDA graphs (no host cost per kernel; H200, 9 x d 512 stack, MTLA
+    s=2 at 32x512 / 16x1024: 1.29x / 1.21x MHA's step against the dense mask's 1.69x /
+    2.14x, bench/results/h200_2026-12-02_s28), not eagerly or compiled without graphs."""
+    for child in module.modules():
+        if hasattr(child, "flex_min_length"):
+            child.flex_min_length = 0
 
 
 class FeedForward(nn.Module):
@@ -127,6 +141,8 @@ class DecoderOnlyStack(nn.Module):
             DecoderLayer(d_model, num_heads, ffn_dim, dropout, attention, attention_conf or {})
             for _ in range(num_layers)
         )
+        if self.compile_mode in GRAPH_MODES:
+            flex_at_every_length(self.layers)
         # s of a merging attention (MTLA), where the prefix is to stay unmerged; else 1
         down_rate = getattr(self.layers[0].attn, "down_rate", 1) if num_layers else 1
         self.prefix_stride = 1 if merge_prefix else down_rate
