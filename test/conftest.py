@@ -68,6 +68,13 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    # a test skipped without a GPU must carry the gpu marker, or `pytest -m gpu` (how the
+    # GPU runs select them) leaves it out without a word
+    unmarked = [item.nodeid for item in items if "gpu" not in item.keywords and any(
+        "CUDA" in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif"))]
+    if unmarked:
+        raise pytest.UsageError("tests skipped without a CUDA GPU need @pytest.mark.gpu: "
+                                + ", ".join(unmarked))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow")

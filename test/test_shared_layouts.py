@@ -74,6 +74,7 @@ def test_an_unmerged_prefix_shares_its_layout_too():
     assert torch.equal(shared[0], alone[0]) and torch.equal(shared[1], alone[1])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", ["mtla_s2", "mtla_s3_offset"])
 def test_flex_path_shares_its_block_mask_and_changes_nothing(name):
