@@ -33,6 +33,17 @@ def loss_and_gradients(model, text, prefix, positions, padding):
                           if p.grad is not None}
 
 
+def assert_step_matches(model, eager, inputs):
+    """One step of ``model`` gives the eager stack's outputs and gradients (fp32, 1e-4)."""
+    want_out, want_grads = loss_and_gradients(eager, *inputs)
+    got_out, got_grads = loss_and_gradients(model, *inputs)
+    assert set(got_grads) == set(want_grads) and len(want_grads) > 10
+    torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
+                                   msg=lambda m: f"{name}: {m}")
+
+
 def batch(length, prefix_length=5):
     """Three rows of prefix + text, the second with a padded end (B, P + T)."""
     generator = torch.Generator().manual_seed(length)
@@ -53,14 +64,7 @@ def batch(length, prefix_length=5):
 def test_compiled_layers_give_the_eager_outputs_and_gradients(attention, conf):
     eager, compiled = stack(attention, conf, False), stack(attention, conf, True)
     for length in (9, 14):  # a second shape: the recompilation with dynamic shapes
-        inputs = batch(length)
-        want_out, want_grads = loss_and_gradients(eager, *inputs)
-        got_out, got_grads = loss_and_gradients(compiled, *inputs)
-        assert set(got_grads) == set(want_grads) and len(want_grads) > 10
-        torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
-        for name, grad in want_grads.items():
-            torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
-                                       msg=lambda m: f"{name}: {m}")
+        assert_step_matches(compiled, eager, batch(length))
     assert "_compiled_run_layers" in compiled.__dict__  # the compiled path ran
     # the parameters keep the eager names; copies and pickles leave the compiled code out
     assert list(compiled.state_dict()) == list(eager.state_dict())
@@ -85,13 +89,7 @@ def test_reduce_overhead_replays_the_eager_outputs_and_gradients_on_cuda(attenti
     graphed = stack(attention, conf, "reduce-overhead").cuda()
     inputs = [tensor.cuda() for tensor in batch(9)]
     for _ in range(4):  # warm-up, recording, replays
-        want_out, want_grads = loss_and_gradients(eager, *inputs)
-        got_out, got_grads = loss_and_gradients(graphed, *inputs)
-        torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
-        assert set(got_grads) == set(want_grads)
-        for name, grad in want_grads.items():
-            torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
-                                       msg=lambda m: f"{name}: {m}")
+        assert_step_matches(graphed, eager, inputs)
     assert "_compiled_run_layers" in graphed.__dict__
 
 
@@ -109,16 +107,11 @@ def test_graphed_mtla_layers_take_flex_at_every_length_on_cuda(monkeypatch):
     graphed = stack("mtla", conf, "reduce-overhead").cuda()
     for length in (9, 14):
         inputs = [tensor.cuda() for tensor in batch(length)]
+        if length == 9:  # eager rows this short take the dense mask
+            loss_and_gradients(eager, *inputs)
+            assert stride_aware_flex._compiled_flex is None
         for _ in range(3):  # warm-up, recording, replay
-            want_out, want_grads = loss_and_gradients(eager, *inputs)
-            if length == 9:
-                assert stride_aware_flex._compiled_flex is None  # eager short rows: dense
-            got_out, got_grads = loss_and_gradients(graphed, *inputs)
-            torch.testing.assert_close(got_out, want_out, atol=1e-4, rtol=1e-4)
-            assert set(got_grads) == set(want_grads)
-            for name, grad in want_grads.items():
-                torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-4,
-                                           msg=lambda m: f"{name}: {m}")
+            assert_step_matches(graphed, eager, inputs)
     assert stride_aware_flex._compiled_flex is not None  # the graphed layers took Flex
 
 
