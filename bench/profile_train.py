@@ -25,7 +25,6 @@ Writes <out>/steps.csv, <out>/kinds.csv and <out>/top_<variant>_<B>x<T>.txt.
 """
 
 import argparse
-import contextlib
 import csv
 import re
 import time
@@ -35,11 +34,11 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from espnet2_mtla.attention import mtla
 from espnet2_mtla.benchmark.subjects import training_stack, training_step
 from espnet2_mtla.benchmark.timing import count_flops, median_time, peak_memory, reset_peak
 from espnet2_mtla.benchmark.variants import PAPER_SIZES, VARIANTS
 from espnet2_mtla.kernels import kernels_set
+from espnet2_mtla.model.decoder import flex_at_every_length
 
 # kinds of CUDA kernels, by name (first match wins)
 KINDS = [
@@ -62,19 +61,6 @@ def kind_of(name: str) -> str:
 def build(variant: str, sizes: dict, device, dtype):
     attention, conf = VARIANTS[variant.split(":")[0]]
     return training_stack(attention, conf, sizes, device, dtype)
-
-
-@contextlib.contextmanager
-def attention_path(options):
-    """MTLA's training path for a variant's options: dense (kernels off), Flex at every
-    length, or the default choice by length."""
-    default = mtla.FLEX_MIN_LENGTH
-    mtla.FLEX_MIN_LENGTH = 0 if "flex" in options else default
-    try:
-        with kernels_set("dense" not in options):
-            yield
-    finally:
-        mtla.FLEX_MIN_LENGTH = default
 
 
 def profile_step(step):
@@ -157,10 +143,12 @@ def main(argv=None):
             if compiled and not args.keep_compiled:
                 torch._dynamo.reset()
             model = build(variant, sizes, device, dtype)
+            if "flex" in options or "graphs" in options:  # (graphs: as the stack's graph
+                flex_at_every_length(model)  # modes take it)
             step = training_step(model, batch, length, device, compiled)
             try:
                 flops = count_flops(training_step(model, batch, length, device))
-                with attention_path(options):
+                with kernels_set("dense" not in options):  # dense: the kernels off
                     step()  # compiles (FlexAttention) outside the measurement
                     reset_peak(device)
                     seconds = median_time(step, device, repeats=args.repeats, warmup=2)
