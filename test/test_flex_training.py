@@ -5,7 +5,8 @@ stride-aware mask, outputs and gradients (on the GPU where there is one: torch >
 no Flex backward on the CPU, where the outputs alone are compared), also with an unmerged
 prefix; the block lists over the compacted chunk ends against the mask itself. GPU: the
 module's automatic compiled path against the PyTorch path (kernels off), and peak memory
-that grows linearly in T.
+that grows linearly in T. MLA's causal block mask against causal attention; GPU: MLA's
+training through it and through the flash kernel against the CPU.
 """
 
 import pytest
@@ -20,6 +21,7 @@ from espnet2_mtla.kernels.stride_aware_flex import (
     stride_aware_flex_attention,
 )
 from espnet2_mtla.kernels import kernels_set
+from espnet2_mtla.kernels.causal_flex import causal_block_mask
 from espnet2_mtla.model.decoder import unmerged_prefix_positions
 from espnet2_mtla.model.prefix_lm import left_padding
 
@@ -240,14 +242,41 @@ def test_training_memory_grows_linearly_in_length():
     assert peaks[16384] < 6 * peaks[4096], peaks
 
 
+@pytest.mark.parametrize("length", [1, 127, 128, 300])
+def test_causal_block_mask_is_causal_attention(length):
+    """MLA's causal block mask (kernels/causal_flex.py): every tile with a visible pair
+    listed, full tiles visible throughout, and FlexAttention's eager reference with it
+    equal to causal SDPA with values narrower than the keys."""
+    from torch.nn.attention.flex_attention import create_mask, flex_attention
+
+    block_mask = causal_block_mask(length, torch.device("cpu"))
+    tiles = -(-length // FLEX_BLOCK)
+    dense = create_mask(block_mask.mask_mod, 1, 1, length, length, device="cpu")[0, 0]
+    assert torch.equal(dense, torch.ones(length, length, dtype=torch.bool).tril())
+    for m in range(tiles):
+        full = block_mask.full_kv_indices[0, 0, m, : block_mask.full_kv_num_blocks[0, 0, m]]
+        partial = block_mask.kv_indices[0, 0, m, : block_mask.kv_num_blocks[0, 0, m]]
+        assert full.tolist() == list(range(m)) and partial.tolist() == [m]
+    torch.manual_seed(length)
+    q, k, v = (torch.randn(2, 3, length, width) for width in (48, 48, 32))
+    out = flex_attention(q, k, v, block_mask=block_mask, scale=0.2)
+    expected = scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.2)
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_mla_causal_training_on_cuda_equals_the_cpu(dtype):
-    """MLA without padding trains through SDPA's causal kernel on CUDA (values padded to
-    the query-key width so the flash kernel takes bf16): outputs and gradients of the CPU."""
+@pytest.mark.parametrize("path", ["flash_padded", "causal_flex"])
+def test_mla_causal_training_on_cuda_equals_the_cpu(dtype, path, monkeypatch):
+    """MLA without padding trains on CUDA eagerly through SDPA's flash kernel over values
+    padded to the query-key width, and inside torch.compile through causal FlexAttention
+    with values of their own width: outputs and gradients of the CPU either way."""
     import copy
 
+    from espnet2_mtla.kernels import stride_aware_flex
+
+    monkeypatch.setattr(stride_aware_flex, "_compiled_flex", None)  # set where Flex runs
     torch.manual_seed(0)
     module = build_attention("mla", 256, 8, kv_lora_rank=256, qk_nope_head_dim=64,
                              qk_rope_head_dim=32, v_head_dim=64).train()
@@ -256,13 +285,15 @@ def test_mla_causal_training_on_cuda_equals_the_cpu(dtype):
     def run(device, dtype):
         copied = copy.deepcopy(module).to(device, dtype)
         xin = x.to(device, dtype).detach().clone().requires_grad_(True)
-        out = copied(xin)
+        compiled = device == "cuda" and path == "causal_flex"
+        out = (torch.compile(copied) if compiled else copied)(xin)
         out.float().square().sum().backward()
         grads = [xin.grad] + [p.grad for p in copied.parameters()]
         return out.float().cpu(), [g.float().cpu() for g in grads]
 
     want_out, want_grads = run("cpu", torch.float32)
     got_out, got_grads = run("cuda", dtype)
+    assert (stride_aware_flex._compiled_flex is not None) == (path == "causal_flex")
     tolerance = 1e-4 if dtype == torch.float32 else 3e-2
     assert ((got_out - want_out).norm() / want_out.norm()) < tolerance
     for got, want in zip(got_grads, want_grads):

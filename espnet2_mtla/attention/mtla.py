@@ -72,6 +72,7 @@ from espnet2_mtla.attention.cache import LatentCache, chunk_slots, merge_chunks
 from espnet2_mtla.attention.shared_prefix import SharedPrefixLatentCache, shared_prefix_attention
 from espnet2_mtla.attention.rotary import apply_rotary, rotary_angles
 from espnet2_mtla.kernels import kernels_enabled, latent_decode_kernel
+from espnet2_mtla.kernels.causal_flex import causal_block_mask, causal_flex_attention
 from espnet2_mtla.kernels.stride_aware_flex import (
     chunk_end_layout_and_mask,
     stride_aware_flex_attention,
@@ -98,6 +99,14 @@ FLEX_MIN_LENGTH = 3072
 # embedding dimension of the query, key, and value must be at least 16"); narrower heads
 # (tiny test models) take the dense mask
 FLEX_MIN_HEAD_DIM = 16
+# CAUSAL_FLEX_RULE: MLA's causal training attention (s = 1, nothing padded) with values
+# narrower than the keys (d_v 64 < d_qk 96) takes causal FlexAttention inside
+# torch.compile and the flash kernel over values padded to d_qk eagerly. Measured on an
+# H200 (bench/results/h200_2026-12-03_s29, 9 layers d 512, bf16, ratio to MHA's step run
+# alike): replayed from CUDA graphs Flex 1.09 / 1.09 / 1.12 / 1.08 / 1.12x at 32x512 /
+# 16x1024 / 8x2048 / 4x4096 / 1x16384, padded flash 1.18 / 1.21 / 1.27 / 1.31 / 1.41x;
+# compiled without graphs Flex 1.03 / 0.88x, padded 1.57 / 0.99x at 32x512 / 8x2048;
+# eagerly Flex 1.86 / 1.51 / 1.59x, padded 1.50 / 1.30 / 1.43x at 32x512 / 4x4096 / 1x16384.
 # Inference prefills longer than this attend PREFILL_CHUNK queries at a time: the
 # stride-aware mask is built per chunk of queries (B, C, Tk), memory linear in the prompt
 PREFILL_CHUNK = 1024
@@ -347,6 +356,14 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                     and (self.down_rate > 1 or key_padding_mask is not None))
         causal = (self.down_rate == 1 and key_padding_mask is None and not need_weights
                   and attn_bias is None and no_cache_read)  # with s = 1: plain causal
+        # MLA training on CUDA, values narrower than the keys, inside torch.compile:
+        # causal FlexAttention with values of their own width (kernels/causal_flex.py);
+        # eagerly the flash kernel over values padded to the query-key width
+        # (CAUSAL_FLEX_RULE)
+        causal_flex = (causal and query.is_cuda and kernels_enabled()
+                       and torch.is_grad_enabled() and torch.compiler.is_compiling()
+                       and FLEX_MIN_HEAD_DIM <= self.v_head_dim < self.qk_head_dim
+                       and not (self.training and self.dropout > 0))
         chunked = (not (use_flex or causal) and query_len > PREFILL_CHUNK and attn_bias is None
                    and not need_weights and not torch.is_grad_enabled())
         held_valid = None  # (B, N): the cached entries each query sees, before the columns
@@ -382,6 +399,12 @@ class MultiheadTemporalLatentAttention(SelfAttention):
                 key_positions = torch.cat([self._entry_positions(cache, valid), key_positions], 1)
         if cache is not None:
             cache.write(first_chunk, chunk_entries, chunk_valid, positions, key_padding_mask)
+        if causal_flex:
+            q, k, v = self._expand_heads(q_nope, q_pe, key_latent, key_rope)
+            block_mask = shared(layouts, ("causal_block_mask", key_len),
+                                lambda: causal_block_mask(key_len, q.device))
+            out = causal_flex_attention(q, k, v, self.softmax_scale, block_mask)
+            return self.wo(out.transpose(1, 2).flatten(2))  # out (B, H, T, d_v)
         if use_flex:
             return self._flex_attention(q_nope, q_pe, columns, k_pe, positions,
                                         key_padding_mask, unmerged_tokens, layouts=layouts)

@@ -22,6 +22,17 @@ FLEX_BLOCK = 128  # FlexAttention's tile
 _compiled_flex = None  # torch.compile(flex_attention), built on first use
 
 
+def compiled_flex_attention():
+    """torch.compile(flex_attention): FlexAttention's fused Triton kernels (one compiled
+    callable for the process, built on first use)."""
+    global _compiled_flex
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention)
+    return _compiled_flex
+
+
 def chunk_end_bound(length: int, down_rate: int, unmerged_tokens: int = 0) -> int:
     """How many chunk ends T = ``length`` columns can hold, padded to a whole tile: at most
     one per column and one per chunk they span (``cache.chunks_spanned``)."""
@@ -115,18 +126,13 @@ def stride_aware_flex_attention(q, k, v, positions, padding, down_rate, scale, c
     ``layout``: ``chunk_end_layout_and_mask`` of these positions and padding, where the
     caller has it already (built here otherwise). Returns (B, H, T, d_v).
     """
-    global _compiled_flex
     from torch.nn.attention.flex_attention import flex_attention
 
     if layout is None:
         layout = chunk_end_layout_and_mask(positions, padding, down_rate, unmerged_tokens)
     columns, block_mask = layout
     keys, values = chunk_end_keys(k, v, columns)
-    attend = flex_attention
-    if compiled:
-        if _compiled_flex is None:
-            _compiled_flex = torch.compile(flex_attention)
-        attend = _compiled_flex
+    attend = compiled_flex_attention() if compiled else flex_attention
     chunks_out, chunks_lse = attend(q, keys, values, block_mask=block_mask, scale=scale,
                                     return_lse=True)  # (B, H, T, d_v), (B, H, T) natural log
     own_score = (q.float() * k.float()).sum(-1) * scale  # (B, H, T)

@@ -29,6 +29,8 @@ FlexAttention at 1.18-1.25x MHA's step, 1.4-1.7x compiled without graphs); a gra
 recorded per batch shape, so it suits fixed shapes (packed language-model batches).
 Replayed from graphs, MTLA's training attention is FlexAttention at every row length
 (``flex_at_every_length``); eager and compiled without graphs, from 3,072 tokens on.
+MLA's causal training attention is FlexAttention in every compile mode and the flash
+kernel eagerly (``attention/mtla.py``, CAUSAL_FLEX_RULE).
 """
 
 from typing import List, Optional, Union
