@@ -311,15 +311,17 @@ def token_losses(model, rows):
 
 
 @torch.no_grad()
-def validate(model, windows, batch):
+def validation_losses(model, windows, batch) -> torch.Tensor:
+    """Next-token losses (N, L), on the CPU, of the validation windows (N, L + 1): the one
+    evaluation loop (their mean is the validation loss; ``loss_by_kind`` splits them)."""
     model.eval()
-    total = 0.0
+    losses = []  # (B, L) per batch
     for i in range(0, len(windows), batch):
         with torch.autocast(windows.device.type, dtype=torch.bfloat16,
                             enabled=windows.device.type == "cuda"):
-            total += lm_loss(model, windows[i : i + batch]).item() * len(windows[i : i + batch])
+            losses.append(token_losses(model, windows[i : i + batch]).cpu())
     model.train()
-    return total / len(windows)
+    return torch.cat(losses)
 
 
 COPY_CONTEXT = 4  # tokens of context an earlier occurrence must share to count as a copy
@@ -341,25 +343,16 @@ def copyable_targets(windows: torch.Tensor, context: int = COPY_CONTEXT) -> torc
     return found
 
 
-@torch.no_grad()
-def loss_by_kind(model, windows, batch) -> dict:
-    """Validation loss split by what predicting the token needs: copyable (an earlier
-    occurrence of the token and its context in the window) or not, and by the query's
-    offset in a chunk of two (1: MTLA s=2 has merged the query with the token before
-    it). {split: (tokens, mean loss)}."""
-    model.eval()
-    losses = []  # (B, L) per batch
-    for i in range(0, len(windows), batch):
-        with torch.autocast(windows.device.type, dtype=torch.bfloat16,
-                            enabled=windows.device.type == "cuda"):
-            losses.append(token_losses(model, windows[i : i + batch]).cpu())
-    model.train()
-    loss = torch.cat(losses)  # (N, L)
+def loss_by_kind(losses, windows) -> dict:
+    """The validation losses (N, L) of windows (N, L + 1) split by what predicting the
+    token needs: copyable (an earlier occurrence of the token and its context in the
+    window) or not, and by the query's offset in a chunk of two (1: MTLA s=2 has merged
+    the query with the token before it). {split: (tokens, mean loss)}."""
     copyable = copyable_targets(windows.cpu())
-    odd = (torch.arange(loss.shape[1]) % 2 == 1).expand_as(loss)
+    odd = (torch.arange(losses.shape[1]) % 2 == 1).expand_as(losses)
     splits = {"all": torch.ones_like(copyable), "copyable": copyable, "not_copyable": ~copyable,
               "query_offset_0": ~odd, "query_offset_1": odd}
-    return {name: (int(m.sum()), loss[m].mean().item() if m.any() else float("nan"))
+    return {name: (int(m.sum()), losses[m].mean().item() if m.any() else float("nan"))
             for name, m in splits.items()}
 
 
@@ -404,14 +397,15 @@ def train_one(spec: str, seed: int, args):
             if i % args.eval_every == 0 or i == args.steps:
                 train_loss = torch.stack(running).mean().item()
                 running = []
-                writer.writerow([i, f"{train_loss:.4f}", f"{validate(model, windows, args.batch):.4f}",
+                losses = validation_losses(model, windows, args.batch)  # (N, L)
+                writer.writerow([i, f"{train_loss:.4f}", f"{losses.mean().item():.4f}",
                                  f"{time.time() - started:.1f}"])
                 f.flush()
     if args.breakdown:
         with open(breakdown_path(args.out, spec, seed), "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["split", "tokens", "valid_loss"])
-            for name, (count, value) in loss_by_kind(model, windows, args.batch).items():
+            for name, (count, value) in loss_by_kind(losses, windows).items():  # (the last)
                 writer.writerow([name, count, f"{value:.4f}"])
 
 
