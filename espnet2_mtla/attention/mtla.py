@@ -33,7 +33,9 @@ Training (parallel) and prefill
     nothing padded needs no mask: s = 1 is causal aligned to the bottom right; for s > 1,
     new tokens starting a chunk, the queries at each offset of their chunk attend
     causally over the cache entries and their own column is merged in by log-sum-exp
-    (``_strided_prefill``).
+    (``_strided_prefill``). MLA's training (s = 1, nothing padded) is plain causal
+    attention: inside torch.compile causal FlexAttention with values of their own width,
+    eagerly the flash kernel over values padded to the query-key width (CAUSAL_FLEX_RULE).
 
 Decoding (one step)
     Merge w_i c_i into the cache (a new entry when i starts a chunk, else added to the
