@@ -28,24 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from espnet2_mtla.benchmark.timing import median_time
 from espnet2_mtla.kernels.causal_flex import causal_block_mask, causal_flex_attention
 
 HEADS, D_QK, D_V = 8, 96, 64
-
-
-def median_ms(run, repeats: int) -> float:
-    for _ in range(3):
-        run()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        stop.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
 
 
 def step(attend, q, k, v, grad):
@@ -112,7 +98,7 @@ def main():
         row = dict(shape=shape)
         for name, run in runs.items():
             try:
-                row[name] = round(median_ms(run, args.repeats), 3)
+                row[name] = round(1e3 * median_time(run, device, repeats=args.repeats), 3)
             except (RuntimeError, torch.OutOfMemoryError) as error:
                 print(f"{name} {shape}: {str(error).splitlines()[0][:160]}", flush=True)
                 row[name] = ""

@@ -37,10 +37,8 @@ def causal_block_mask(length: int, device):
     )
 
 
-def causal_flex_attention(q, k, v, scale: float, block_mask=None):
+def causal_flex_attention(q, k, v, scale: float, block_mask):
     """softmax(scale q k^T, causal) v through compiled FlexAttention: q, k (B, H, T, d_qk),
-    v (B, H, T, d_v) with d_v of its own; ``block_mask``: ``causal_block_mask(T)`` where
-    the caller has it. Returns (B, H, T, d_v)."""
-    if block_mask is None:
-        block_mask = causal_block_mask(q.shape[2], q.device)
+    v (B, H, T, d_v) with d_v of its own; ``block_mask``: ``causal_block_mask(T)`` (the
+    layers of a stack call share one). Returns (B, H, T, d_v)."""
     return compiled_flex_attention()(q, k, v, block_mask=block_mask, scale=scale)
