@@ -41,6 +41,10 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
                           is the control: the same recent keys twice, nothing merged).
                           At full size it helps for ~500 steps, then stalls well above
                           plain MTLA (bench/results/h200_2026-12-02_s27)
+    mtla_s2+mla_layers=0  the listed layers (0-based, joined by commas: 0,1) take MLA
+                          (MLA at the same sizes, nothing merged), the others
+                          MTLA: is the gap one of the layers, e.g. the first, which builds
+                          each byte's local context? (the cache grows by those layers' share)
 
 Each variant and seed runs in its own process (``--jobs`` at once on one GPU) and writes
 ``<out>/seed<k>/<variant>.csv`` (step, train loss, validation loss, seconds) as it goes,
@@ -71,7 +75,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTIONS = ("mha", "mla", "mtla_s2", "mtla_s3", "mtla_s4", "mqa", "gqa2", "gqa4")
-ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset", "prev")
+ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset", "prev", "mla_layers")
 FLAGS = ("ref", "offset")  # ablations without a value
 MERGES = ("learned", "random", "one", "mean")
 
@@ -103,6 +107,11 @@ def parse_variant(spec: str) -> dict:
         raise SystemExit(f"variant {spec!r}: prev replaces the module (no ref, no offset gain)")
     if "prev" in out and not (out["prev"].isdigit() and int(out["prev"]) >= 1):
         raise SystemExit(f"variant {spec!r}: prev=N needs a whole number N >= 1")
+    if "mla_layers" in out:
+        if not name.startswith("mtla") or {"ref", "prev"} & out.keys():
+            raise SystemExit(f"variant {spec!r}: mla_layers applies to mtla_* (no ref, no prev)")
+        if not all(part.isdigit() for part in out["mla_layers"].split(",")):
+            raise SystemExit(f"variant {spec!r}: mla_layers takes layer numbers joined by commas")
     return out
 
 
@@ -185,6 +194,7 @@ def curve_path(out, spec: str, seed: int) -> Path:
 
 
 def build_model(variant: dict, args, seed: int):
+    from espnet2_mtla.attention import build_attention
     from espnet2_mtla.model.decoder import DecoderOnlyStack
 
     attn, kwargs = attention_conf(variant)
@@ -192,12 +202,20 @@ def build_model(variant: dict, args, seed: int):
     model = DecoderOnlyStack(args.vocab if args.tokens == "bpe" else 256, d_model=args.d_model, num_heads=args.heads,
                              num_layers=args.layers, ffn_dim=4 * args.d_model, dropout=0.0,
                              attention=attn, attention_conf=kwargs)
+    mla_layers = [int(i) for i in variant["mla_layers"].split(",")] if "mla_layers" in variant else []
+    if any(i >= args.layers for i in mla_layers):
+        raise SystemExit(f"mla_layers {variant['mla_layers']}: the probe has {args.layers} layers")
+    mla_conf = {k: v for k, v in kwargs.items() if k not in ("down_rate", "offset_gain")}
+    for i in mla_layers:  # MLA at the same sizes (built after the stack: its own weights)
+        model.layers[i].attn = build_attention("mla", args.d_model, args.heads, **mla_conf)
     merge = variant.get("merge", "learned")
     if merge == "mean":  # once for all layers (it patches the function mtla.py calls)
         from espnet2_mtla.attention import mtla
         mtla.merge_chunks = running_mean(mtla.merge_chunks)
-    for layer in model.layers:
+    for number, layer in enumerate(model.layers):
         module = layer.attn
+        if number in mla_layers:
+            continue
         if merge == "random":
             module.hypernet_down.fc_p.reset_parameters()
         elif merge == "one":

@@ -170,3 +170,22 @@ def test_previous_tokens_ablation_adds_the_tokens_before_each_query():
     with pytest.raises(ValueError, match="unpadded"):
         lm_probe.PreviousTokensModule(ours, 1)(x, x, position=positions,
                                                key_padding_mask=torch.zeros(2, 9, dtype=bool))
+
+
+def test_mla_layers_ablation_unmerges_the_listed_layers_only():
+    from argparse import Namespace
+
+    from espnet2_mtla.attention.mla import MultiHeadLatentAttention
+
+    lm_probe = probe()
+    args = Namespace(tokens="bytes", vocab=256, d_model=32, heads=2, layers=3)
+    model = lm_probe.build_model(lm_probe.parse_variant("mtla_s2+mla_layers=0,2"), args, seed=1)
+    kinds = [type(layer.attn) is MultiHeadLatentAttention for layer in model.layers]
+    assert kinds == [True, False, True]
+    assert model.layers[1].attn.down_rate == 2
+    assert model.layers[0].attn.kv_lora_rank == model.layers[1].attn.kv_lora_rank == 128
+    for bad in ("mla+mla_layers=0", "mtla_s2+mla_layers=a", "mtla_s2+mla_layers=0+ref"):
+        with pytest.raises(SystemExit, match="mla_layers"):
+            lm_probe.parse_variant(bad)
+    with pytest.raises(SystemExit, match="3 layers"):
+        lm_probe.build_model(lm_probe.parse_variant("mtla_s2+mla_layers=3"), args, seed=1)
