@@ -13,7 +13,7 @@ MHA's flash kernel at width 64 in brackets):
 ``efficient``, ``cudnn``: SDPA's memory-efficient and cuDNN kernels with values of 64
 (``-`` where the backend refuses the shapes);
 ``flex``: compiled FlexAttention with values of 64 and the causal block mask
-(``kernels/causal_flex.py``, the mask built once per shape as a stack call shares it).
+(``kernels/causal_flex.py``, the mask built once per shape, outside the timing).
 The arithmetic bound beside them: (4 x 96 + 3 x 64) / (7 x 64) = 1.29 for fwd + bwd
 (S = QK^T twice, dQ, dK over 96 columns; PV, dP, dV over 64) and 1.5 with the values
 padded.

@@ -23,7 +23,9 @@ def causal_mask_mod(b, h, q_idx, kv_idx):
 
 def causal_block_mask(length: int, device):
     """FlexAttention's BlockMask of causal attention over ``length`` queries and keys,
-    batch and heads broadcast (one per row length: the layers of a stack call share it)."""
+    batch and heads broadcast (one per row length). Layers share it through ``layouts``
+    where their caller passes one (a model compiled whole); ``DecoderOnlyStack``'s own
+    compiled layers pass none, so there each layer builds its own inside the graph."""
     from torch.nn.attention.flex_attention import BlockMask
 
     tiles = -(-length // FLEX_BLOCK)
@@ -40,5 +42,5 @@ def causal_block_mask(length: int, device):
 def causal_flex_attention(q, k, v, scale: float, block_mask):
     """softmax(scale q k^T, causal) v through compiled FlexAttention: q, k (B, H, T, d_qk),
     v (B, H, T, d_v) with d_v of its own; ``block_mask``: ``causal_block_mask(T)`` (the
-    layers of a stack call share one). Returns (B, H, T, d_v)."""
+    layers of a call may share one). Returns (B, H, T, d_v)."""
     return compiled_flex_attention()(q, k, v, block_mask=block_mask, scale=scale)
