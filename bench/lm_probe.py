@@ -28,6 +28,18 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
     mtla_s2+merge=one     no hyper-network: w = 1 (plain sum of the chunk's latents)
     mtla_s2+merge=mean    learned weights, merged latent divided by the number of tokens
                           merged so far (a running weighted mean instead of a sum)
+    mtla_s2+merge=channel a weight per latent channel instead of one per token:
+                          w_j = sigmoid(W_o((W_c PE) * (W_p c_j))) (r numbers; W_o starts
+                          at zero, so every weight starts at 0.5, W_p at nn.Linear's
+                          random start): a chunk can keep each of its tokens in channels
+                          of its own, chosen by content (offset gain's gains are fixed)
+    mtla_s2+pe=position   what the merge hyper-network's position encoding PE encodes:
+                          chunk (the module's: floor(p / s), every token of a chunk alike),
+                          position (p: the weight may depend on the offset in the chunk),
+                          offset (p mod s only, nothing absolute), none (PE(0) for all: a
+                          learned constant, the weight from the latent's content alone)
+    mtla_s2+norm=rms      each merged column RMS-normalised over its r channels (no gain;
+                          a chunk's latent at one token's scale whatever its weights sum to)
     mtla_s2+offset        a learned gain per offset in the chunk on the normalised latent
                           (attention_conf offset_gain: a merged chunk can keep its tokens
                           in different channels)
@@ -75,9 +87,12 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTENTIONS = ("mha", "mla", "mtla_s2", "mtla_s3", "mtla_s4", "mqa", "gqa2", "gqa4")
-ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset", "prev", "mla_layers")
+ABLATIONS = ("lr", "warmup", "rope", "rank", "merge", "ref", "offset", "prev", "mla_layers",
+             "pe", "norm")
 FLAGS = ("ref", "offset")  # ablations without a value
-MERGES = ("learned", "random", "one", "mean")
+MERGES = ("learned", "random", "one", "mean", "channel")
+ENCODINGS = ("chunk", "position", "offset", "none")  # pe=: what PE of the hyper-network encodes
+NORMS = ("rms",)
 
 
 def parse_variant(spec: str) -> dict:
@@ -92,13 +107,21 @@ def parse_variant(spec: str) -> dict:
             raise SystemExit(f"variant {spec!r}: unknown ablation {key!r}; known: {ABLATIONS}")
         if key == "merge" and value not in MERGES:
             raise SystemExit(f"variant {spec!r}: merge={value!r} is not one of {MERGES}")
+        if key == "pe" and value not in ENCODINGS:
+            raise SystemExit(f"variant {spec!r}: pe={value!r} is not one of {ENCODINGS}")
+        if key == "norm" and value not in NORMS:
+            raise SystemExit(f"variant {spec!r}: norm={value!r} is not one of {NORMS}")
         if key in FLAGS and value:
             raise SystemExit(f"variant {spec!r}: {key} takes no value")
         if key not in FLAGS and not value:
             raise SystemExit(f"variant {spec!r}: {key} needs a value ({key}=...)")
         out[key] = value if key not in FLAGS else True
-    if not name.startswith("mtla") and ({"merge", "ref", "offset"} & out.keys()):
-        raise SystemExit(f"variant {spec!r}: merge/ref/offset apply to mtla_* only")
+    if not name.startswith("mtla") and ({"merge", "ref", "offset", "pe", "norm"} & out.keys()):
+        raise SystemExit(f"variant {spec!r}: merge/ref/offset/pe/norm apply to mtla_* only")
+    if {"ref", "prev"} & out.keys() and {"pe", "norm"} & out.keys():
+        raise SystemExit(f"variant {spec!r}: pe/norm change our module (no ref, no prev)")
+    if out.get("merge") in ("one", "random", "mean") and "pe" in out:
+        raise SystemExit(f"variant {spec!r}: pe applies to the learned or channel merge")
     if not name.startswith(("mtla", "mla")) and "prev" in out:
         raise SystemExit(f"variant {spec!r}: prev applies to mla and mtla_* only")
     if {"ref", "offset"} <= out.keys():
@@ -212,6 +235,9 @@ def build_model(variant: dict, args, seed: int):
     if merge == "mean":  # once for all layers (it patches the function mtla.py calls)
         from espnet2_mtla.attention import mtla
         mtla.merge_chunks = running_mean(mtla.merge_chunks)
+    if variant.get("norm") == "rms":  # (likewise once)
+        from espnet2_mtla.attention import mtla
+        mtla.merge_chunks = rms_normalised(mtla.merge_chunks)
     for number, layer in enumerate(model.layers):
         module = layer.attn
         if number in mla_layers:
@@ -221,6 +247,12 @@ def build_model(variant: dict, args, seed: int):
         elif merge == "one":
             module.hypernet_down.forward = lambda latent, positions, layouts=None: (
                 latent.new_ones(latent.shape[:-1] + (1,)))
+        elif merge == "channel":
+            module.hypernet_down = ChannelMergeWeights(module.hypernet_down)
+        if "pe" in variant:
+            module.hypernet_down.encoding = variant["pe"]
+            if merge != "channel":
+                module.hypernet_down.forward = ScalarMergeWeights(module.hypernet_down).forward
         if variant.get("ref"):
             layer.attn = ReferenceModule(module)
         elif variant.get("prev"):
@@ -237,6 +269,57 @@ def running_mean(merge_chunks):
         count = (positions % rate + 1).to(columns.dtype)  # (B, T)
         return (columns / count[..., None], *rest)
     return wrapped
+
+
+def rms_normalised(merge_chunks):
+    """Wrap ``merge_chunks`` so each column is RMS-normalised over its channels (no gain)."""
+    def wrapped(latent, k_pe, positions, padding, carry, rate, *more, **options):
+        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate, *more,
+                                      **options)
+        return (F.rms_norm(columns, columns.shape[-1:], eps=1e-6), *rest)
+    return wrapped
+
+
+def merge_position_encoding(hypernet, latent, positions):
+    """(B, T, r): PE of what ``hypernet.encoding`` names (chunk: the module's own)."""
+    from espnet2_mtla.attention.mtla import sinusoidal_embedding
+
+    encoding, s = getattr(hypernet, "encoding", "chunk"), hypernet.down_rate
+    index = {"chunk": lambda: torch.div(positions, s, rounding_mode="floor"),
+             "position": lambda: positions, "offset": lambda: positions % s,
+             "none": lambda: torch.zeros_like(positions)}[encoding]()
+    return sinusoidal_embedding(index, hypernet.kv_lora_rank).to(latent.dtype)
+
+
+class ScalarMergeWeights:
+    """The module's weight w_j = sigmoid((W_c PE) . (W_p c_j)) with PE per ``pe=``."""
+
+    def __init__(self, hypernet):
+        self.hypernet = hypernet
+
+    def forward(self, latent, positions, layouts=None):  # -> (B, T, 1)
+        net = self.hypernet
+        embedding = merge_position_encoding(net, latent, positions)
+        return torch.sigmoid((net.fc_c(embedding) * net.fc_p(latent)).sum(-1, keepdim=True))
+
+
+class ChannelMergeWeights(torch.nn.Module):
+    """merge=channel: w_j = sigmoid(W_o((W_c PE) * (W_p c_j))), (B, T, r): one weight per
+    latent channel. W_c from the module's hyper-network; W_p re-drawn at nn.Linear's
+    random start (with W_o at zero both would get no gradient); W_o (r/4 -> r) at zero."""
+
+    def __init__(self, hypernet):
+        super().__init__()
+        self.fc_c, self.fc_p = hypernet.fc_c, hypernet.fc_p
+        self.fc_p.reset_parameters()
+        self.down_rate, self.kv_lora_rank = hypernet.down_rate, hypernet.kv_lora_rank
+        self.fc_o = torch.nn.Linear(self.fc_p.out_features, self.kv_lora_rank)
+        torch.nn.init.zeros_(self.fc_o.weight)
+        torch.nn.init.zeros_(self.fc_o.bias)
+
+    def forward(self, latent, positions, layouts=None):  # -> (B, T, r)
+        embedding = merge_position_encoding(self, latent, positions)
+        return torch.sigmoid(self.fc_o(self.fc_c(embedding) * self.fc_p(latent)))
 
 
 class ReferenceModule(torch.nn.Module):

@@ -189,3 +189,48 @@ def test_mla_layers_ablation_unmerges_the_listed_layers_only():
             lm_probe.parse_variant(bad)
     with pytest.raises(SystemExit, match="3 layers"):
         lm_probe.build_model(lm_probe.parse_variant("mtla_s2+mla_layers=3"), args, seed=1)
+
+
+def test_merge_ablations_change_only_the_merge_weights_and_columns(monkeypatch):
+    """merge=channel starts where the module starts (every weight 0.5) and then weighs
+    each channel apart; pe= changes what the weight sees of a token's position; norm=rms
+    normalises every merged column once, whatever the depth."""
+    from argparse import Namespace
+
+    import torch
+    from espnet2_mtla.attention import mtla
+
+    lm_probe = probe()
+    monkeypatch.setattr(mtla, "merge_chunks", mtla.merge_chunks)  # restored after the test
+    args = Namespace(tokens="bytes", vocab=256, d_model=32, heads=2, layers=2)
+    rows = torch.randint(0, 256, (2, 12))
+    plain = lm_probe.build_model(lm_probe.parse_variant("mtla_s2"), args, seed=3)
+    channel = lm_probe.build_model(lm_probe.parse_variant("mtla_s2+merge=channel"), args, seed=3)
+    torch.testing.assert_close(lm_probe.next_token_logits(channel, rows)[0],
+                               lm_probe.next_token_logits(plain, rows)[0])  # w = 0.5 both
+    net = channel.layers[0].attn.hypernet_down
+    torch.nn.init.normal_(net.fc_o.weight)
+    latent, positions = torch.randn(2, 12, 128), torch.arange(12).expand(2, 12)
+    weights = net(latent, positions)
+    assert weights.shape == (2, 12, 128) and weights.std(-1).min() > 0.05
+    assert sum(p.numel() for p in channel.parameters()) - sum(
+        p.numel() for p in plain.parameters()) == 2 * (32 * 128 + 128)  # fc_o per layer
+
+    same = latent[:, :1].expand(2, 12, 128)  # one latent at every position
+    for encoding, differs_in_chunk in (("chunk", False), ("position", True),
+                                       ("offset", True), ("none", False)):
+        model = lm_probe.build_model(lm_probe.parse_variant(f"mtla_s2+pe={encoding}"), args, 3)
+        net = model.layers[1].attn.hypernet_down
+        torch.nn.init.normal_(net.fc_p.weight, std=0.05)  # (sigmoid unsaturated)
+        w = net(same, positions)[0, :, 0]  # (T,)
+        assert ((w[0] - w[1]).abs() > 1e-6) == differs_in_chunk, encoding
+        assert ((w[0] - w[2]).abs() > 1e-6) == (encoding in ("chunk", "position")), encoding
+
+    lm_probe.build_model(lm_probe.parse_variant("mtla_s2+norm=rms"), args, seed=3)
+    columns = mtla.merge_chunks(torch.randn(1, 6, 8) * 5, torch.randn(1, 6, 4),
+                                torch.arange(6)[None], None, None, 2)[0]
+    torch.testing.assert_close(columns.pow(2).mean(-1), torch.ones(1, 6), atol=1e-4, rtol=0)
+    for bad in ("mha+pe=position", "mtla_s2+pe=x", "mtla_s2+norm=ln", "mla+norm=rms",
+                "mtla_s2+merge=one+pe=none", "mtla_s2+ref+pe=offset", "mtla_s2+prev=1+norm=rms"):
+        with pytest.raises(SystemExit):
+            lm_probe.parse_variant(bad)
