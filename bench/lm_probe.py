@@ -32,7 +32,9 @@ rope 32, nope/value 64) with optional ablations joined by ``+``:
                           w_j = sigmoid(W_o((W_c PE) * (W_p c_j))) (r numbers; W_o starts
                           at zero, so every weight starts at 0.5, W_p at nn.Linear's
                           random start): a chunk can keep each of its tokens in channels
-                          of its own, chosen by content (offset gain's gains are fixed)
+                          of its own, chosen by content (offset gain's gains are fixed).
+                          Copying recovers, the rest hardly: s=2 +2.9 % against +3.8 %
+                          (bench/results/h200_2026-12-03_s31)
     mtla_s2+pe=position   what the merge hyper-network's position encoding PE encodes:
                           chunk (the module's: floor(p / s), every token of a chunk alike),
                           position (p: the weight may depend on the offset in the chunk),
