@@ -234,12 +234,12 @@ def build_model(variant: dict, args, seed: int):
     for i in mla_layers:  # MLA at the same sizes (built after the stack: its own weights)
         model.layers[i].attn = build_attention("mla", args.d_model, args.heads, **mla_conf)
     merge = variant.get("merge", "learned")
-    if merge == "mean":  # once for all layers (it patches the function mtla.py calls)
-        from espnet2_mtla.attention import mtla
-        mtla.merge_chunks = running_mean(mtla.merge_chunks)
-    if variant.get("norm") == "rms":  # (likewise once)
-        from espnet2_mtla.attention import mtla
-        mtla.merge_chunks = rms_normalised(mtla.merge_chunks)
+    # merge=mean, norm=rms: once for all layers (they patch the function mtla.py calls)
+    from espnet2_mtla.attention import mtla
+    if merge == "mean":
+        mtla.merge_chunks = with_columns_changed(mtla.merge_chunks, running_mean)
+    if variant.get("norm") == "rms":
+        mtla.merge_chunks = with_columns_changed(mtla.merge_chunks, rms_normalised)
     for number, layer in enumerate(model.layers):
         module = layer.attn
         if number in mla_layers:
@@ -250,11 +250,10 @@ def build_model(variant: dict, args, seed: int):
             module.hypernet_down.forward = lambda latent, positions, layouts=None: (
                 latent.new_ones(latent.shape[:-1] + (1,)))
         elif merge == "channel":
-            module.hypernet_down = ChannelMergeWeights(module.hypernet_down)
-        if "pe" in variant:
-            module.hypernet_down.encoding = variant["pe"]
-            if merge != "channel":
-                module.hypernet_down.forward = ScalarMergeWeights(module.hypernet_down).forward
+            module.hypernet_down = ChannelMergeWeights(module.hypernet_down,
+                                                       variant.get("pe", "chunk"))
+        if "pe" in variant and merge != "channel":
+            module.hypernet_down.forward = with_encoding(module.hypernet_down, variant["pe"])
         if variant.get("ref"):
             layer.attn = ReferenceModule(module)
         elif variant.get("prev"):
@@ -262,65 +261,65 @@ def build_model(variant: dict, args, seed: int):
     return model
 
 
-def running_mean(merge_chunks):
-    """Wrap ``merge_chunks`` so each column is divided by the tokens merged into it
-    (patched where mtla.py calls it: each variant trains in its own process)."""
+def with_columns_changed(merge_chunks, change):
+    """Wrap ``merge_chunks`` so its columns (B, T, r) become change(columns, positions,
+    rate) (patched where mtla.py calls it: each variant trains in its own process)."""
     def wrapped(latent, k_pe, positions, padding, carry, rate, *more, **options):
         columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate, *more,
                                       **options)
-        count = (positions % rate + 1).to(columns.dtype)  # (B, T)
-        return (columns / count[..., None], *rest)
+        return (change(columns, positions, rate), *rest)
     return wrapped
 
 
-def rms_normalised(merge_chunks):
-    """Wrap ``merge_chunks`` so each column is RMS-normalised over its channels (no gain)."""
-    def wrapped(latent, k_pe, positions, padding, carry, rate, *more, **options):
-        columns, *rest = merge_chunks(latent, k_pe, positions, padding, carry, rate, *more,
-                                      **options)
-        return (F.rms_norm(columns, columns.shape[-1:], eps=1e-6), *rest)
-    return wrapped
+def running_mean(columns, positions, rate):
+    """merge=mean: each column divided by the tokens merged into it."""
+    count = (positions % rate + 1).to(columns.dtype)  # (B, T)
+    return columns / count[..., None]
 
 
-def merge_position_encoding(hypernet, latent, positions):
-    """(B, T, r): PE of what ``hypernet.encoding`` names (chunk: the module's own)."""
-    from espnet2_mtla.attention.mtla import sinusoidal_embedding
-
-    encoding, s = getattr(hypernet, "encoding", "chunk"), hypernet.down_rate
-    index = {"chunk": lambda: torch.div(positions, s, rounding_mode="floor"),
-             "position": lambda: positions, "offset": lambda: positions % s,
-             "none": lambda: torch.zeros_like(positions)}[encoding]()
-    return sinusoidal_embedding(index, hypernet.kv_lora_rank).to(latent.dtype)
+def rms_normalised(columns, positions, rate):
+    """norm=rms: each column RMS-normalised over its channels (no gain)."""
+    return F.rms_norm(columns, columns.shape[-1:], eps=1e-6)
 
 
-class ScalarMergeWeights:
-    """The module's weight w_j = sigmoid((W_c PE) . (W_p c_j)) with PE per ``pe=``."""
+def encoded_index(positions, down_rate: int, encoding: str):
+    """(B, T): the index whose PE the merge hyper-network sees under pe=``encoding``
+    (chunk: the module's own, floor(p / s))."""
+    return {"chunk": lambda: torch.div(positions, down_rate, rounding_mode="floor"),
+            "position": lambda: positions, "offset": lambda: positions % down_rate,
+            "none": lambda: torch.zeros_like(positions)}[encoding]()
 
-    def __init__(self, hypernet):
-        self.hypernet = hypernet
 
-    def forward(self, latent, positions, layouts=None):  # -> (B, T, 1)
-        net = self.hypernet
-        embedding = merge_position_encoding(net, latent, positions)
-        return torch.sigmoid((net.fc_c(embedding) * net.fc_p(latent)).sum(-1, keepdim=True))
+def with_encoding(hypernet, encoding: str):
+    """The module's own merge weight (its forward) with PE of ``encoded_index``: positions
+    are mapped to index * s, whose chunk floor(. / s) is the index. No ``layouts``: they
+    would share the chunks' PE of the unmapped positions between layers."""
+    forward, s = hypernet.forward, hypernet.down_rate
+    return lambda latent, positions, layouts=None: forward(
+        latent, encoded_index(positions, s, encoding) * s)
 
 
 class ChannelMergeWeights(torch.nn.Module):
     """merge=channel: w_j = sigmoid(W_o((W_c PE) * (W_p c_j))), (B, T, r): one weight per
-    latent channel. W_c from the module's hyper-network; W_p re-drawn at nn.Linear's
-    random start (with W_o at zero both would get no gradient); W_o (r/4 -> r) at zero."""
+    latent channel, PE of ``encoded_index`` (pe=). W_c from the module's hyper-network;
+    W_p re-drawn at nn.Linear's random start (with W_o at zero both would get no
+    gradient); W_o (r/4 -> r) at zero."""
 
-    def __init__(self, hypernet):
+    def __init__(self, hypernet, encoding: str = "chunk"):
         super().__init__()
         self.fc_c, self.fc_p = hypernet.fc_c, hypernet.fc_p
         self.fc_p.reset_parameters()
         self.down_rate, self.kv_lora_rank = hypernet.down_rate, hypernet.kv_lora_rank
+        self.encoding = encoding
         self.fc_o = torch.nn.Linear(self.fc_p.out_features, self.kv_lora_rank)
         torch.nn.init.zeros_(self.fc_o.weight)
         torch.nn.init.zeros_(self.fc_o.bias)
 
     def forward(self, latent, positions, layouts=None):  # -> (B, T, r)
-        embedding = merge_position_encoding(self, latent, positions)
+        from espnet2_mtla.attention.mtla import sinusoidal_embedding
+
+        index = encoded_index(positions, self.down_rate, self.encoding)
+        embedding = sinusoidal_embedding(index, self.kv_lora_rank).to(latent.dtype)
         return torch.sigmoid(self.fc_o(self.fc_c(embedding) * self.fc_p(latent)))
 
 
